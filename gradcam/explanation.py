@@ -1,0 +1,67 @@
+"""Explanation objects: what Grad-CAM found for one image."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class TargetExplanation:
+    """The Grad-CAM map of one target class.
+
+    Attributes:
+        target: the class index explained.
+        name: the class name, or ``None`` when the model's class names are unknown.
+        score: the explained score ``y_c`` (the pre-softmax logit when the model ends in a
+            softmax, unless ``score="output"`` was asked for).
+        proba: the model's softmax probability for the class, or ``None`` when the model
+            does not end in a softmax.
+        heatmap: float32 array ``(h, w)`` in [0, 1] at the layer's resolution.
+    """
+
+    target: int
+    name: str | None
+    score: float
+    proba: float | None
+    heatmap: np.ndarray = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        """``"282 (tiger cat)"``, or just the index when the name is unknown."""
+        return f"{self.target} ({self.name})" if self.name else str(self.target)
+
+
+@dataclass
+class Explanation:
+    """Grad-CAM's explanation of one image: the image, the layer and one map per target.
+
+    In a notebook an ``Explanation`` displays as its overlay
+    (:func:`gradcam.format_as_image`).
+
+    Attributes:
+        image: the input as an RGB ``PIL.Image``.
+        targets: one :class:`TargetExplanation` per explained class, in the order asked.
+        layer: the path of the explained layer (``"outer/inner"`` inside nested models).
+    """
+
+    image: Image.Image = field(repr=False)
+    targets: list[TargetExplanation]
+    layer: str
+
+    @property
+    def heatmap(self) -> Image.Image:
+        """The first target's map as a grayscale (``"L"``) PIL image, at the layer's resolution."""
+        from gradcam.render import heatmap_to_image
+
+        return heatmap_to_image(self.targets[0].heatmap)
+
+    def _repr_png_(self) -> bytes:
+        from gradcam.render import format_as_image
+
+        buffer = io.BytesIO()
+        format_as_image(self).save(buffer, format="PNG")
+        return buffer.getvalue()

@@ -1,0 +1,200 @@
+"""Rendering heatmaps: grayscale images, resizing, colour overlays and figure grids.
+
+Pure array / image functions with checked ranges; nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+from PIL import Image
+
+
+def check_heatmap(heatmap, name: str = "heatmap") -> np.ndarray:
+    """Return ``heatmap`` as a float array after checking its values lie in [0, 1].
+
+    Raises:
+        ValueError: NaN values or values outside [0, 1].
+    """
+    array = np.asarray(heatmap, dtype=np.float64)
+    if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
+        finite = array[np.isfinite(array)]
+        found = f"values from {finite.min()} to {finite.max()}" if finite.size else "no finite values"
+        nans = int(array.size - finite.size)
+        raise ValueError(
+            f"{name} values must lie in [0, 1]; got {found}"
+            + (f" and {nans} NaN or infinite values." if nans else ".")
+        )
+    return array
+
+
+def heatmap_to_image(heatmap) -> Image.Image:
+    """Convert a heatmap with values in [0, 1] to a PIL image.
+
+    Values are scaled to 0..255 and rounded.
+
+    Args:
+        heatmap: array ``(h, w)``, ``(h, w, 3)`` or ``(h, w, 4)`` with values in [0, 1].
+
+    Returns:
+        A PIL image in mode ``"L"``, ``"RGB"`` or ``"RGBA"`` respectively.
+
+    Raises:
+        ValueError: values outside [0, 1], or another shape.
+
+    Example:
+        >>> heatmap_to_image(np.array([[0.0, 1.0]])).getpixel((1, 0))
+        255
+    """
+    array = check_heatmap(heatmap)
+    modes = {2: "L", 3: {3: "RGB", 4: "RGBA"}}
+    mode = modes.get(array.ndim)
+    if isinstance(mode, dict):
+        mode = mode.get(array.shape[-1])
+    if mode is None:
+        raise ValueError(
+            f"heatmap must have shape (h, w), (h, w, 3) or (h, w, 4); got shape {array.shape}."
+        )
+    return Image.fromarray(np.round(array * 255).astype(np.uint8), mode=mode)
+
+
+def expand_heatmap(heatmap, image: Image.Image, resampling_filter=Image.LANCZOS) -> Image.Image:
+    """Resize a heatmap to the size of ``image``.
+
+    Args:
+        heatmap: array ``(h, w)`` with values in [0, 1].
+        image: the PIL image whose size to take.
+        resampling_filter: a Pillow resampling filter. Defaults to ``Image.LANCZOS``.
+
+    Returns:
+        A grayscale (``"L"``) PIL image of ``image.size``.
+
+    Raises:
+        ValueError: heatmap values outside [0, 1].
+    """
+    return heatmap_to_image(heatmap).resize(image.size, resample=resampling_filter)
+
+
+def _alpha_limit(alpha_limit) -> float:
+    try:
+        value = float(alpha_limit)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha_limit must be a number; got {alpha_limit!r}.") from None
+    if 0 <= value <= 1:
+        return value
+    if 1 < value <= 255:
+        return value / 255.0
+    raise ValueError(
+        f"alpha_limit must be a fraction in [0, 1] (or a byte value in 0..255); got {alpha_limit!r}."
+    )
+
+
+def colorize(heat: np.ndarray, colormap=matplotlib.cm.viridis, alpha_limit=0.65) -> Image.Image:
+    """Colour a heatmap and make its opacity follow the heat.
+
+    Args:
+        heat: array ``(h, w)`` in [0, 1].
+        colormap: a matplotlib colormap or its name. Defaults to viridis.
+        alpha_limit: the largest opacity, a fraction in [0, 1] (a value in (1, 255] is read
+            on the byte scale). Defaults to ``0.65``.
+
+    Returns:
+        An RGBA PIL image: RGB from the colormap, alpha ``min(heat, alpha_limit)``.
+
+    Raises:
+        ValueError: values outside [0, 1], an unknown colormap name or a bad ``alpha_limit``.
+    """
+    heat = check_heatmap(heat)
+    limit = _alpha_limit(alpha_limit)
+    if isinstance(colormap, str):
+        try:
+            colormap = matplotlib.colormaps[colormap]
+        except KeyError:
+            raise ValueError(f"Unknown matplotlib colormap {colormap!r}.") from None
+    rgba = np.asarray(colormap(heat), dtype=np.float64)
+    rgba[..., 3] = np.minimum(heat, limit)
+    return Image.fromarray(np.round(rgba * 255).astype(np.uint8), mode="RGBA")
+
+
+def format_as_image(
+    expl,
+    resampling_filter=Image.LANCZOS,
+    colormap=matplotlib.cm.viridis,
+    alpha_limit=0.65,
+    target: int = 0,
+) -> Image.Image:
+    """Overlay an explanation's heatmap on its image.
+
+    The heatmap is resized to the image (:func:`expand_heatmap`), coloured with
+    ``colormap``, given an opacity equal to the heat capped at ``alpha_limit``, and
+    alpha-composited on the image.
+
+    Args:
+        expl: an :class:`~gradcam.Explanation`.
+        resampling_filter: Pillow filter used to resize the heatmap. Defaults to
+            ``Image.LANCZOS``.
+        colormap: a matplotlib colormap or its name. Defaults to ``matplotlib.cm.viridis``.
+        alpha_limit: the largest opacity of the overlay, a fraction in [0, 1]; values in
+            (1, 255] are read on the byte scale (``255.`` means fully opaque). Defaults to
+            ``0.65``.
+        target: which of ``expl.targets`` to draw (its position). Defaults to ``0``.
+
+    Returns:
+        An RGBA PIL image of the size of ``expl.image``.
+
+    Raises:
+        ValueError: ``alpha_limit`` outside [0, 255], an unknown colormap name, or no
+            target at position ``target``.
+
+    Example:
+        >>> overlay = format_as_image(expl, alpha_limit=255., colormap=matplotlib.cm.cividis)
+    """
+    if not 0 <= target < len(expl.targets):
+        raise ValueError(f"target must be a position in 0..{len(expl.targets) - 1}; got {target!r}.")
+    heat = expand_heatmap(expl.targets[target].heatmap, expl.image, resampling_filter)
+    overlay = colorize(np.asarray(heat) / 255.0, colormap, alpha_limit)
+    return Image.alpha_composite(expl.image.convert("RGBA"), overlay)
+
+
+def plot_explanations(explanations, titles=None, ncols: int = 4, size: float = 3.0, **format_kwargs):
+    """Draw overlays of several explanations in a grid, with titles.
+
+    Handy for comparing layers, targets or models side by side.
+
+    Args:
+        explanations: a list of :class:`~gradcam.Explanation`.
+        titles: one title per explanation; ``None`` uses ``"layer\\nlabel (score)"``.
+            Defaults to ``None``.
+        ncols: panels per row. Defaults to ``4``.
+        size: the side of one panel in inches. Defaults to ``3.0``.
+        **format_kwargs: passed to :func:`format_as_image` (``colormap``, ``alpha_limit``...).
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: no explanations, or ``titles`` of another length.
+    """
+    import matplotlib.pyplot as plt
+
+    explanations = list(explanations)
+    if not explanations:
+        raise ValueError("plot_explanations needs at least one explanation.")
+    if titles is None:
+        titles = [
+            f"{e.layer}\n{e.targets[0].label}"
+            + (f" p={e.targets[0].proba:.2f}" if e.targets[0].proba is not None else "")
+            for e in explanations
+        ]
+    if len(titles) != len(explanations):
+        raise ValueError(f"titles has {len(titles)} entries for {len(explanations)} explanations.")
+    ncols = max(1, min(ncols, len(explanations)))
+    nrows = -(-len(explanations) // ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, expl, title in zip(axes.flat, explanations, titles):
+        ax.imshow(format_as_image(expl, **format_kwargs))
+        ax.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,96 @@
+"""Layer selection: automatic, by name, path, index or object, in every model kind."""
+
+import keras
+import pytest
+
+from conftest import make_nested, make_sequential
+from gradcam import GradCAM
+from gradcam.layers import find_layer, spatial_layers
+
+
+def test_automatic_choice_is_last_4d_layer(two_conv):
+    assert find_layer(two_conv).path == "conv2"
+    assert [ref.path for ref in spatial_layers(two_conv)] == ["conv1", "conv2"]
+
+
+def test_by_name_index_and_object(two_conv):
+    conv1 = two_conv.get_layer("conv1")
+    assert find_layer(two_conv, "conv1").layer is conv1
+    assert find_layer(two_conv, 1).layer is conv1
+    assert find_layer(two_conv, -4).layer is conv1
+    assert find_layer(two_conv, conv1).path == "conv1"
+
+
+def test_sequential():
+    model = make_sequential()
+    assert find_layer(model).path == "conv"
+    assert find_layer(model, 0).path == "conv"
+
+
+def test_nested_model_by_leaf_name_path_and_automatic():
+    model = make_nested()
+    inner = model.get_layer("base").get_layer("conv")
+    assert find_layer(model).path == "base/conv"
+    assert find_layer(model, "conv").layer is inner
+    assert find_layer(model, "base/conv").layer is inner
+    assert find_layer(model, inner).path == "base/conv"
+    # the nested model itself, by index, is usable too: its output is 4-D
+    assert find_layer(model, 0).path == "base"
+    assert GradCAM(model, layer="base").layer == "base"
+
+
+def test_typo_lists_closest_names(two_conv):
+    with pytest.raises(ValueError, match=r"No layer named 'conv_1' in model 'two_conv'.*'conv1'"):
+        find_layer(two_conv, "conv_1")
+
+
+def test_layer_without_4d_output(two_conv):
+    with pytest.raises(ValueError, match=r"Layer 'pool' has output shape \(None, 4\).*conv1, conv2"):
+        find_layer(two_conv, "pool")
+
+
+def test_ambiguous_nested_name():
+    def block(name):
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs), name=name)
+
+    inputs = keras.Input((8, 8, 3))
+    x = block("block_a")(inputs)
+    x = block("block_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x), name="two_blocks")
+    with pytest.raises(ValueError, match=r"'conv' is ambiguous.*block_a/conv, block_b/conv"):
+        find_layer(model, "conv")
+    assert find_layer(model, "block_b/conv").layer is model.get_layer("block_b").get_layer("conv")
+    assert find_layer(model).path == "block_b/conv"
+
+
+def test_index_out_of_range_and_foreign_layer(two_conv):
+    with pytest.raises(ValueError, match="Layer index 9 is out of range: model 'two_conv' has 5 layers"):
+        find_layer(two_conv, 9)
+    with pytest.raises(ValueError, match="is not a layer of model 'two_conv'"):
+        find_layer(two_conv, keras.layers.Conv2D(1, 1, name="stranger"))
+    with pytest.raises(TypeError, match="layer must be None, a layer name"):
+        find_layer(two_conv, 1.5)
+
+
+def test_model_without_usable_layer():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="mlp")
+    with pytest.raises(ValueError, match="Model 'mlp' has no layer usable for Grad-CAM"):
+        GradCAM(model)
+
+
+def test_model_with_several_outputs():
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 1)(inputs))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(x), keras.layers.Dense(3)(x)], name="two_heads")
+    with pytest.raises(ValueError, match="Model 'two_heads' has 2 outputs"):
+        GradCAM(model)
+
+
+def test_unbuilt_model_and_non_model():
+    with pytest.raises(ValueError, match="is not built"):
+        GradCAM(keras.Sequential([keras.layers.Conv2D(2, 1)], name="unbuilt"))
+    with pytest.raises(TypeError, match="model must be a keras.Model; got str"):
+        GradCAM("resnet50")
