@@ -1,8 +1,8 @@
 """What to explain: class indices, class names, or the model's top prediction.
 
-Targets are resolved to integers before the model runs. A negative integer ``-r`` stands
-for "the model's r-th best class" and is resolved inside the compiled computation, so the
-top prediction needs no extra forward pass (``TOP == -1``).
+Targets are resolved to class indices before the model runs, except the top prediction:
+it is marked ``TOP`` (-1) and resolved inside the compiled computation, so it needs no
+extra forward pass.
 """
 
 from __future__ import annotations
