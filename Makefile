@@ -1,0 +1,69 @@
+# Everything a fresh machine needs, from Python 3 and make alone.
+#   make docs   build the documentation site (executes the tutorials) into _build/html
+#   make test   unit tests, the tutorials under nbval, and the docs build (warnings = errors)
+#   make notebooks   execute the tutorials and store their outputs (nbval's reference)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+NOTEBOOKS := $(wildcard tutorials/*.ipynb)
+SANITIZE  := tutorials/sanitize.cfg
+
+# nbsphinx converts the notebooks' Markdown with pandoc, which the pypandoc-binary wheel
+# (docs extra) bundles in pypandoc/files/. Expanded when a recipe runs, after the venv exists.
+PANDOC_DIR = $(shell $(PY) -c 'import os, pypandoc; print(os.path.join(os.path.dirname(pypandoc.__file__), "files"))')
+# -E: read every source again, so notebooks and docstrings never come from a stale cache.
+SPHINXOPTS ?= -W --keep-going
+SPHINX = PATH="$(PANDOC_DIR):$$PATH" $(PY) -m sphinx $(SPHINXOPTS) -E -d _build/doctrees -b html . _build/html
+
+.PHONY: venv test unit nbval notebooks docs docs-stored clean
+.NOTPARALLEL:
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+# Executes each notebook and compares every cell's output with the stored one.
+nbval: $(STAMP)
+ifeq ($(NOTEBOOKS),)
+	@echo "nbval: no notebooks in tutorials/ yet, nothing to check"
+else
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
+endif
+
+# Executes the tutorials and stores their outputs in the notebooks: the reference that
+# nbval compares with. Log lines that TensorFlow's C++ code writes straight to file
+# descriptor 2 stay in the terminal, as they do under nbval and in the docs build.
+notebooks: $(STAMP)
+ifeq ($(NOTEBOOKS),)
+	@echo "notebooks: no notebooks in tutorials/ yet, nothing to execute"
+else
+	$(PY) -m nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.kernel_name=python3 \
+	    --ExecutePreprocessor.timeout=1800 \
+	    --ExecutePreprocessor.record_timing=False \
+	    '--ExecutePreprocessor.extra_arguments=["--IPKernelApp.capture_fd_output=False"]' \
+	    $(NOTEBOOKS)
+endif
+
+# The site, executing every tutorial notebook.
+docs: $(STAMP)
+	GRADCAM_DOCS_EXECUTE=always $(SPHINX)
+
+# The site from the outputs stored in the notebooks (the ones nbval has just checked).
+docs-stored: $(STAMP)
+	GRADCAM_DOCS_EXECUTE=never $(SPHINX)
+
+test: unit nbval docs-stored
+
+clean:
+	rm -rf _build
