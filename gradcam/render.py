@@ -151,20 +151,47 @@ def format_as_image(
     """
     if not 0 <= target < len(expl.targets):
         raise ValueError(f"target must be a position in 0..{len(expl.targets) - 1}; got {target!r}.")
-    heat = expand_heatmap(expl.targets[target].heatmap, expl.image, resampling_filter)
-    overlay = colorize(np.asarray(heat) / 255.0, colormap, alpha_limit)
-    return Image.alpha_composite(expl.image.convert("RGBA"), overlay)
+    return overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)
+
+
+def overlay_heatmap(image: Image.Image, heatmap, resampling_filter=Image.LANCZOS,
+                    colormap=matplotlib.cm.viridis, alpha_limit=0.65) -> Image.Image:
+    """Overlay one heatmap on an image: what :func:`format_as_image` draws.
+
+    The heatmap is resized to the image (:func:`expand_heatmap`, 256 gray levels), each
+    level is coloured as :func:`colorize` colours it, and the result is alpha-composited
+    on the image. Colouring goes through a 256-entry table, so the cost does not depend
+    on the colormap.
+
+    Args:
+        image: the PIL image to draw on (any mode; it is converted to RGBA).
+        heatmap: array ``(h, w)`` with values in [0, 1].
+        resampling_filter, colormap, alpha_limit: as for :func:`format_as_image`.
+
+    Returns:
+        An RGBA PIL image of the size of ``image``.
+
+    Raises:
+        ValueError: heatmap values outside [0, 1], an unknown colormap name or a bad
+            ``alpha_limit``.
+    """
+    heat = expand_heatmap(heatmap, image, resampling_filter)
+    levels = np.arange(256, dtype=np.float64).reshape(1, 256) / 255.0
+    table = np.asarray(colorize(levels, colormap, alpha_limit))[0]  # (256, 4) uint8
+    overlay = Image.fromarray(table[np.asarray(heat)], mode="RGBA")
+    return Image.alpha_composite(image.convert("RGBA"), overlay)
 
 
 def plot_explanations(explanations, titles=None, ncols: int = 4, size: float = 3.0, **format_kwargs):
-    """Draw overlays of several explanations in a grid, with titles.
+    """Draw overlays in a grid, with titles: one panel per explanation, or per target.
 
-    Handy for comparing layers, targets or models side by side.
+    Handy for comparing layers, models or target classes side by side.
 
     Args:
-        explanations: a list of :class:`~gradcam.Explanation`.
-        titles: one title per explanation; ``None`` uses ``"layer\\nlabel (score)"``.
-            Defaults to ``None``.
+        explanations: a list of :class:`~gradcam.Explanation` (one panel each, showing its
+            first target), or one ``Explanation`` (one panel per target).
+        titles: one title per panel; ``None`` uses the layer, the class and its
+            probability. Defaults to ``None``.
         ncols: panels per row. Defaults to ``4``.
         size: the side of one panel in inches. Defaults to ``3.0``.
         **format_kwargs: passed to :func:`format_as_image` (``colormap``, ``alpha_limit``...).
@@ -174,27 +201,34 @@ def plot_explanations(explanations, titles=None, ncols: int = 4, size: float = 3
 
     Raises:
         ValueError: no explanations, or ``titles`` of another length.
+
+    Example:
+        >>> plot_explanations([explain_prediction(model, x, layer=name) for name in layers])
     """
     import matplotlib.pyplot as plt
 
-    explanations = list(explanations)
-    if not explanations:
+    if hasattr(explanations, "targets"):
+        panels = [(explanations, k) for k in range(len(explanations.targets))]
+    else:
+        panels = [(expl, 0) for expl in explanations]
+    if not panels:
         raise ValueError("plot_explanations needs at least one explanation.")
     if titles is None:
-        titles = [
-            f"{e.layer}\n{e.targets[0].label}"
-            + (f" p={e.targets[0].proba:.2f}" if e.targets[0].proba is not None else "")
-            for e in explanations
-        ]
-    if len(titles) != len(explanations):
-        raise ValueError(f"titles has {len(titles)} entries for {len(explanations)} explanations.")
-    ncols = max(1, min(ncols, len(explanations)))
-    nrows = -(-len(explanations) // ncols)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+        titles = []
+        for expl, k in panels:
+            target = expl.targets[k]
+            proba = f" p={target.proba:.2f}" if target.proba is not None else ""
+            titles.append(f"{expl.layer}\n{target.label}{proba}")
+    if len(titles) != len(panels):
+        raise ValueError(f"titles has {len(titles)} entries for {len(panels)} panels.")
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
-    for ax, expl, title in zip(axes.flat, explanations, titles):
-        ax.imshow(format_as_image(expl, **format_kwargs))
+    for ax, (expl, k), title in zip(axes.flat, panels, titles):
+        ax.imshow(format_as_image(expl, target=k, **format_kwargs))
         ax.set_title(title, fontsize=9)
-    figure.tight_layout()
     return figure

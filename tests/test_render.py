@@ -91,10 +91,16 @@ def test_plot_explanations_grid():
     figure = plot_explanations(expls, ncols=2)
     titled = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert len(figure.axes) == 4 and titled == ["conv\n3 (three) p=0.25"] * 3
-    with pytest.raises(ValueError, match="titles has 1 entries for 3 explanations"):
+    with pytest.raises(ValueError, match="titles has 1 entries for 3 panels"):
         plot_explanations(expls, titles=["only one"])
     with pytest.raises(ValueError, match="at least one explanation"):
         plot_explanations([])
+    two_targets = explanation([[0.0, 1.0]])
+    two_targets.targets.append(TargetExplanation(5, None, 2.0, None, np.zeros((1, 2), np.float32)))
+    figure = plot_explanations(two_targets)
+    assert [ax.get_title() for ax in figure.axes] == ["conv\n3 (three) p=0.25", "conv\n5"]
+    panel = np.asarray(figure.axes[1].images[0].get_array())
+    np.testing.assert_array_equal(panel, np.asarray(format_as_image(two_targets, target=1)))
     import matplotlib.pyplot as plt
 
     plt.close("all")
