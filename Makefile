@@ -67,3 +67,10 @@ test: unit nbval docs-stored
 
 clean:
 	rm -rf _build
+
+# Times gradcam against the model's own compiled pass and against eli5 / tf-keras-vis
+# (docs/performance.rst shows its output). Installs the bench extra first.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/compare_peers.py
