@@ -102,7 +102,24 @@ def image_from_path(path, image_shape=(224, 224)) -> np.ndarray:
         ((1, 224, 224, 3), dtype('float32'))
     """
     shape = _check_image_shape(image_shape)
-    image = load_image(path)
+    return doc_from_image(load_image(path), shape)
+
+
+def doc_from_image(image: Image.Image, image_shape=(224, 224)) -> np.ndarray:
+    """Turn an RGB Pillow image into a batch of one, as :func:`image_from_path` does.
+
+    Args:
+        image: a ``PIL.Image.Image`` in mode ``"RGB"`` (e.g. from :func:`load_image`).
+        image_shape: ``(height, width)`` to resize to (bilinear), or ``None`` to keep the
+            image's size. Defaults to ``(224, 224)``.
+
+    Returns:
+        float32 array of shape ``(1, height, width, 3)``, RGB, values 0..255.
+
+    Raises:
+        ValueError: ``image_shape`` is not two positive integers.
+    """
+    shape = _check_image_shape(image_shape)
     if shape is not None and image.size != (shape[1], shape[0]):
         image = image.resize((shape[1], shape[0]), resample=Image.BILINEAR)
     return np.asarray(image, dtype=np.float32)[np.newaxis]

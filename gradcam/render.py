@@ -175,11 +175,11 @@ def overlay_heatmap(image: Image.Image, heatmap, resampling_filter=Image.LANCZOS
         ValueError: heatmap values outside [0, 1], an unknown colormap name or a bad
             ``alpha_limit``.
     """
-    heat = expand_heatmap(heatmap, image, resampling_filter)
+    heat = np.asarray(expand_heatmap(heatmap, image, resampling_filter))
     levels = np.arange(256, dtype=np.float64).reshape(1, 256) / 255.0
-    table = np.asarray(colorize(levels, colormap, alpha_limit))[0]  # (256, 4) uint8
-    overlay = Image.fromarray(table[np.asarray(heat)], mode="RGBA")
-    return Image.alpha_composite(image.convert("RGBA"), overlay)
+    table = np.ascontiguousarray(np.asarray(colorize(levels, colormap, alpha_limit))[0])
+    rgba = table.view(np.uint32)[:, 0][heat].view(np.uint8).reshape(*heat.shape, 4)  # one RGBA per level
+    return Image.alpha_composite(image.convert("RGBA"), Image.fromarray(rgba, mode="RGBA"))
 
 
 def plot_explanations(explanations, titles=None, ncols: int = 4, size: float = 3.0, **format_kwargs):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gradcam import image_from_path
-from gradcam.image import image_from_array, to_batch
+from gradcam import image_from_path, load_image
+from gradcam.image import doc_from_image, image_from_array, to_batch
 
 
 def save(tmp_path, image, name, **kwargs):
@@ -106,3 +106,12 @@ def test_image_from_array_stretches_preprocessed_input():
     doc = np.array([[[-1.0, 0.0, 1.0]]], np.float32)  # one pixel, (x - 127) / 128 style
     assert image_from_array(doc).getpixel((0, 0)) == (0, 128, 255)
     assert image_from_array(np.full((1, 1, 1), 200.0)).getpixel((0, 0)) == (200, 200, 200)
+
+
+def test_doc_from_image_is_image_from_path_without_the_file(tmp_path):
+    path = save(tmp_path, Image.fromarray(np.arange(600, dtype=np.uint8).reshape(10, 20, 3)), "a.png")
+    image = load_image(path)
+    np.testing.assert_array_equal(doc_from_image(image, (4, 6)), image_from_path(path, (4, 6)))
+    assert doc_from_image(image, None).shape == (1, 10, 20, 3)
+    with pytest.raises(ValueError, match="image_shape must be"):
+        doc_from_image(image, (0, 4))

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from gradcam import Explanation, TargetExplanation, expand_heatmap, format_as_image, heatmap_to_image
-from gradcam.render import colorize, plot_explanations
+from gradcam.render import colorize, overlay_heatmap, plot_explanations
 
 
 def explanation(heatmap, image=None):
@@ -104,3 +104,17 @@ def test_plot_explanations_grid():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_overlay_heatmap_is_format_as_image_of_one_map():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8))
+    heat = rng.random((3, 4)).astype(np.float32)
+    expected = Image.alpha_composite(
+        image.convert("RGBA"), colorize(np.asarray(expand_heatmap(heat, image)) / 255.0, "magma", 0.8)
+    )
+    overlay = overlay_heatmap(image, heat, colormap="magma", alpha_limit=0.8)
+    assert overlay.mode == "RGBA" and overlay.size == (13, 9)
+    np.testing.assert_array_equal(np.asarray(overlay), np.asarray(expected))
+    expl = explanation(heat, image)
+    np.testing.assert_array_equal(np.asarray(format_as_image(expl)), np.asarray(overlay_heatmap(image, heat)))
