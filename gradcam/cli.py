@@ -157,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="matplotlib colormap of the overlays (default: %(default)s)")
     explain.add_argument("--alpha-limit", type=float, default=0.65, metavar="X",
                          help="largest opacity of the overlay, 0..1 (default: %(default)s)")
-    explain.add_argument("--overlay-size", type=_size, default=384, metavar="PX",
+    explain.add_argument("--overlay-size", type=_size, default=320, metavar="PX",
                          help="longer side of the overlays in pixels, 0 for the image's own "
                               "size (default: %(default)s)")
     explain.add_argument("--compress", action="store_true",
-                         help="compress the overlay PNGs: files about half the size, the run "
-                              "about 15%% slower")
+                         help="compress the overlay PNGs: files about 40%% smaller, the run "
+                              "about 10%% slower")
     explain.add_argument("-q", "--quiet", action="store_true",
                          help="no progress display and no final report; errors are still shown")
 

@@ -2,6 +2,9 @@
 
 import io
 import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -115,3 +118,15 @@ def test_overlay_base_caps_the_longer_side():
     assert overlay_base(image, 0) is image
     small = Image.new("RGB", (100, 50))
     assert overlay_base(small, 384) is small
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_workers_run_below_the_engine_and_leave_the_caller_alone():
+    from gradcam.batch import _background_priority
+
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    with ThreadPoolExecutor(1, initializer=_background_priority) as pool:
+        worker = pool.submit(niceness).result()
+    assert worker == min(19, niceness() + 10)

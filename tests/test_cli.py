@@ -160,7 +160,7 @@ def test_overlays_are_capped_at_the_overlay_size(tmp_path, capsys, model_file):
     status, _, _ = run(capsys, "explain", tmp_path / "wide.png", "--model", model_file, "--out", tmp_path / "out",
                        "--compress")
     overlay = summary(tmp_path / "out")["images"][0]["targets"][0]["overlay"]
-    assert status == 0 and Image.open(tmp_path / "out" / overlay).size == (384, 96)
+    assert status == 0 and Image.open(tmp_path / "out" / overlay).size == (320, 80)
 
 
 def test_decompression_bomb_is_skipped(tmp_path, capsys, model_file, monkeypatch):
@@ -299,7 +299,7 @@ def test_default_model_explains_sample_photos(tmp_path, capsys):
     assert "cat" in chelsea["targets"][0]["name"] and chelsea["layer"] == "top_activation"
     assert coffee["targets"][0]["name"] == "espresso"
     assert coffee["targets"][0]["overlay"] == "coffee.967-espresso.png"
-    assert Image.open(out / "coffee.967-espresso.png").size == (384, 256)
+    assert Image.open(out / "coffee.967-espresso.png").size == (320, 213)
     with np.load(out / "heatmaps.npz") as npz:
         assert npz["heatmaps"].shape == (2, 1, 7, 7)
 
