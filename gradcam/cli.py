@@ -83,8 +83,8 @@ preprocessing (e.g. a Rescaling layer), or choose "tf" (x / 127.5 - 1),
 ImageNet mean).
 
 exit status: 0 all inputs explained; 1 some inputs failed (reported, and listed
-in the summary; the others are done); 2 usage error (bad option, model file,
-layer or class name, outputs in the way).
+in the summary; the others are done) or the summary could not be written;
+2 usage error (bad option, model file, layer or class name, outputs in the way).
 """
 
 
