@@ -10,14 +10,27 @@ Quick start::
     gradcam.show_prediction(model, efficientnet_lite.preprocess_input(doc))
 """
 
-from gradcam import imagenet
-from gradcam.api import explain_prediction, show_prediction
-from gradcam.engine import GradCAM, GradCAMResult
-from gradcam.explanation import Explanation, TargetExplanation
-from gradcam.image import image_from_path, load_image
-from gradcam.render import expand_heatmap, format_as_image, heatmap_to_image, plot_explanations
+import importlib
 
 __version__ = "0.1.0"
+
+# Public names and the module that defines each. They are imported on first use, so that
+# ``import gradcam`` (and ``gradcam --help``) does not wait for TensorFlow to load until
+# something that needs it is used.
+_SOURCES = {
+    "Explanation": "gradcam.explanation",
+    "GradCAM": "gradcam.engine",
+    "GradCAMResult": "gradcam.engine",
+    "TargetExplanation": "gradcam.explanation",
+    "expand_heatmap": "gradcam.render",
+    "explain_prediction": "gradcam.api",
+    "format_as_image": "gradcam.render",
+    "heatmap_to_image": "gradcam.render",
+    "image_from_path": "gradcam.image",
+    "load_image": "gradcam.image",
+    "plot_explanations": "gradcam.render",
+    "show_prediction": "gradcam.api",
+}
 
 __all__ = [
     "Explanation",
@@ -34,3 +47,17 @@ __all__ = [
     "plot_explanations",
     "show_prediction",
 ]
+
+
+def __getattr__(name):
+    if name == "imagenet":
+        return importlib.import_module("gradcam.imagenet")
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'gradcam' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

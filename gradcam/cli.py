@@ -29,8 +29,6 @@ import time
 import numpy as np
 
 from gradcam import batch
-from gradcam.engine import GradCAM
-from gradcam.layers import find_layer, output_shape, spatial_layers
 from gradcam.progress import Progress, format_duration
 from gradcam.render import colorize
 from gradcam.targets import resolve_targets
@@ -271,6 +269,8 @@ def parse_targets(values, classes) -> list[int] | None:
 
 
 def _engine(model, layer):
+    from gradcam.engine import GradCAM  # TensorFlow loads here, not for --help
+
     try:
         return GradCAM(model, layer=layer)
     except (TypeError, ValueError) as error:
@@ -314,7 +314,7 @@ def _inputs(args) -> list:
     return inputs
 
 
-def _setup(args) -> tuple[GradCAM, batch.Options, dict]:
+def _setup(args) -> tuple["GradCAM", batch.Options, dict]:
     """Load the model, build and compile its engine, and resolve the options.
 
     Returns:
@@ -376,6 +376,8 @@ def command_explain(args) -> int:
 
 def command_layers(args) -> int:
     """``gradcam layers``: print the layers usable for Grad-CAM, the automatic one marked."""
+    from gradcam.layers import find_layer, output_shape, spatial_layers
+
     model, _ = load_model(args.model, args.image_size)
     layers = spatial_layers(model)
     if not layers:

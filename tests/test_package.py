@@ -1,0 +1,28 @@
+"""The package's public names, and what importing it costs."""
+
+import subprocess
+import sys
+
+import pytest
+
+import gradcam
+
+
+@pytest.mark.parametrize("name", gradcam.__all__)
+def test_every_public_name_resolves(name):
+    assert getattr(gradcam, name) is not None
+    assert name in dir(gradcam)
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="module 'gradcam' has no attribute 'explain'"):
+        gradcam.explain
+
+
+def test_import_and_image_loading_do_not_load_tensorflow():
+    code = (
+        "import sys, gradcam; gradcam.image_from_path; gradcam.imagenet.class_name(1); "
+        "from gradcam import cli; cli.build_parser(); print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
