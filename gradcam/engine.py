@@ -327,9 +327,12 @@ class GradCAM:
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown.
         """
+        return self._run(self._check_input(docs), targets, batch_size)
+
+    def _run(self, batch: np.ndarray, targets, batch_size) -> GradCAMResult:
+        """:meth:`compute` on a batch already checked by :meth:`_check_input`."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        batch = self._check_input(docs)
         wanted = resolve_targets(targets, self.classes, len(batch))
         graph = self._one_target if wanted.shape[1] == 1 else self._many_targets
         parts = []
@@ -370,11 +373,11 @@ class GradCAM:
         Raises:
             As for :meth:`compute`; ValueError when ``images`` has another length.
         """
-        result = self.compute(docs, targets, batch_size)
-        count = len(result.targets)
+        batch = self._check_input(docs)
+        count = len(batch)
         if images is not None and len(images) != count:
             raise ValueError(f"images has {len(images)} entries for {count} images.")
-        batch = to_batch(docs, name="docs")
+        result = self._run(batch, targets, batch_size)
         explanations = []
         for n in range(count):
             image = images[n] if images is not None else batch[n]

@@ -155,3 +155,12 @@ def test_explain_builds_explanations(tiny):
     assert expl.image.mode == "RGB" and expl.image.size == (4, 4)
     # the image is rebuilt from the doc: values already in 0..255 are kept
     assert expl.image.getpixel((3, 3)) == (15, 15, 15) and expl.image.getpixel((1, 0)) == (1, 1, 1)
+
+
+def test_explain_checks_images_before_running_the_model(tiny):
+    from PIL import Image
+
+    cam = GradCAM(tiny)
+    with pytest.raises(ValueError, match="images has 2 entries for 1 images"):
+        cam.explain(X, images=[Image.new("RGB", (4, 4))] * 2)
+    assert cam.trace_count == 0
