@@ -65,7 +65,6 @@ exclude_patterns = [
     "gradcam-out",
     "tests",
     "benchmarks",
-    "samples",
     "README.rst",  # included by index.rst
 ]
 

@@ -63,7 +63,7 @@ STAGES = (
 
 def make_folder(folder: str, count: int) -> str:
     """Fill ``folder`` with ``count`` photos: copies of samples/*.jpg, or synthetic JPEGs."""
-    samples = sorted(glob.glob(os.path.join(ROOT, "samples", "*.jpg")))
+    samples = sorted(glob.glob(os.path.join(ROOT, "gradcam", "samples", "*.jpg")))
     os.makedirs(folder, exist_ok=True)
     if samples:
         for i in range(count):

@@ -6,7 +6,7 @@ Quick start::
     from gradcam.models import efficientnet_lite
 
     model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
-    doc = gradcam.image_from_path("samples/chelsea.jpg", image_shape=(224, 224))
+    doc = gradcam.image_from_path(gradcam.samples.path("chelsea"), image_shape=(224, 224))
     gradcam.show_prediction(model, efficientnet_lite.preprocess_input(doc))
 """
 
@@ -45,13 +45,14 @@ __all__ = [
     "imagenet",
     "load_image",
     "plot_explanations",
+    "samples",
     "show_prediction",
 ]
 
 
 def __getattr__(name):
-    if name == "imagenet":
-        return importlib.import_module("gradcam.imagenet")
+    if name in ("imagenet", "samples"):
+        return importlib.import_module(f"gradcam.{name}")
     if name not in _SOURCES:
         raise AttributeError(f"module 'gradcam' has no attribute {name!r}")
     value = getattr(importlib.import_module(_SOURCES[name]), name)

@@ -97,7 +97,7 @@ def image_from_path(path, image_shape=(224, 224)) -> np.ndarray:
             ``image_shape`` is not two positive integers.
 
     Example:
-        >>> doc = image_from_path("samples/chelsea.jpg", image_shape=(224, 224))
+        >>> doc = image_from_path(gradcam.samples.path("chelsea"), image_shape=(224, 224))
         >>> doc.shape, doc.dtype
         ((1, 224, 224, 3), dtype('float32'))
     """

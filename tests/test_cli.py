@@ -23,7 +23,7 @@ from gradcam import batch
 from gradcam.cli import main
 from gradcam.render import format_as_image
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+SAMPLES = os.path.dirname(gradcam.samples.path("chelsea"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 import gradcam
 from gradcam.models import efficientnet_lite
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(gradcam.samples.path("chelsea")).parent
 
 # Top-5 logits of an independent PyTorch port of the same state dicts (torch 2.13.0,
 # TF-style "same" padding, torch.load), on samples/<photo>.jpg resized bilinearly to the

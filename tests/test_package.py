@@ -1,6 +1,7 @@
 """The package's public names, and what importing it costs."""
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -26,3 +27,13 @@ def test_import_and_image_loading_do_not_load_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_licence_is_an_spdx_string():
+    # A TOML table (``{text = "MIT"}``) makes setuptools print a deprecation warning three
+    # times in every install; an SPDX string needs setuptools 77.
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert "setuptools>=77" in project["build-system"]["requires"]

@@ -412,7 +412,7 @@ Example:
     >>> from gradcam.models import efficientnet_lite
     >>> model = efficientnet_lite.EfficientNet{variant}()
     >>> x = efficientnet_lite.preprocess_input(gradcam.image_from_path(
-    ...     "samples/chelsea.png", image_shape=({size}, {size})))
+    ...     gradcam.samples.path("chelsea"), image_shape=({size}, {size})))
     >>> efficientnet_lite.decode_predictions(model.predict(x), top=1)
 """
 

@@ -6,7 +6,7 @@ heatmap: the model's top class sits on one object, a second class on the other.
 Each half is a square crop of a committed sample photo, resized to a common height and
 pasted next to the other; nothing else is changed. Pillow is the only requirement::
 
-    python samples/make_composite.py
+    python gradcam/samples/make_composite.py
 
 The output is written next to this script and overwrites an existing file.
 """
