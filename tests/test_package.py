@@ -1,8 +1,8 @@
 """The package's public names, and what importing it costs."""
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 
