@@ -28,13 +28,29 @@ def _check_image_shape(image_shape) -> tuple[int, int] | None:
     return int(height), int(width)
 
 
+def _float_to_8_bit(array: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a one-channel integer or float image to 0..255.
+
+    16-bit images (and 32-bit integer ones with values above 255) are read as 0..65535.
+    Float images whose values all lie in [0, 1] are read as 0..1, the usual convention of
+    float image files (a float TIFF saved by scikit-image or NumPy); other float images
+    as 0..255 (values above 255 as 0..65535).
+    """
+    peak = float(np.nanmax(array, initial=0))
+    if mode.startswith("I;16"):
+        top = 65535.0
+    elif mode == "F" and float(np.nanmin(array, initial=0)) >= 0.0 and peak <= 1.0:
+        top = 1.0
+    else:
+        top = 65535.0 if peak > 255 else 255.0
+    return np.clip(np.round(np.nan_to_num(array) * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        array = np.clip(np.round(array * (255.0 / top)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(array, mode="L")
+        image = Image.fromarray(_float_to_8_bit(array, image.mode), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("LA", "La", "RGBa", "PA"):
@@ -48,8 +64,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_image(path) -> Image.Image:
     """Open an image file as an upright 8-bit RGB Pillow image.
 
-    EXIF orientation is applied; grayscale, palette, RGBA (composited on white), CMYK
-    and 16-bit files are converted to RGB.
+    EXIF orientation is applied; grayscale, palette, RGBA (composited on white), CMYK,
+    16-bit and float files are converted to RGB (float files with values in [0, 1] are
+    scaled to 0..255). Every error message names the file.
 
     Args:
         path: path of the image file.
@@ -59,25 +76,34 @@ def load_image(path) -> Image.Image:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not an image, is truncated or corrupt, or is a
-            decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
+        PermissionError: the file exists but may not be read.
+        ValueError: ``path`` is not a regular file (a folder, a FIFO, a device); the file
+            is not an image, is truncated or corrupt, exceeds one of Pillow's safety limits
+            (such as the size of a PNG text chunk), or is a decompression bomb (more pixels
+            than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"No image file at {path!r}.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a regular file (a folder, FIFO or device); expected an image file.")
     try:
-        with warnings.catch_warnings():
+        with open(path, "rb") as file, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
+    except PermissionError:
+        raise PermissionError(f"Permission denied: cannot read the image file {path!r}.") from None
     except UnidentifiedImageError:
         raise ValueError(f"{path!r} is not an image file Pillow can read.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(f"{path!r} is too large to decode safely: {error}") from None
     except (OSError, SyntaxError, EOFError) as error:
         raise ValueError(f"{path!r} is truncated or corrupt: {error}") from None
+    except ValueError as error:  # Pillow's limits, e.g. "Decompressed Data Too Large"
+        raise ValueError(f"{path!r} cannot be decoded safely: {error}") from None
 
 
 def image_from_path(path, image_shape=(224, 224)) -> np.ndarray:

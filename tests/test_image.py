@@ -1,9 +1,12 @@
 """Loading image files of every common kind, and checking image arrays."""
 
+import os
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+import gradcam.image
 from gradcam import image_from_path, load_image
 from gradcam.image import doc_from_image, image_from_array, to_batch
 
@@ -115,3 +118,46 @@ def test_doc_from_image_is_image_from_path_without_the_file(tmp_path):
     assert doc_from_image(image, None).shape == (1, 10, 20, 3)
     with pytest.raises(ValueError, match="image_shape must be"):
         doc_from_image(image, (0, 4))
+
+
+def test_float_image_in_0_1_is_scaled_to_0_255(tmp_path):
+    values = np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)
+    path = save(tmp_path, Image.fromarray(values, mode="F"), "float.tiff")
+    doc = image_from_path(path, image_shape=None)
+    np.testing.assert_array_equal(doc[0, :, :, 0], [[0, 64], [128, 255]])
+    np.testing.assert_array_equal(doc[0, :, :, 1], doc[0, :, :, 2])
+
+
+def test_float_image_above_1_keeps_the_0_255_scale(tmp_path):
+    values = np.array([[0.0, 2.0], [128.0, 255.0]], dtype=np.float32)
+    path = save(tmp_path, Image.fromarray(values, mode="F"), "float255.tiff")
+    np.testing.assert_array_equal(image_from_path(path, image_shape=None)[0, :, :, 0], values)
+
+
+def test_permission_denied_is_reported_as_such(tmp_path, monkeypatch):
+    # As root, chmod 000 does not stop reading; make the module's open() refuse instead.
+    path = save(tmp_path, Image.new("RGB", (4, 4)), "secret.png")
+
+    def refuse(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", os.fspath(file))
+
+    monkeypatch.setattr(gradcam.image, "open", refuse, raising=False)
+    with pytest.raises(PermissionError, match="Permission denied: cannot read the image file .*secret.png"):
+        image_from_path(path)
+
+
+def test_pillow_text_chunk_limit_names_the_file(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    path = save(tmp_path, Image.new("RGB", (4, 4)), "chunky.png", pnginfo=info)
+    with pytest.raises(ValueError, match=r"chunky.png' cannot be decoded safely: Decompressed"):
+        image_from_path(path)
+
+
+def test_folder_and_fifo_are_not_image_files(tmp_path):
+    with pytest.raises(ValueError, match="is not a regular file"):
+        image_from_path(tmp_path)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.jpg' is not a regular file"):
+        image_from_path(fifo)
