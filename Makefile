@@ -2,6 +2,7 @@
 #   make docs   build the documentation site (executes the tutorials) into _build/html
 #   make test   unit tests, the tutorials under nbval, and the docs build (warnings = errors)
 #   make notebooks   execute the tutorials and store their outputs (nbval's reference)
+#   make lab    install JupyterLab into the environment and open the tutorials in it
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +19,7 @@ PANDOC_DIR = $(shell $(PY) -c 'import os, pypandoc; print(os.path.join(os.path.d
 SPHINXOPTS ?= -W --keep-going
 SPHINX = PATH="$(PANDOC_DIR):$$PATH" $(PY) -m sphinx $(SPHINXOPTS) -E -d _build/doctrees -b html . _build/html
 
-.PHONY: venv test unit nbval notebooks docs docs-stored clean
+.PHONY: venv test unit nbval notebooks docs docs-stored clean lab
 .NOTPARALLEL:
 
 $(STAMP): pyproject.toml
@@ -67,6 +68,13 @@ test: unit nbval docs-stored
 
 clean:
 	rm -rf _build
+
+# Runs the tutorials yourself: JupyterLab (the lab extra) in the project's environment,
+# opened on tutorials/. LAB_ARGS passes options, e.g. make lab LAB_ARGS=--no-browser.
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[lab]"
+	$(PY) -m jupyter lab --notebook-dir=tutorials $(LAB_ARGS)
 
 # Times gradcam against the model's own compiled pass and against eli5 / tf-keras-vis
 # (docs/performance.rst shows its output). Installs the bench extra first.

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,20 @@ def test_import_and_image_loading_do_not_load_tensorflow():
 def test_licence_is_an_spdx_string():
     # A TOML table (``{text = "MIT"}``) makes setuptools print a deprecation warning three
     # times in every install; an SPDX string needs setuptools 77.
-    import tomllib
-
     project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT"
     assert "setuptools>=77" in project["build-system"]["requires"]
+
+
+def test_make_lab_installs_jupyterlab_and_opens_the_tutorials():
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert any(req.startswith("jupyterlab") for req in project["project"]["optional-dependencies"]["lab"])
+    # -n prints the recipe without running it; -o marks the environment as up to date.
+    done = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=root,
+                          capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert lines == [
+        '.venv/bin/python -m pip install --quiet -e ".[lab]"',
+        ".venv/bin/python -m jupyter lab --notebook-dir=tutorials ",
+    ]
