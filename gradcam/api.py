@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 from PIL import Image
@@ -12,7 +13,10 @@ from gradcam.image import to_batch
 from gradcam.render import format_as_image
 
 # model -> {(layer key, score, class names): engine}; an entry goes when its model does.
+# An engine serves every preprocess function (explain_prediction passes it per call), so
+# a new lambda on each call neither grows the cache nor compiles anything again.
 _ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
 _FORMAT_ARGS = ("resampling_filter", "colormap", "alpha_limit")
 
 
@@ -27,55 +31,84 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None) -> Grad
 
     Engines are built once per (model, layer, score, class names) and reused; the cache
     holds models weakly, so a model that is deleted elsewhere is freed with its engines.
+    Safe to call from several threads: each engine is built once.
 
-    Args and Raises: as for :class:`GradCAM`.
+    Args:
+        model: as for :class:`GradCAM`.
+        layer: as for :class:`GradCAM`. Defaults to ``None``.
+        score: as for :class:`GradCAM`. Defaults to ``"auto"``.
+        class_names: as for :class:`GradCAM`. Defaults to ``None``.
+
+    Returns:
+        A :class:`GradCAM` engine without ``preprocess``.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model.
+        ValueError: as :class:`GradCAM` raises it (a model that is not built, an unknown
+            layer or score...).
     """
     key = (_layer_key(layer), score, None if class_names is None else tuple(class_names))
-    try:
-        engines = _ENGINES.setdefault(model, {})
-    except TypeError:
-        engines = {}
-    engine = engines.get(key)
-    if engine is None:
-        engine = GradCAM(model, layer=layer, score=score, class_names=class_names)
-        engine._strong_model = None
-        engines[key] = engine
+    with _ENGINES_LOCK:
+        try:
+            engines = _ENGINES.setdefault(model, {})
+        except TypeError:
+            engines = {}
+        engine = engines.get(key)
+        if engine is None:
+            engine = GradCAM(model, layer=layer, score=score, class_names=class_names)
+            engine._strong_model = None
+            engines[key] = engine
     return engine
 
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
-                       class_names=None) -> Explanation:
+                       class_names=None, preprocess=None) -> Explanation:
     """Explain one prediction of a Keras image classifier with Grad-CAM.
 
     Args:
         model: a built Keras model with one image input and one ``(batch, classes)`` output.
-        doc: one preprocessed image, ``(1, H, W, C)`` or ``(H, W, C)``.
+        doc: one image, ``(1, H, W, C)`` or ``(H, W, C)``: preprocessed for the model, or
+            raw (RGB, 0..255, as :func:`image_from_path` returns it) when ``preprocess``
+            is given.
         targets: ``None`` for the top prediction, or a list of class indices and/or class
             names (``["tiger cat", 243]``); several targets share one forward pass.
             Defaults to ``None``.
         layer: the layer to explain: ``None`` (automatic: the last layer with a 4-D
             output, inside nested models too), a name or ``"outer/inner"`` path, an index
             or a ``keras.layers.Layer``. Defaults to ``None``.
-        image: the picture to draw on (a PIL image or an array); ``None`` rebuilds it from
-            ``doc``. Defaults to ``None``.
+        image: the picture to draw on (a PIL image or an array); ``None`` draws on ``doc``
+            itself (rebuilt as a picture when it is preprocessed). Defaults to ``None``.
         score: ``"auto"``, ``"logit"`` or ``"output"``; see :class:`GradCAM`.
             Defaults to ``"auto"``.
         class_names: names of the model's classes (ImageNet's for 1000-class models when
             ``None``). Defaults to ``None``.
+        preprocess: the model's preprocessing (e.g. ``resnet50.preprocess_input``), applied
+            to a float32 copy of ``doc``, which is left as it is; the explanation is then
+            drawn on ``doc`` in its true colours. Defaults to ``None`` (``doc`` is already
+            preprocessed).
 
     Returns:
         An :class:`Explanation` with one :class:`TargetExplanation` per target.
 
     Raises:
-        TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model.
+        TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
+            ``preprocess`` is not callable; a target of another type than int or str.
         ValueError: a batch of several images (use :meth:`GradCAM.explain`); a wrong
-            shape, NaN or inf in ``doc``; an unknown layer or class; see :class:`GradCAM`.
+            shape, NaN or inf in ``doc``; a model that is not built, an unknown layer,
+            score or class (see :class:`GradCAM`).
+
+    Warns:
+        UserWarning: the first all-zero map of a model's engine (see :class:`GradCAM`).
 
     Example:
-        >>> expl = explain_prediction(model, doc, targets=["tiger cat"])
+        >>> doc = image_from_path(gradcam.samples.path("chelsea"))
+        >>> expl = explain_prediction(model, doc, targets=["tiger cat"],
+        ...                           preprocess=efficientnet_lite.preprocess_input)
         >>> expl.targets[0].name, expl.layer
         ('tiger cat', 'top_activation')
     """
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
     batch = to_batch(doc)
     if len(batch) != 1:
         raise ValueError(
@@ -83,7 +116,8 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             f"(shape {batch.shape}). Use gradcam.GradCAM(model).explain(docs) for batches."
         )
     engine = engine_for(model, layer=layer, score=score, class_names=class_names)
-    return engine.explain(batch, targets, images=None if image is None else [image])[0]
+    images = None if image is None else [image]
+    return engine._explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
 
 
 def show_prediction(model, doc, **kwargs) -> Image.Image:
@@ -95,15 +129,26 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
     Args:
         model: as for :func:`explain_prediction`.
         doc: as for :func:`explain_prediction`.
-        **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names`` go to
-            :func:`explain_prediction`; ``resampling_filter``, ``colormap`` and
-            ``alpha_limit`` go to :func:`format_as_image`.
+        **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names`` and
+            ``preprocess`` go to :func:`explain_prediction`; ``resampling_filter``,
+            ``colormap`` and ``alpha_limit`` go to :func:`format_as_image`.
 
     Returns:
         An RGBA PIL image: the heatmap over the image.
 
     Raises:
-        As :func:`explain_prediction` and :func:`format_as_image`.
+        TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
+            ``preprocess`` is not callable; an unknown keyword argument.
+        ValueError: a batch of several images; a wrong shape, NaN or inf in ``doc``; a
+            model that is not built, an unknown layer, score or class; an ``alpha_limit``
+            outside [0, 255] or an unknown colormap name.
+
+    Warns:
+        UserWarning: the first all-zero map of a model's engine (see :class:`GradCAM`).
+
+    Example:
+        >>> gradcam.show_prediction(model, doc, preprocess=efficientnet_lite.preprocess_input)
+        Taking top prediction: 282 (tiger cat)
     """
     format_kwargs = {name: kwargs.pop(name) for name in _FORMAT_ARGS if name in kwargs}
     expl = explain_prediction(model, doc, **kwargs)

@@ -13,7 +13,8 @@ class-activation methods can plug in:
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import warnings
 import weakref
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gradcam.capture import logits_of, model_info, record_outputs
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array, to_batch
 from gradcam.layers import find_layer
@@ -39,6 +41,7 @@ class GradCAMResult(NamedTuple):
         probas: float32 ``(N, K)`` softmax probabilities of the targets, or ``None`` when
             the model does not end in a softmax.
         outputs: float32 ``(N, classes)``, the model's outputs.
+        empty: bool ``(N, K)``, ``True`` where a map is all zero (see :class:`GradCAM`).
     """
 
     heatmaps: np.ndarray
@@ -46,72 +49,7 @@ class GradCAMResult(NamedTuple):
     scores: np.ndarray
     probas: np.ndarray | None
     outputs: np.ndarray
-
-
-def _is_softmax(function) -> bool:
-    return getattr(function, "__name__", None) == "softmax"
-
-
-def find_softmax(model: keras.Model):
-    """Find the softmax that ends ``model``, without changing the model.
-
-    Returns:
-        ``(layer, "activation")`` for a layer whose ``activation`` is softmax (e.g. a
-        ``Dense(..., activation="softmax")``), ``(layer, "call")`` for a ``Softmax`` or
-        ``Activation("softmax")`` layer, or ``None`` when the model does not end in a softmax.
-    """
-    layer = model
-    while isinstance(layer, keras.Model):
-        outputs = getattr(layer, "outputs", None)
-        if not outputs or len(outputs) != 1:
-            return None
-        history = getattr(outputs[0], "_keras_history", None)
-        layer = history.operation if history is not None else layer.layers[-1]
-    if isinstance(layer, keras.layers.Softmax):
-        return layer, "call"
-    if _is_softmax(getattr(layer, "activation", None)):
-        return layer, ("call" if isinstance(layer, keras.layers.Activation) else "activation")
-    return None
-
-
-@contextlib.contextmanager
-def _patched(patches):
-    """Temporarily set instance attributes, restoring them on exit (even on error)."""
-    saved = []
-    try:
-        for obj, name, value in patches:
-            saved.append((obj, name, name in vars(obj), vars(obj).get(name)))
-            object.__setattr__(obj, name, value)
-        yield
-    finally:
-        for obj, name, had, old in reversed(saved):
-            if had:
-                object.__setattr__(obj, name, old)
-            else:
-                object.__delattr__(obj, name)
-
-
-def _model_signature(model: keras.Model) -> tuple[tuple, object]:
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built: build it with an Input layer (or call it "
-            "once on an image batch) before explaining it."
-        )
-    if len(inputs) != 1:
-        raise ValueError(f"Model {model.name!r} has {len(inputs)} inputs; Grad-CAM needs one image input.")
-    outputs = model.outputs
-    if len(outputs) != 1:
-        raise ValueError(
-            f"Model {model.name!r} has {len(outputs)} outputs; Grad-CAM explains a model with "
-            "one output. Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
-        )
-    if len(outputs[0].shape) != 2:
-        raise ValueError(
-            f"Model {model.name!r} has output shape {tuple(outputs[0].shape)}; Grad-CAM needs a "
-            "classifier output of shape (batch, classes)."
-        )
-    return tuple(inputs[0].shape), inputs[0].dtype
+    empty: np.ndarray
 
 
 class GradCAM:
@@ -121,18 +59,26 @@ class GradCAM:
     Gradient-based Localization", arXiv 1610.02391) weighs each channel ``k`` of a
     convolutional layer's activations ``A`` by the mean gradient of the class score:
     ``alpha_k = mean_ij d y_c / d A_k[i, j]``, then ``L = ReLU(sum_k alpha_k A_k)``,
-    scaled to ``L / max(L)``. A map with no positive evidence stays all zero.
+    scaled to ``L / max(L)``.
 
     ``y_c`` is the pre-softmax logit when the model ends in a softmax (read during the
     forward pass; the model is not changed or rebuilt), otherwise the model's output.
 
+    A map with no positive evidence stays all zero. That is also what a layer whose
+    gradients average out gives (a convolution followed by ``Flatten`` and ``Dense``), so
+    the first all-zero map an engine computes raises a ``UserWarning`` (once per engine)
+    that names the ways out: ``score="output"`` or another layer. Every empty map is
+    marked: :attr:`GradCAMResult.empty`, :attr:`TargetExplanation.empty`.
+
     The gradient computation is compiled once (``tf.function`` with a fixed input
     signature): calls with any batch size and any targets reuse it. Several targets share
-    one forward pass. The model is held by the engine; the engine adds nothing to it.
+    one forward pass. The engine adds nothing to the model, and several threads may use
+    one engine, or engines of one model, at once.
 
     Args:
         model: a built Keras 3 model with one image input and one ``(batch, classes)``
-            output: Sequential, Functional, or either with nested models inside.
+            output: Sequential, Functional, either with nested models inside, or a
+            subclassed ``keras.Model`` that has been called once on a batch of images.
         layer: the layer to explain: ``None`` (the last layer with a 4-D output, looking
             inside nested models), a name, an ``"outer/inner"`` path, an index into
             ``model.layers``, or a ``keras.layers.Layer``. Defaults to ``None``.
@@ -142,51 +88,60 @@ class GradCAM:
         class_names: names of the model's classes, for targets given by name and for
             labels; ImageNet's names are used for 1000-class models when ``None``.
             Defaults to ``None``.
+        preprocess: the model's preprocessing, e.g. ``resnet50.preprocess_input``. When
+            given, images are passed raw (RGB, 0..255, as from
+            :func:`~gradcam.image_from_path`); the engine gives ``preprocess`` a float32
+            copy of them (the caller's array is never changed) and draws explanations on
+            the raw images, in their true colours. ``None``: images are passed ready for
+            the model. Defaults to ``None``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model.
-        ValueError: the model has several inputs or outputs, or is not built; the layer
-            cannot be found or has no 4-D output; ``score`` is unknown or ``"logit"``
-            without a final softmax.
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
+        ValueError: the model has several inputs or outputs, or is not built (a
+            subclassed model: never called); the layer cannot be found or has no 4-D
+            output; ``score`` is unknown or ``"logit"`` without a final softmax.
 
     Example:
-        >>> cam = GradCAM(model)
-        >>> maps = cam.heatmaps(batch, targets=["tiger cat", "espresso"])
+        >>> cam = GradCAM(model, preprocess=efficientnet_lite.preprocess_input)
+        >>> maps = cam.heatmaps(photos, targets=["tiger cat", "espresso"])
         >>> maps.shape
         (32, 2, 7, 7)
     """
 
-    def __init__(self, model, layer=None, score: str = "auto", class_names=None):
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model; got {type(model).__name__}.")
-        input_shape, input_dtype = _model_signature(model)
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None):
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
-        softmax = find_softmax(model)
-        if score == "logit" and softmax is None:
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
+        info = model_info(model)
+        if score == "logit" and not info.softmax:
             raise ValueError(
                 f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
                 "does not. Use score='output'."
             )
-        ref = find_layer(model, layer)
+        ref = find_layer(model, layer, shapes=info.layer_shapes)
         self.layer: str = ref.path
         self.score = score
-        self.classes = ClassNames(model.outputs[0].shape[-1], class_names)
-        self.trace_count = 0
-        self._input_shape = input_shape[1:]
-        self._input_dtype = keras.backend.standardize_dtype(input_dtype)
-        self._softmax = softmax
-        self._logits = softmax is not None and score != "output"
+        self.classes = ClassNames(info.num_classes, class_names)
+        self.preprocess = preprocess
+        self._input_shape = info.input_shape[1:]
+        self._input_dtype = info.input_dtype
+        self._softmax = info.softmax
+        self._logits = info.softmax and score != "output"
         self._model_ref = weakref.ref(model)
         self._layer_ref = weakref.ref(ref.layer)
         self._strong_model = model  # set to None by caches that must not keep models alive
+        self._warned_empty = False
         x_spec = tf.TensorSpec((None,) + self._input_shape, self._input_dtype)
         t_spec = tf.TensorSpec((None, None), tf.int32)
         # autograph=False: the graph functions have no tensor-dependent Python control flow,
         # and converting them would add about half a second to the first call.
+        # functools.partial, not bound methods: TensorFlow counts traces per Python code
+        # object, so the bound methods of several engines (six layers of one model) would
+        # share one count and print its "triggered tf.function retracing" warning.
         compile_ = dict(input_signature=[x_spec, t_spec], autograph=False)
-        self._one_target = tf.function(self._one_target_graph, **compile_)
-        self._many_targets = tf.function(self._many_targets_graph, **compile_)
+        self._one_target = tf.function(functools.partial(type(self)._one_target_graph, self), **compile_)
+        self._many_targets = tf.function(functools.partial(type(self)._many_targets_graph, self), **compile_)
 
     @property
     def model(self) -> keras.Model | None:
@@ -202,27 +157,9 @@ class GradCAM:
         model, layer = self._model_ref(), self._layer_ref()
         if model is None or layer is None:
             raise RuntimeError("The model explained by this GradCAM engine has been deleted.")
-        activations, logits = [], []
-        layer_call = layer.call
-
-        def recording_call(*args, **kwargs):
-            output = layer_call(*args, **kwargs)
-            tape.watch(output)
-            activations.append(output)
-            return output
-
-        patches = [(layer, "call", recording_call)]
-        if self._logits:
-            softmax_layer, where = self._softmax
-            original = getattr(softmax_layer, where)
-
-            def recording_softmax(inputs, *args, **kwargs):
-                logits.append(inputs)
-                return original(inputs, *args, **kwargs)
-
-            patches.append((softmax_layer, where, recording_softmax))
-        with _patched(patches):
+        with record_outputs([layer], on_output=tape.watch) as recording:
             outputs = model(x, training=False)
+        activations = recording.outputs_of(layer)
         if len(activations) != 1:
             raise ValueError(
                 f"Layer {self.layer!r} ran {len(activations)} times in one forward pass of "
@@ -233,9 +170,16 @@ class GradCAM:
                 f"Layer {self.layer!r} produced a tensor of shape {activations[0].shape}; "
                 "Grad-CAM needs a 4-D (batch, height, width, channels) output."
             )
-        outputs = tf.cast(outputs, tf.float32)
-        scores = tf.cast(logits[0], tf.float32) if self._logits else outputs
-        return activations[0], scores, outputs
+        scores = outputs
+        if self._logits:
+            scores = logits_of(outputs)
+            if scores is None:
+                raise ValueError(
+                    f"Model {model.name!r} ends in a softmax, but its output does not carry the "
+                    "softmax's input (Keras keeps it when it computes the softmax). Use "
+                    "score='output' to explain the probability."
+                )
+        return activations[0], tf.cast(scores, tf.float32), tf.cast(outputs, tf.float32)
 
     def _targets_and_scores(self, scores, outputs, targets):
         top = tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int64), tf.int32)[:, None]
@@ -244,7 +188,6 @@ class GradCAM:
 
     # -- step 2: gradients -------------------------------------------------------------
     def _one_target_graph(self, x, targets):
-        self.trace_count += 1
         with tf.GradientTape() as tape:
             activations, scores, outputs = self._forward(x, tape)
             resolved, y = self._targets_and_scores(scores, outputs, targets)
@@ -254,7 +197,6 @@ class GradCAM:
         return self._finish(activations, gradients[None], resolved, y, outputs)
 
     def _many_targets_graph(self, x, targets):
-        self.trace_count += 1
         with tf.GradientTape() as tape:
             activations, scores, outputs = self._forward(x, tape)
             resolved, y = self._targets_and_scores(scores, outputs, targets)
@@ -296,24 +238,36 @@ class GradCAM:
         return maps, resolved, y, probas, outputs
 
     # -- public API ----------------------------------------------------------------------
-    def _check_input(self, docs) -> np.ndarray:
-        batch = to_batch(docs, name="docs")
+    def _prepare(self, docs, preprocess) -> tuple[np.ndarray, np.ndarray]:
+        """Check ``docs``; return the model's input batch and the pictures' batch."""
+        pictures = to_batch(docs, name="docs")
+        batch = pictures
+        if preprocess is not None:
+            # a copy: preprocess_input functions may work in place (resnet50's does)
+            batch = to_batch(preprocess(np.array(pictures, dtype=np.float32)), name="the output of preprocess")
+            if len(batch) != len(pictures):
+                raise ValueError(
+                    f"preprocess returned {len(batch)} images for {len(pictures)}; it must keep "
+                    "the batch as it is."
+                )
         expected = self._input_shape
         if len(expected) != 3 or any(
             e is not None and e != got for e, got in zip(expected, batch.shape[1:])
         ):
+            what = "preprocess made a batch" if preprocess is not None else "got a batch"
             raise ValueError(
                 f"Model {self.model.name!r} expects images of shape {expected} "
-                f"(height, width, channels); got a batch of shape {batch.shape}. Load images "
+                f"(height, width, channels); {what} of shape {batch.shape}. Load images "
                 f"with gradcam.image_from_path(path, image_shape={expected[:2]})."
             )
-        return batch.astype(self._input_dtype, copy=False)
+        return batch.astype(self._input_dtype, copy=False), pictures
 
     def compute(self, docs, targets=None, batch_size: int = 32) -> GradCAMResult:
         """Run Grad-CAM on a batch and return maps, targets, scores and outputs.
 
         Args:
-            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``, preprocessed for the model.
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
             targets: ``None`` (each image's top prediction), a class index or name, a list
                 of them shared by all images, or a 2-D integer array with one row per image.
                 Defaults to ``None``.
@@ -327,10 +281,11 @@ class GradCAM:
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown.
         """
-        return self._run(self._check_input(docs), targets, batch_size)
+        batch, _ = self._prepare(docs, self.preprocess)
+        return self._run(batch, targets, batch_size)
 
     def _run(self, batch: np.ndarray, targets, batch_size) -> GradCAMResult:
-        """:meth:`compute` on a batch already checked by :meth:`_check_input`."""
+        """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
         wanted = resolve_targets(targets, self.classes, len(batch))
@@ -341,21 +296,53 @@ class GradCAM:
             outputs = graph(tf.constant(batch[start:stop]), tf.constant(wanted[start:stop]))
             parts.append([t.numpy() for t in outputs])
         maps, resolved, scores, probas, outputs = (np.concatenate(p) for p in zip(*parts))
+        empty = ~maps.any(axis=(2, 3))
+        if empty.any():
+            self._warn_empty(empty, resolved)
         return GradCAMResult(
             heatmaps=maps,
             targets=resolved,
             scores=scores,
-            probas=probas if self._softmax is not None else None,
+            probas=probas if self._softmax else None,
             outputs=outputs,
+            empty=empty,
+        )
+
+    def _warn_empty(self, empty: np.ndarray, resolved: np.ndarray) -> None:
+        if self._warned_empty:
+            return
+        self._warned_empty = True
+        n, k = np.argwhere(empty)[0]
+        target = int(resolved[n, k])
+        name = self.classes.name(target)
+        label = f"{target} ({name})" if name else str(target)
+        score = "the logit" if self._logits else "the output"
+        warnings.warn(
+            f"{int(empty.sum())} of {empty.size} Grad-CAM maps are all zero (the first: class "
+            f"{label} of image {n}) at layer {self.layer!r}: "
+            f"no part of that layer's output raises {score} of the class (after Flatten and "
+            "Dense, for example, the gradients average out over the map). Try score='output' "
+            "or another layer (layer=...). TargetExplanation.empty and GradCAMResult.empty "
+            "mark empty maps; this warning is shown once per engine.",
+            UserWarning,
+            stacklevel=3,
         )
 
     def heatmaps(self, docs, targets=None, batch_size: int = 32) -> np.ndarray:
         """Grad-CAM maps for a batch of images.
 
-        Args and Raises: as for :meth:`compute`.
+        Args:
+            docs: as for :meth:`compute`.
+            targets: as for :meth:`compute`. Defaults to ``None``.
+            batch_size: as for :meth:`compute`. Defaults to ``32``.
 
         Returns:
             float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution.
+
+        Raises:
+            TypeError: ``docs`` is not a numeric array; a target of another type.
+            ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
+                values; a target index is out of range or a class name is unknown.
         """
         return self.compute(docs, targets, batch_size).heatmaps
 
@@ -363,24 +350,34 @@ class GradCAM:
         """Explain a batch of images: one :class:`~gradcam.Explanation` per image.
 
         Args:
-            docs, targets, batch_size: as for :meth:`compute`.
+            docs: as for :meth:`compute`.
+            targets: as for :meth:`compute`. Defaults to ``None``.
             images: the images to draw the maps on (PIL images or arrays), one per image;
-                ``None`` rebuilds them from ``docs``. Defaults to ``None``.
+                ``None`` draws on the raw images when the engine has a ``preprocess``, else
+                rebuilds them from ``docs``. Defaults to ``None``.
+            batch_size: as for :meth:`compute`. Defaults to ``32``.
 
         Returns:
             A list of :class:`~gradcam.Explanation`, in the order of ``docs``.
 
         Raises:
-            As for :meth:`compute`; ValueError when ``images`` has another length.
+            TypeError: ``docs`` is not a numeric array; a target of another type.
+            ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
+                values; ``images`` has another length than ``docs``; a target index is out
+                of range or a class name is unknown.
         """
-        batch = self._check_input(docs)
+        return self._explain(docs, targets, images, batch_size, self.preprocess)
+
+    def _explain(self, docs, targets, images, batch_size, preprocess) -> list[Explanation]:
+        """:meth:`explain` with the given ``preprocess`` in place of the engine's."""
+        batch, pictures = self._prepare(docs, preprocess)
         count = len(batch)
         if images is not None and len(images) != count:
             raise ValueError(f"images has {len(images)} entries for {count} images.")
         result = self._run(batch, targets, batch_size)
         explanations = []
         for n in range(count):
-            image = images[n] if images is not None else batch[n]
+            image = images[n] if images is not None else pictures[n]
             targets_n = [
                 TargetExplanation(
                     target=int(result.targets[n, k]),

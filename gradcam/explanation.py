@@ -21,6 +21,9 @@ class TargetExplanation:
         proba: the model's softmax probability for the class, or ``None`` when the model
             does not end in a softmax.
         heatmap: float32 array ``(h, w)`` in [0, 1] at the layer's resolution.
+
+    Its properties :attr:`label` (``"282 (tiger cat)"``) and :attr:`empty` (the map is all
+    zero) are read from these.
     """
 
     target: int
@@ -33,6 +36,15 @@ class TargetExplanation:
     def label(self) -> str:
         """``"282 (tiger cat)"``, or just the index when the name is unknown."""
         return f"{self.target} ({self.name})" if self.name else str(self.target)
+
+    @property
+    def empty(self) -> bool:
+        """``True`` when the map is all zero: nothing in the layer's output raised the score.
+
+        :class:`~gradcam.GradCAM` warns about the first empty map it computes and names
+        the ways out (``score="output"``, another layer).
+        """
+        return not np.any(self.heatmap)
 
 
 @dataclass

@@ -4,6 +4,10 @@ A layer is addressed by its path from the outer model: ``"conv5_block3_out"`` fo
 layer of the model itself, ``"resnet50/conv5_block3_out"`` for a layer of a
 ``keras.applications`` base used inside a ``Sequential`` or Functional wrapper. A unique
 leaf name is enough (``"conv5_block3_out"`` finds the nested layer too).
+
+The layers of a subclassed model have no symbolic output: their shapes come from a trace
+of the model (``shapes``, see :func:`gradcam.capture.model_info`), and the automatic
+choice follows the order in which the model calls them.
 """
 
 from __future__ import annotations
@@ -35,11 +39,20 @@ def iter_layers(model: keras.Model, prefix: str = ""):
             yield from iter_layers(layer, prefix=path + "/")
 
 
-def output_shape(layer: keras.layers.Layer) -> tuple | None:
-    """The layer's symbolic output shape, or None where Keras does not know it.
+def output_shape(layer: keras.layers.Layer, shapes: dict | None = None) -> tuple | None:
+    """The layer's output shape, or None where it is not known.
 
-    Unknown for layers of subclassed models and for layers called more than once.
+    Args:
+        layer: a Keras layer.
+        shapes: output shapes found by tracing a subclassed model, by layer; used for
+            the layers it holds. Defaults to ``None``.
+
+    Returns:
+        The shape, batch first; ``None`` for a layer called more than once, or of a
+        subclassed model when ``shapes`` does not hold it.
     """
+    if shapes is not None and layer in shapes:
+        return shapes[layer]
     try:
         output = layer.output
     except (AttributeError, ValueError, RuntimeError):
@@ -50,23 +63,28 @@ def output_shape(layer: keras.layers.Layer) -> tuple | None:
     return tuple(shape) if shape is not None else None
 
 
-def is_spatial(layer: keras.layers.Layer) -> bool:
+def is_spatial(layer: keras.layers.Layer, shapes: dict | None = None) -> bool:
     """True when the layer's output is 4-D: (batch, height, width, channels)."""
-    shape = output_shape(layer)
+    shape = output_shape(layer, shapes)
     return shape is not None and len(shape) == 4
 
 
-def spatial_layers(model: keras.Model) -> list[LayerRef]:
+def spatial_layers(model: keras.Model, shapes: dict | None = None) -> list[LayerRef]:
     """The layers usable for Grad-CAM (4-D output), in model order.
 
-    A nested model is not listed itself: its own layers are.
+    A nested model is not listed itself: its own layers are. With ``shapes`` (a traced
+    subclassed model), the order is the order of the calls that ``shapes`` records.
     """
-    return [
+    refs = [
         ref
         for ref in iter_layers(model)
         if not isinstance(ref.layer, (keras.Model, keras.layers.InputLayer))
-        and is_spatial(ref.layer)
+        and is_spatial(ref.layer, shapes)
     ]
+    if shapes is not None:
+        order = {layer: i for i, layer in enumerate(shapes)}
+        refs.sort(key=lambda ref: order.get(ref.layer, -1))
+    return refs
 
 
 def _describe(model: keras.Model, refs: list[LayerRef], limit: int = 5) -> str:
@@ -77,18 +95,18 @@ def _describe(model: keras.Model, refs: list[LayerRef], limit: int = 5) -> str:
     return f"Layers with a 4-D output ({more}{', '.join(names)})."
 
 
-def _check_spatial(model: keras.Model, ref: LayerRef) -> LayerRef:
-    shape = output_shape(ref.layer)
+def _check_spatial(model: keras.Model, ref: LayerRef, shapes: dict | None) -> LayerRef:
+    shape = output_shape(ref.layer, shapes)
     if shape is not None and len(shape) != 4:
         raise ValueError(
             f"Layer {ref.path!r} has output shape {shape}; Grad-CAM needs a layer with a "
             f"4-D (batch, height, width, channels) output. "
-            f"{_describe(model, spatial_layers(model))}"
+            f"{_describe(model, spatial_layers(model, shapes))}"
         )
     return ref
 
 
-def find_layer(model: keras.Model, layer=None) -> LayerRef:
+def find_layer(model: keras.Model, layer=None, shapes: dict | None = None) -> LayerRef:
     """Resolve ``layer`` to a layer of ``model`` usable for Grad-CAM.
 
     Args:
@@ -96,6 +114,8 @@ def find_layer(model: keras.Model, layer=None) -> LayerRef:
         layer: ``None`` for the automatic choice (the last layer with a 4-D output,
             looking inside nested models); a name or ``"outer/inner"`` path; an integer
             index into ``model.layers``; or a ``keras.layers.Layer`` of the model.
+        shapes: for a subclassed model, its layers' output shapes found by tracing it,
+            in call order (:func:`gradcam.capture.model_info`). Defaults to ``None``.
 
     Returns:
         A :class:`LayerRef` with the layer and its path.
@@ -107,7 +127,7 @@ def find_layer(model: keras.Model, layer=None) -> LayerRef:
         TypeError: ``layer`` is of another type.
     """
     if layer is None:
-        candidates = spatial_layers(model)
+        candidates = spatial_layers(model, shapes)
         if not candidates:
             raise ValueError(
                 f"Model {model.name!r} has no layer usable for Grad-CAM: none has a 4-D "
@@ -118,7 +138,7 @@ def find_layer(model: keras.Model, layer=None) -> LayerRef:
     if isinstance(layer, keras.layers.Layer):
         for ref in iter_layers(model):
             if ref.layer is layer:
-                return _check_spatial(model, ref)
+                return _check_spatial(model, ref, shapes)
         raise ValueError(f"Layer {layer.name!r} ({layer!r}) is not a layer of model {model.name!r}.")
     if isinstance(layer, bool) or not isinstance(layer, (int, str)):
         raise TypeError(
@@ -131,7 +151,7 @@ def find_layer(model: keras.Model, layer=None) -> LayerRef:
                 f"Layer index {layer} is out of range: model {model.name!r} has {count} layers."
             )
         chosen = model.layers[layer]
-        return _check_spatial(model, LayerRef(chosen, chosen.name))
+        return _check_spatial(model, LayerRef(chosen, chosen.name), shapes)
     refs = list(iter_layers(model))
     matches = [ref for ref in refs if ref.path == layer]
     if not matches:
@@ -147,4 +167,4 @@ def find_layer(model: keras.Model, layer=None) -> LayerRef:
         close = close_matches(layer, names)
         hint = f" Closest layer names: {', '.join(repr(n) for n in close)}." if close else ""
         raise ValueError(f"No layer named {layer!r} in model {model.name!r}.{hint}")
-    return _check_spatial(model, matches[0])
+    return _check_spatial(model, matches[0], shapes)

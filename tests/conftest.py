@@ -15,6 +15,14 @@ Class 1, logit score: ``alpha = [-0.025, 0.075]``, ``L = ReLU(-0.025 A0 - 0.375)
 Class 0, output (probability) score: ``d p0 = p0 p1 (d z0 - d z1)``, so
 ``alpha ~ (W[:, 0] - W[:, 1]) / 4 ~ [0.2, -0.1]`` and ``L ~ ReLU(0.2 A0 + 0.5)
 = [[2.5, 4.1], [8.9, 10.5]]``, i.e. ``[[2.5, 4.1], [8.9, 10.5]] / 10.5``.
+
+The "flatten" classifier, same input: ``conv`` with filter 0 only (``A = [[10, 18], [42,
+50]]``), Flatten, then Dense with kernel ``[[1, -1, -1, 1], [-0.01] * 4]`` transposed
+(position x class), softmax. Logits ``z = [10 - 18 - 42 + 50, -1.2] = [0, -1.2]``; top
+class 0. Its logit's gradient is ``+1`` at two positions and ``-1`` at the other two:
+it averages to ``alpha = 0``, so the map is exactly zero (the trap of Flatten -> Dense).
+The probability's gradient is ``p0 p1 (W[:, 0] - W[:, 1])``, which averages to
+``alpha = p0 p1 * 0.01 > 0``: the map is ``A / max(A) = [[10, 18], [42, 50]] / 50``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ LOGIT_MAP_1 = np.zeros((2, 2), np.float32)
 OUTPUT_MAP_0 = np.array([[2.5, 4.1], [8.9, 10.5]], np.float32) / 10.5
 LOGITS = np.array([2.0, -4.5], np.float32)
 PROBAS = np.exp(LOGITS) / np.exp(LOGITS).sum()
+FLATTEN_KERNEL = np.array([[1, -1, -1, 1], [-0.01] * 4], np.float32).T  # (positions, classes)
+FLATTEN_OUTPUT_MAP_0 = np.array([[10, 18], [42, 50]], np.float32) / 50
 
 
 def assert_map(actual, expected, atol=1e-5):
@@ -97,6 +107,45 @@ def make_separate_softmax():
         x = layer(x)
     x = keras.layers.Softmax(name="softmax")(x)
     return set_weights(keras.Model(inputs, x, name="tiny_softmax_layer"))
+
+
+def make_flatten():
+    """Conv -> Flatten -> Dense(softmax): the logit map is exactly zero (see above)."""
+    inputs = keras.Input((4, 4, 1), name="image")
+    conv = keras.layers.Conv2D(1, 2, strides=2, use_bias=False, name="conv")
+    dense = keras.layers.Dense(2, use_bias=False, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(keras.layers.Flatten(name="flatten")(conv(inputs))), name="flat")
+    conv.set_weights([CONV_KERNEL[..., :1]])
+    dense.set_weights([FLATTEN_KERNEL])
+    return model
+
+
+class TinySubclassed(keras.Model):
+    """The tiny classifier as a subclassed model, with an identity layer before ``conv``.
+    Its attributes are set in another order than they are called (``early`` after
+    ``conv``), so that only the call order finds ``conv`` as the last 4-D layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = conv_layer()
+        self.early = keras.layers.Identity(name="early")
+        self.pool, self.predictions = head_layers()
+
+    def call(self, inputs):
+        return self.predictions(self.pool(self.conv(self.early(inputs))))
+
+
+def make_subclassed(call=True):
+    model = TinySubclassed(name="tiny_subclassed")
+    if call:
+        model(X)
+        set_weights(model)
+    return model
+
+
+def tracing_count(cam) -> int:
+    """How many times the engine's compiled functions have been traced."""
+    return cam._one_target.experimental_get_tracing_count() + cam._many_targets.experimental_get_tracing_count()
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,23 @@
 """Grad-CAM maps of the tiny hand-weighted models against hand computations."""
 
+import logging
+import warnings
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import (
-    LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map, make_functional,
-    make_nested, make_separate_softmax, make_sequential,
+    FLATTEN_OUTPUT_MAP_0, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map,
+    make_flatten, make_functional, make_nested, make_separate_softmax, make_sequential,
+    make_subclassed, tracing_count,
 )
+import gradcam
 from gradcam import GradCAM
-from gradcam.engine import find_softmax
+from gradcam.capture import find_softmax
+
+EMPTY_WARNING = "Grad-CAM maps are all zero"
 
 
 @pytest.mark.parametrize(
@@ -17,13 +25,15 @@ from gradcam.engine import find_softmax
     ids=["functional", "sequential", "nested", "softmax-layer"],
 )
 def test_logit_maps_match_hand_computation(make):
-    result = GradCAM(make()).compute(X, targets=[0, 1])
+    with pytest.warns(UserWarning, match=EMPTY_WARNING):  # class 1's map is empty
+        result = GradCAM(make()).compute(X, targets=[0, 1])
     assert result.heatmaps.shape == (1, 2, 2, 2)
     assert_map(result.heatmaps[0, 0], LOGIT_MAP_0)
     assert_map(result.heatmaps[0, 1], LOGIT_MAP_1)
     np.testing.assert_allclose(result.scores[0], LOGITS, atol=1e-5)
     np.testing.assert_allclose(result.probas[0], PROBAS, atol=1e-6)
     assert result.targets.tolist() == [[0, 1]]
+    assert result.empty.tolist() == [[False, True]]
 
 
 def test_default_target_is_top_prediction(tiny):
@@ -65,8 +75,35 @@ def test_frozen_nested_base_still_gets_gradients():
 
 
 def test_all_zero_map_stays_zero_not_nan(tiny):
-    maps = GradCAM(tiny).heatmaps(X, targets=[1])
+    with pytest.warns(UserWarning, match=EMPTY_WARNING):
+        maps = GradCAM(tiny).heatmaps(X, targets=[1])
     assert np.isfinite(maps).all() and not maps.any()
+
+
+def test_empty_map_warns_once_per_engine_and_is_marked():
+    model = make_flatten()
+    cam = GradCAM(model, class_names=["cat", "dog"])
+    with pytest.warns(UserWarning) as record:
+        result = cam.compute(np.concatenate([X, X]))
+    assert [str(w.message) for w in record] == [
+        "2 of 2 Grad-CAM maps are all zero (the first: class 0 (cat) of image 0) at layer "
+        "'conv': no part of that layer's output raises the logit of the class (after Flatten "
+        "and Dense, for example, the gradients average out over the map). Try score='output' "
+        "or another layer (layer=...). TargetExplanation.empty and GradCAMResult.empty mark "
+        "empty maps; this warning is shown once per engine."
+    ]
+    assert not result.heatmaps.any() and result.targets.tolist() == [[0], [0]]
+    assert result.empty.dtype == np.bool_ and result.empty.tolist() == [[True], [True]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per engine: the second call is silent
+        (expl,) = cam.explain(X)
+    assert expl.targets[0].empty is True
+    # the way out the warning names: the probability's map is not empty (hand-computed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = GradCAM(model, score="output").compute(X)
+    assert_map(result.heatmaps[0, 0], FLATTEN_OUTPUT_MAP_0)
+    assert result.empty.tolist() == [[False]]
 
 
 def test_several_targets_equal_single_targets(two_conv):
@@ -102,14 +139,14 @@ def test_per_image_targets(two_conv):
 
 def test_compiled_once_for_repeated_calls(two_conv):
     cam = GradCAM(two_conv)
-    x = np.zeros((3, 8, 8, 3), np.float32)
+    x = np.random.default_rng(4).uniform(-1, 1, (3, 8, 8, 3)).astype(np.float32)
     for batch in (x, x[:1], x[:2], x):
         cam.heatmaps(batch)
         cam.heatmaps(batch, targets=[1])
-    assert cam.trace_count == 1
+    assert tracing_count(cam) == 1
     cam.heatmaps(x, targets=[0, 1])
     cam.heatmaps(x[:1], targets=[0, 1, 2])
-    assert cam.trace_count == 2  # one graph for one target, one for several
+    assert tracing_count(cam) == 2  # one graph for one target, one for several
 
 
 def test_unknown_spatial_size_model_takes_several_sizes():
@@ -118,7 +155,7 @@ def test_unknown_spatial_size_model_takes_several_sizes():
     assert_map(cam.heatmaps(X, targets=[0])[0, 0], LOGIT_MAP_0)
     big = np.arange(36, dtype=np.float32).reshape(1, 6, 6, 1)
     assert cam.heatmaps(big).shape == (1, 1, 3, 3)
-    assert cam.trace_count == 1
+    assert tracing_count(cam) == 1
 
 
 def test_mixed_precision_model():
@@ -128,14 +165,15 @@ def test_mixed_precision_model():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("conv").compute_dtype == "float16"
-    result = GradCAM(model).compute(X, targets=[0, 1])
+    with pytest.warns(UserWarning, match=EMPTY_WARNING):
+        result = GradCAM(model).compute(X, targets=[0, 1])
     assert_map(result.heatmaps[0, 0], LOGIT_MAP_0, atol=2e-3)
     assert_map(result.heatmaps[0, 1], LOGIT_MAP_1)
 
 
 def test_engine_does_not_modify_the_model(tiny):
     weights = [w.copy() for w in tiny.get_weights()]
-    GradCAM(tiny).compute(X, targets=[0, 1])
+    GradCAM(tiny).compute(X, targets=[0])
     for before, after in zip(weights, tiny.get_weights()):
         np.testing.assert_array_equal(before, after)
 
@@ -147,7 +185,9 @@ def test_channel_weights_are_mean_gradients():
 
 
 def test_explain_builds_explanations(tiny):
-    (expl,) = GradCAM(tiny, class_names=["cat", "dog"]).explain(X, targets=["dog", 0])
+    with pytest.warns(UserWarning, match=EMPTY_WARNING):  # the dog's map is empty
+        (expl,) = GradCAM(tiny, class_names=["cat", "dog"]).explain(X, targets=["dog", 0])
+    assert [t.empty for t in expl.targets] == [True, False]
     assert expl.layer == "conv"
     assert [(t.target, t.name) for t in expl.targets] == [(1, "dog"), (0, "cat")]
     assert expl.targets[1].label == "0 (cat)"
@@ -163,4 +203,65 @@ def test_explain_checks_images_before_running_the_model(tiny):
     cam = GradCAM(tiny)
     with pytest.raises(ValueError, match="images has 2 entries for 1 images"):
         cam.explain(X, images=[Image.new("RGB", (4, 4))] * 2)
-    assert cam.trace_count == 0
+    assert tracing_count(cam) == 0
+
+
+def test_subclassed_model_matches_hand_computation():
+    model = make_subclassed()
+    layers_before = {layer.name: set(vars(layer)) for layer in model.layers}
+    cam = GradCAM(model)
+    assert cam.layer == "conv"  # the last 4-D layer in call order, not in attribute order
+    with pytest.warns(UserWarning, match=EMPTY_WARNING):
+        result = cam.compute(X, targets=[0, 1])
+    assert_map(result.heatmaps[0, 0], LOGIT_MAP_0)
+    assert_map(result.heatmaps[0, 1], LOGIT_MAP_1)
+    np.testing.assert_allclose(result.scores[0], LOGITS, atol=1e-5)  # the softmax was found
+    np.testing.assert_allclose(result.probas[0], PROBAS, atol=1e-6)
+    assert_map(GradCAM(model, score="output").compute(X, targets=[0]).heatmaps[0, 0], OUTPUT_MAP_0)
+    assert GradCAM(model, layer="early").compute(X).heatmaps.shape == (1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"Layer 'pool' has output shape \(None, 2\).*\(early, conv\)"):
+        GradCAM(model, layer="pool")
+    with pytest.raises(ValueError, match=r"expects images of shape \(4, 4, 1\)"):
+        cam.compute(np.zeros((1, 6, 6, 1), np.float32))
+    assert {layer.name: set(vars(layer)) for layer in model.layers} == layers_before
+    np.testing.assert_allclose(model.predict(X, verbose=0)[0], PROBAS, atol=1e-6)
+
+
+def test_subclassed_model_never_called():
+    with pytest.raises(
+        ValueError,
+        match=r"^Model 'tiny_subclassed' is a subclassed keras.Model \(TinySubclassed\) that has "
+        r"not been called yet, .* Call it once on a batch of images \(model\(images\)\) before",
+    ):
+        GradCAM(make_subclassed(call=False))
+
+
+def test_many_layers_of_one_model_do_not_trigger_the_retracing_warning(monkeypatch):
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    # TensorFlow prints this warning at most twice per traced function and process: start
+    # from fresh statistics, so that earlier tests cannot have used them up.
+    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                        type(polymorphic_function._frequent_tracing_detector_manager)())
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for i in range(7):
+        x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="seven_convs")
+    doc = np.random.default_rng(3).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # random weights: maps may be empty
+            for i in range(7):
+                for targets in (None, [0, 1]):
+                    gradcam.explain_prediction(model, doc, layer=f"conv{i}", targets=targets)
+    finally:
+        logger.removeHandler(handler)
+    assert [m for m in messages if "retracing" in m] == []
+
