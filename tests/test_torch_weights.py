@@ -163,7 +163,8 @@ def test_refused_global_is_never_called(tmp_path):
 
     path = tmp_path / "exploit.pth"
     path.write_bytes(HEADER + pickle.dumps({"weight": Exploit()}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global (os|posix|nt)\.system") as info:
+    with pytest.raises(pickle.UnpicklingError,
+                       match=r"refusing to load global (os|posix|nt)\.system") as info:
         read_torch_state_dict(path)
     assert str(path) in str(info.value)
     assert not marker.exists()
@@ -393,7 +394,7 @@ def test_tensors_together_hold_at_most_four_times_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("offset, size, stride, message", [
-    (0, "22", "21", r"size '22', stride '21' and offset 0; expected tuples"),
+    (0, "22", "21", r"size '22', stride '21' and offset 0; expected two tuples"),
     (0, (True,), (1,), r"size \(True,\), stride \(1,\)"),
     (0, (2, 2), (2,), r"size \(2, 2\), stride \(2,\)"),
     (0, (1,) * 33, (1,) * 33, r"at most 32"),

