@@ -50,3 +50,14 @@ def test_make_lab_installs_jupyterlab_and_opens_the_tutorials():
         '.venv/bin/python -m pip install --quiet -e ".[lab]"',
         ".venv/bin/python -m jupyter lab --notebook-dir=tutorials ",
     ]
+
+
+def test_the_weight_reader_does_not_load_keras():
+    code = "import sys, gradcam.models.torch_weights; print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from gradcam import models
+
+    assert models.efficientnet_lite.EfficientNetLite0 is not None
+    with pytest.raises(AttributeError, match="no attribute 'resnet'"):
+        models.resnet

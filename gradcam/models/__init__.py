@@ -8,6 +8,13 @@
 - ``gradcam.models.torch_weights``: the restricted, torch-free reader of those weights.
 """
 
-from gradcam.models import efficientnet_lite
+import importlib
 
-__all__ = ["efficientnet_lite"]
+__all__ = ["efficientnet_lite", "torch_weights"]
+
+
+def __getattr__(name):
+    # Submodules load on first use: the weight reader needs neither Keras nor TensorFlow.
+    if name not in __all__:
+        raise AttributeError(f"module 'gradcam.models' has no attribute {name!r}")
+    return importlib.import_module(f"gradcam.models.{name}")
