@@ -14,6 +14,7 @@ class-activation methods can plug in:
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 import weakref
 from typing import NamedTuple
@@ -29,6 +30,15 @@ from gradcam.layers import find_layer
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
 SCORES = ("auto", "logit", "output")
+
+
+def _stacklevel_outside_package() -> int:
+    """The ``stacklevel`` at which ``warnings.warn``, called by the caller of this function,
+    names the first frame outside the gradcam package (the user's line)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "gradcam":
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class GradCAMResult(NamedTuple):
@@ -325,7 +335,7 @@ class GradCAM:
             "or another layer (layer=...). TargetExplanation.empty and GradCAMResult.empty "
             "mark empty maps; this warning is shown once per engine.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_stacklevel_outside_package(),
         )
 
     def heatmaps(self, docs, targets=None, batch_size: int = 32) -> np.ndarray:

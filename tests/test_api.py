@@ -1,6 +1,9 @@
 """explain_prediction / show_prediction: results, messages, errors and the engine cache."""
 
 import gc
+import inspect
+import re
+import warnings
 import weakref
 
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 from PIL import Image
 
 import gradcam
-from conftest import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested
+from conftest import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested, tracing_count
 from gradcam.api import _ENGINES, engine_for
 
 
@@ -22,9 +25,11 @@ def test_explain_prediction_top_target(tiny):
     assert np.asarray(expl.heatmap).tolist() == [[0, 51], [204, 255]]
 
 
-def test_explain_prediction_accepts_one_unbatched_image_and_an_image(tiny):
+def test_explain_prediction_accepts_one_unbatched_image_and_an_image():
     picture = Image.new("RGB", (40, 40), "red")
-    expl = gradcam.explain_prediction(tiny, X[0], targets=[1, 0], image=picture)
+    with pytest.warns(UserWarning, match="all zero") as record:  # class 1's map is empty
+        expl = gradcam.explain_prediction(make_functional(name="unbatched"), X[0], targets=[1, 0], image=picture)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     assert [t.target for t in expl.targets] == [1, 0]
     assert expl.image.size == (40, 40)
     assert format(gradcam.format_as_image(expl).size) == "(40, 40)"
@@ -36,11 +41,13 @@ def test_nested_layer_by_path():
     assert_map(expl.targets[0].heatmap, LOGIT_MAP_0)
 
 
-def test_show_prediction_prints_the_top_prediction(tiny, capsys):
+def test_show_prediction_prints_the_top_prediction(capsys):
+    tiny = make_functional(name="shown")
     overlay = gradcam.show_prediction(tiny, X, class_names=["cat", "dog"], alpha_limit=255.0)
     assert capsys.readouterr().out == "Taking top prediction: 0 (cat)\n"
     assert overlay.mode == "RGBA" and overlay.size == (4, 4)
-    gradcam.show_prediction(tiny, X, targets=[1], class_names=["cat", "dog"])
+    with pytest.warns(UserWarning, match="all zero"):
+        gradcam.show_prediction(tiny, X, targets=[1], class_names=["cat", "dog"])
     assert capsys.readouterr().out == ""
 
 
@@ -50,8 +57,10 @@ def test_engine_is_cached_per_model_and_layer():
     assert engine_for(tiny) is first
     assert engine_for(tiny, layer="conv") is not first
     gradcam.explain_prediction(tiny, X)
-    gradcam.explain_prediction(tiny, X, targets=[1])
-    assert engine_for(tiny).trace_count == 1
+    gradcam.explain_prediction(tiny, X, targets=[0])
+    gradcam.explain_prediction(tiny, X, preprocess=lambda x: x)  # one engine for any preprocess
+    assert tracing_count(first) == 1
+    assert len(_ENGINES[tiny]) == 2
 
 
 def test_cache_does_not_keep_deleted_models_alive():
@@ -112,7 +121,109 @@ def test_imagenet_names_for_1000_class_models():
     inputs = keras.Input((4, 4, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 2, name="conv")(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(x), name="imagenet_like")
-    expl = gradcam.explain_prediction(model, X, targets=["tiger cat", 243])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # random weights: the maps may be empty
+        expl = gradcam.explain_prediction(model, X, targets=["tiger cat", 243])
     assert [(t.target, t.name) for t in expl.targets] == [(282, "tiger cat"), (243, "bull mastiff")]
     with pytest.raises(ValueError, match=r"Unknown ImageNet class name 'tigre cat'. Close matches: 'tiger cat'"):
         gradcam.explain_prediction(model, X, targets=["tigre cat"])
+
+
+def caffe_model():
+    """A 3-class model of 16x16 RGB images with fixed weights, for caffe-style inputs."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="caffe")
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_preprocess_draws_on_the_raw_image_in_true_colours():
+    from keras.applications import resnet50  # caffe style: BGR, mean-subtracted, in place
+
+    raw = gradcam.image_from_path(gradcam.samples.path("chelsea"), image_shape=(16, 16))
+    untouched = raw.copy()
+    model = caffe_model()
+    expl = gradcam.explain_prediction(model, raw, targets=[0, 2], preprocess=resnet50.preprocess_input)
+    assert raw.tobytes() == untouched.tobytes() and raw.dtype == np.float32  # bit for bit
+    np.testing.assert_array_equal(np.asarray(expl.image), raw[0].astype(np.uint8))
+    preprocessed = gradcam.explain_prediction(model, resnet50.preprocess_input(raw.copy()), targets=[0, 2])
+    for ours, theirs in zip(expl.targets, preprocessed.targets):
+        np.testing.assert_array_equal(ours.heatmap, theirs.heatmap)
+        assert (ours.target, ours.score, ours.proba) == (theirs.target, theirs.score, theirs.proba)
+    # without preprocess=, the picture is rebuilt from the preprocessed array: not the photo
+    assert not np.array_equal(np.asarray(preprocessed.image), raw[0].astype(np.uint8))
+
+    overlay = gradcam.show_prediction(model, raw, targets=[0, 2], preprocess=resnet50.preprocess_input)
+    np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(expl)))
+    assert raw.tobytes() == untouched.tobytes()
+
+
+def test_engine_preprocess_on_a_batch():
+    from keras.applications import resnet50
+
+    raw = np.stack([
+        gradcam.image_from_path(gradcam.samples.path(name), image_shape=(16, 16))[0]
+        for name in ("chelsea", "coffee")
+    ])
+    untouched = raw.copy()
+    model = caffe_model()
+    cam = gradcam.GradCAM(model, preprocess=resnet50.preprocess_input)
+    explanations = cam.explain(raw, targets=[1])
+    assert raw.tobytes() == untouched.tobytes()
+    for n, expl in enumerate(explanations):
+        np.testing.assert_array_equal(np.asarray(expl.image), raw[n].astype(np.uint8))
+    expected = gradcam.GradCAM(model).compute(resnet50.preprocess_input(raw.copy()), targets=[1])
+    np.testing.assert_array_equal(cam.compute(raw, targets=[1]).heatmaps, expected.heatmaps)
+    assert raw.tobytes() == untouched.tobytes()
+
+
+def test_bad_preprocess(tiny):
+    with pytest.raises(TypeError, match="preprocess must be a function or None; got 'caffe'"):
+        gradcam.explain_prediction(tiny, X, preprocess="caffe")
+    with pytest.raises(TypeError, match="preprocess must be a function or None; got 3"):
+        gradcam.GradCAM(tiny, preprocess=3)
+    with pytest.raises(ValueError, match=r"preprocess returned 2 images for 1; it must keep the batch"):
+        gradcam.explain_prediction(tiny, X, preprocess=lambda x: np.concatenate([x, x]))
+    with pytest.raises(ValueError, match=r"expects images of shape \(4, 4, 1\).*preprocess made a batch of shape \(1, 2, 2, 1\)"):
+        gradcam.explain_prediction(tiny, X, preprocess=lambda x: x[:, :2, :2])
+    with pytest.raises(TypeError, match="the output of preprocess must be an array of numbers"):
+        gradcam.explain_prediction(tiny, X, preprocess=lambda x: np.array([["a"]]))
+
+
+def public_callables():
+    """Every public function, class and public method of the package's namespace."""
+    for name in gradcam.__all__:
+        value = getattr(gradcam, name)
+        if inspect.isfunction(value) or inspect.isclass(value):
+            yield name, value
+        if inspect.isclass(value):
+            for member, attribute in vars(value).items():
+                if not member.startswith("_") and (inspect.isfunction(attribute) or isinstance(attribute, (staticmethod, property))):
+                    yield f"{name}.{member}", getattr(value, member)
+        if inspect.ismodule(value):
+            for member in getattr(value, "__all__", [n for n in vars(value) if not n.startswith("_")]):
+                attribute = getattr(value, member)
+                if inspect.isfunction(attribute) and attribute.__module__ == value.__name__:
+                    yield f"{name}.{member}", attribute
+
+
+def test_raises_and_warns_sections_list_exceptions():
+    """Napoleon renders a "Raises:" entry that does not start with a name and a colon as
+    a literal field (":raises As explain_prediction() and format_as_image().:")."""
+    bad = []
+    for name, value in public_callables():
+        doc = inspect.getdoc(value) or ""
+        for section in re.finditer(r"^(Raises|Warns):\n((?:[ ]+.*\n?|\n)+)", doc, re.MULTILINE):
+            entries = [line for line in section.group(2).splitlines() if line.strip()]
+            indent = min(len(line) - len(line.lstrip()) for line in entries)
+            for line in entries:
+                if len(line) - len(line.lstrip()) == indent and not re.match(r"^\s+[A-Z]\w*(Error|Exception|Warning|Interrupt)\b.*:", line):
+                    bad.append(f"{name}: {line.strip()}")
+        if re.search(r"^\w+ and \w+: as for", doc, re.MULTILINE):
+            bad.append(f"{name}: a shared 'Args and Raises: as for' section")
+    assert bad == []

@@ -94,3 +94,16 @@ def test_unbuilt_model_and_non_model():
         GradCAM(keras.Sequential([keras.layers.Conv2D(2, 1)], name="unbuilt"))
     with pytest.raises(TypeError, match="model must be a keras.Model; got str"):
         GradCAM("resnet50")
+
+
+def test_subclassed_model_layers_in_call_order():
+    from conftest import make_subclassed
+    from gradcam.capture import model_info
+
+    model = make_subclassed()
+    shapes = model_info(model).layer_shapes
+    assert [layer.name for layer in model.layers] == ["conv", "early", "pool", "predictions"]
+    assert spatial_layers(model) == []  # no symbolic outputs: Keras knows no shapes
+    assert [ref.path for ref in spatial_layers(model, shapes)] == ["early", "conv"]
+    assert find_layer(model, shapes=shapes).path == "conv"
+    assert find_layer(model, 1, shapes=shapes).path == "early"
