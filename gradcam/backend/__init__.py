@@ -1,0 +1,66 @@
+"""The backend adapters: the only code that knows which Keras backend runs.
+
+Keras 3 runs a model on TensorFlow, JAX or PyTorch, chosen by ``KERAS_BACKEND`` before
+Keras is imported. Everything in gradcam is written with ``keras.ops`` except the steps that each
+backend does its own way, and that an adapter module provides:
+
+``compile(model, fn, signature)``
+    Turn ``fn(call, *args)``, a computation written with ``keras.ops`` in which
+    ``call(x)`` runs the model in inference mode, into a function of ``*args`` that
+    returns backend tensors. TensorFlow traces it once with ``tf.function`` and the
+    ``signature`` (``(shape, dtype)`` per argument, ``None`` for a size that varies); JAX
+    compiles it with ``jax.jit`` as a pure function of the model's variables
+    (``model.stateless_call``), so that weights are arguments, not constants baked into
+    the compiled code; PyTorch runs it eagerly under ``torch.no_grad()``. The compiled
+    function holds the model weakly.
+
+``probe_gradients(forward, many)``
+    The gradients of ``K`` scores with respect to a layer's activations, by way of a zero
+    probe added to them. ``forward(probe)`` runs the model and returns ``(totals, aux)``:
+    ``totals`` is a ``(K,)`` tensor of summed target scores, and ``probe(activation)`` is
+    called by the patched layer with its output and returns the zero tensor that the layer
+    adds to it; since ``d(A + p)/dp = 1``, the gradient with respect to ``p`` at ``p = 0``
+    is the gradient with respect to ``A``. Returns ``(gradients, aux)``: ``gradients`` is
+    ``(K,) + activation.shape``, or ``None`` where the backend can tell that the totals do
+    not depend on the probe (TensorFlow, PyTorch; JAX returns zeros). ``many`` is
+    ``False`` when ``K`` is known to be 1, which TensorFlow needs to know when it traces.
+
+``to_numpy(tensor)``
+    A backend tensor as a numpy array (PyTorch's ``__array__`` lacks numpy 2's ``copy``
+    argument, so ``keras.ops.convert_to_numpy`` warns on every call there).
+
+A new backend is one more module with these functions and a line in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+
+_MODULES = {
+    "tensorflow": "gradcam.backend.tensorflow",
+    "jax": "gradcam.backend.jax",
+    "torch": "gradcam.backend.torch",
+}
+
+
+def current():
+    """The adapter module of the backend Keras runs on (``keras.backend.backend()``).
+
+    Returns:
+        The module ``gradcam.backend.tensorflow``, ``gradcam.backend.jax`` or
+        ``gradcam.backend.torch``.
+
+    Raises:
+        RuntimeError: Keras runs on another backend (e.g. ``numpy``), which cannot
+            differentiate.
+    """
+    name = keras.backend.backend()
+    if name not in _MODULES:
+        supported = ", ".join(map(repr, _MODULES))
+        raise RuntimeError(
+            f"gradcam runs on the Keras backends {supported}; Keras runs on {name!r}. "
+            "Set the KERAS_BACKEND environment variable before importing Keras."
+        )
+    return importlib.import_module(_MODULES[name])

@@ -1,0 +1,92 @@
+"""The JAX adapter: ``jax.jit`` over ``stateless_call``, and ``jax.vjp``."""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _takes_training(model) -> bool:
+    parameters = inspect.signature(model.call).parameters.values()
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def compile(model, fn, signature):
+    """Compile ``fn(call, *args)`` with ``jax.jit`` as a pure function of the weights.
+
+    The model's trainable and non-trainable variables are arguments of the compiled
+    function (``model.stateless_call``), read at every call: weights set after compiling
+    are used, and the compiled code holds no copy of them. ``jax.jit`` compiles once per
+    set of argument shapes.
+
+    Args:
+        model: the Keras model that ``call`` runs; held weakly.
+        fn: the computation, written with ``keras.ops``.
+        signature: unused (JAX traces on the arguments' shapes).
+
+    Returns:
+        A function of ``*args`` (numpy or JAX arrays) returning ``fn``'s arrays.
+    """
+    del signature
+    model_ref = weakref.ref(model)
+    kwargs = {"training": False} if _takes_training(model) else {}
+
+    def pure(trainable, non_trainable, *args):
+        def call(x):
+            outputs, _ = model_ref().stateless_call(trainable, non_trainable, x, **kwargs)
+            return outputs
+
+        return fn(call, *args)
+
+    jitted = jax.jit(pure)
+
+    def run(*args):
+        model = model_ref()
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return jitted(trainable, non_trainable, *args)
+
+    return run
+
+
+def probe_gradients(forward, many):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
+
+    The probe is the argument ``jax.vjp`` differentiates, so its shape must be known
+    first: one abstract evaluation of ``forward`` (``jax.eval_shape``, no computation)
+    reads the activation's shape. Then one forward pass and ``K`` backward passes,
+    vectorised with ``jax.vmap`` when ``K > 1``.
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is static under ``jax.jit``).
+
+    Returns:
+        ``(gradients, aux)``; ``gradients`` is ``(K,) + activation.shape`` (zeros when the
+        totals do not depend on the probe).
+    """
+    del many
+    found = []
+
+    def measure(activation):
+        found.append(jax.ShapeDtypeStruct(activation.shape, activation.dtype))
+        return jnp.zeros_like(activation)
+
+    jax.eval_shape(lambda: forward(measure))
+    zero = jnp.zeros(found[0].shape, found[0].dtype)
+    totals, pullback, aux = jax.vjp(lambda p: forward(lambda activation: p), zero, has_aux=True)
+    count = totals.shape[0]
+    if count == 1:
+        (gradient,) = pullback(jnp.ones_like(totals))
+        return gradient[None], aux
+    (gradients,) = jax.vmap(pullback)(jnp.eye(count, dtype=totals.dtype))
+    return gradients, aux
+
+
+def to_numpy(array) -> np.ndarray:
+    """An array's value as a numpy array."""
+    return np.asarray(array)

@@ -1,0 +1,75 @@
+"""The TensorFlow adapter: ``tf.function`` and ``tf.GradientTape``."""
+
+from __future__ import annotations
+
+import functools
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+
+def _apply(fn, call, *args):
+    return fn(call, *args)
+
+
+def compile(model, fn, signature):
+    """Trace ``fn(call, *args)`` once as a ``tf.function`` with ``signature``.
+
+    Args:
+        model: the Keras model that ``call`` runs; held weakly.
+        fn: the computation, written with ``keras.ops``.
+        signature: ``(shape, dtype)`` per argument; ``None`` marks a size that varies, so
+            that calls with any batch size reuse one trace.
+
+    Returns:
+        A function of ``*args`` (numpy arrays or tensors) returning ``fn``'s tensors.
+    """
+    model_ref = weakref.ref(model)
+
+    def call(x):
+        return model_ref()(x, training=False)
+
+    specs = [tf.TensorSpec(shape, dtype) for shape, dtype in signature]
+    # autograph=False: the computations have no tensor-dependent Python control flow, and
+    # converting them would add about half a second to the first call. A partial (which
+    # has no __code__) rather than a closure: TensorFlow counts traces per code object, so
+    # a closure would count every engine's one trace together and warn of "retracing".
+    traced = functools.partial(_apply, fn, call)
+    return tf.function(traced, input_signature=specs, autograph=False)
+
+
+def probe_gradients(forward, many):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: ``False`` when ``K`` is 1 (one backward pass); ``True`` for any ``K``
+            (a vectorised Jacobian).
+
+    Returns:
+        ``(gradients, aux)``; ``gradients`` is ``(K,) + activation.shape``, or ``None``
+        when the totals do not depend on the probe.
+    """
+    probes = []
+    with tf.GradientTape() as tape:
+
+        def probe(activation):
+            zero = tf.zeros_like(activation)
+            tape.watch(zero)
+            probes.append(zero)
+            return zero
+
+        totals, aux = forward(probe)
+        total = tf.reduce_sum(totals)
+    if many:
+        gradients = tape.jacobian(totals, probes[0], experimental_use_pfor=True)
+    else:
+        gradient = tape.gradient(total, probes[0])
+        gradients = None if gradient is None else gradient[None]
+    return gradients, aux
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A tensor's value as a numpy array."""
+    return np.asarray(tensor)

@@ -1,0 +1,91 @@
+"""The PyTorch adapter: eager calls under ``torch.no_grad()``, and ``torch.autograd``."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import torch
+
+
+def compile(model, fn, signature):
+    """Run ``fn(call, *args)`` eagerly, with no gradient graph recorded.
+
+    PyTorch needs no tracing; the model runs as it is (Keras passes ``training=False``;
+    the model's own mode is not changed). Gradients are recorded only inside
+    :func:`probe_gradients`, and only from the probe onward.
+
+    Args:
+        model: the Keras model that ``call`` runs; held weakly.
+        fn: the computation, written with ``keras.ops``.
+        signature: unused.
+
+    Returns:
+        A function of ``*args`` (numpy arrays or tensors) returning ``fn``'s tensors,
+        none of which holds a gradient graph.
+    """
+    del signature
+    model_ref = weakref.ref(model)
+
+    def call(x):
+        return model_ref()(x, training=False)
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(call, *args)
+
+    return run
+
+
+def _detached(tree):
+    if isinstance(tree, torch.Tensor):
+        return tree.detach()
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_detached(t) for t in tree)
+    return tree
+
+
+def probe_gradients(forward, many):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
+
+    The model runs with gradient recording off until the probe: ``probe`` turns it on
+    (for this thread), so that only the layers after the explained one record a graph,
+    which the backward pass frees. ``K > 1`` uses one batched backward pass
+    (``is_grads_batched``).
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is known when the totals are).
+
+    Returns:
+        ``(gradients, aux)``, detached; ``gradients`` is ``(K,) + activation.shape``, or
+        ``None`` when the totals do not depend on the probe.
+    """
+    del many
+    probes = []
+
+    def probe(activation):
+        torch.set_grad_enabled(True)
+        zero = torch.zeros_like(activation, requires_grad=True)
+        probes.append(zero)
+        return zero
+
+    with torch.no_grad():  # restores the caller's grad mode on exit
+        totals, aux = forward(probe)
+        if not totals.requires_grad:
+            return None, _detached(aux)
+        count = totals.shape[0]
+        if count == 1:
+            (gradients,) = torch.autograd.grad(totals[0], probes[0], allow_unused=True)
+            gradients = None if gradients is None else gradients[None]
+        else:
+            eye = torch.eye(count, dtype=totals.dtype, device=totals.device)
+            (gradients,) = torch.autograd.grad(
+                totals, probes[0], grad_outputs=eye, is_grads_batched=True, allow_unused=True
+            )
+    return gradients, _detached(aux)
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A tensor's value as a numpy array (copied to the CPU first if needed)."""
+    return tensor.detach().cpu().numpy()

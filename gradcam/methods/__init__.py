@@ -1,0 +1,38 @@
+"""The class-activation methods, each a short file on the template of :mod:`.base`.
+
+``METHODS`` maps each method's name (as ``explain_prediction(..., method=name)`` takes
+it) to its class. A new method is a subclass of :class:`~gradcam.methods.base.Method`
+in its own module, listed here.
+"""
+
+from __future__ import annotations
+
+from gradcam._matching import close_matches
+from gradcam.methods.ablation_cam import AblationCAM
+from gradcam.methods.base import Capture, Method, Result
+from gradcam.methods.gradcam import GradCAM
+from gradcam.methods.gradcam_plus_plus import GradCAMPlusPlus
+
+METHODS = {cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, AblationCAM)}
+
+__all__ = ["METHODS", "AblationCAM", "Capture", "GradCAM", "GradCAMPlusPlus", "Method", "Result", "method_class"]
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of the method called ``name``.
+
+    Args:
+        name: a key of :data:`METHODS`, e.g. ``"gradcam"``.
+
+    Returns:
+        The :class:`~gradcam.methods.base.Method` subclass.
+
+    Raises:
+        ValueError: an unknown name (the known ones and the closest are listed).
+    """
+    if isinstance(name, str) and name in METHODS:
+        return METHODS[name]
+    known = ", ".join(map(repr, METHODS))
+    close = close_matches(str(name), list(METHODS))
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"Unknown method {name!r}; the methods are {known}.{hint}")

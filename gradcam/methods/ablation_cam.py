@@ -1,0 +1,54 @@
+"""Ablation-CAM: channels weighed by the score lost when each is set to zero."""
+
+from __future__ import annotations
+
+from keras import ops
+
+from gradcam.methods.base import Method
+
+
+class AblationCAM(Method):
+    """Ablation-CAM (Desai and Ramaswamy, "Ablation-CAM: Visual Explanations for Deep
+    Convolutional Network via Gradient-free Localization", WACV 2020).
+
+    No gradients. ``s_k`` is the class score with channel ``k`` of the activations set to
+    zero, computed by running the model from the layer onward only, on
+    ``perturbation_batch`` ablated copies at once; ``w_k = (y_c - s_k) / y_c``; then
+    ``L = ReLU(sum_k w_k A_k)`` and ``L / max(L)``.
+
+    Departures: where ``y_c == 0`` the weights are 0 (the map is empty) instead of
+    infinite; pytorch-grad-cam sets an ablated channel far below the minimum when
+    activations can be negative, this sets it to zero, as the paper does.
+
+    Args:
+        model, layer, score, class_names: as for :class:`~gradcam.methods.base.Method`.
+        perturbation_batch: how many ablated copies of the activations go through the
+            rest of the model at once. Defaults to ``32``.
+
+    Raises:
+        ValueError: ``perturbation_batch`` is not a positive integer; the other
+            arguments as for :class:`~gradcam.methods.base.Method`.
+    """
+
+    name = "ablationcam"
+    uses_gradients = False
+    perturbs = "activations"
+
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, perturbation_batch: int = 32):
+        if isinstance(perturbation_batch, bool) or not isinstance(perturbation_batch, int) or perturbation_batch < 1:
+            raise ValueError(f"perturbation_batch must be a positive integer; got {perturbation_batch!r}.")
+        super().__init__(model, layer, score, class_names)
+        self.perturbation_batch = perturbation_batch
+
+    def perturbation_count(self, activations_shape):
+        return activations_shape[-1]
+
+    def perturb(self, image, activations, index):
+        keep = 1 - ops.one_hot(index, activations.shape[-1])  # (B, C): channel index[b] off
+        return activations * keep[:, None, None, :]
+
+    def channel_weights(self, capture):
+        y = capture.scores[..., None]  # (N, K, 1)
+        safe = ops.where(ops.equal(y, 0), ops.ones_like(y), y)
+        weights = ops.where(ops.equal(y, 0), ops.zeros_like(y), (y - capture.perturbation_scores) / safe)
+        return ops.transpose(weights, (1, 0, 2))

@@ -1,0 +1,419 @@
+"""The method template: everything a class-activation method does but its own formula.
+
+A method is a subclass of :class:`Method` that names itself and overrides one hook. The
+template does the rest, once for all methods, written with ``keras.ops`` (so it runs on
+every Keras backend) and compiled by the backend's adapter (:mod:`gradcam.backend`):
+
+1. **targets**: class indices, class names or the top prediction, resolved before the
+   model runs (:func:`gradcam.targets.resolve_targets`), except the top prediction,
+   which is read inside the compiled computation; images go through in batches;
+2. **capture**: one forward pass of the user's model reads the layer's activations
+   ``A`` ``(N, h, w, C)`` and the scores ``y`` ``(N, K)`` of the ``K`` targets: the
+   pre-softmax logits when the model ends in a softmax (:mod:`gradcam.probe`);
+3. **gradients**, only when the method's :attr:`Method.uses_gradients` is true:
+   ``G = d y / d A`` ``(K, N, h, w, C)``, one backward pass per target, from the same
+   forward pass;
+4. **perturbations**, only for methods whose :attr:`Method.perturbs` is set: the method's
+   :meth:`Method.perturb` makes a batch of perturbed activations (the model then runs
+   from the layer onward on them) or perturbed inputs (the model runs on them), and the
+   target scores of each are kept, ``(N, K, P)``;
+5. **the hook**: :meth:`Method.channel_weights` ``(K, N, C)`` for methods that weigh
+   channels (the map is then ``sum_k w_k A_k``), or :meth:`Method.element_map`
+   ``(K, N, h, w)`` for any other map;
+6. **ReLU and normalisation**: each map divided by its maximum, so that it lies in
+   [0, 1]; a map with no positive value stays all zero (never NaN).
+
+Steps 1 to 6 run as one compiled computation per batch; a method that perturbs runs
+three (capture; scoring, once per chunk of perturbations; the map), with its scoring
+chunks padded to one size so that nothing is compiled again.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import keras
+import numpy as np
+from keras import ops
+
+from gradcam import backend
+from gradcam.image import to_batch
+from gradcam.layers import find_layer
+from gradcam.probe import capture, find_softmax
+from gradcam.targets import TOP, ClassNames, resolve_targets
+
+SCORES = ("auto", "logit", "output")
+PERTURBS = (None, "activations", "inputs")
+
+
+class Capture(NamedTuple):
+    """What a method's hooks receive for one batch of images (backend tensors).
+
+    Attributes:
+        inputs: the model's input batch ``(N, H, W, channels)``.
+        activations: float32 ``(N, h, w, C)``, the layer's output.
+        gradients: float32 ``(K, N, h, w, C)``, the gradient of each target's score with
+            respect to ``activations``; ``None`` for methods that do not use gradients.
+        scores: float32 ``(N, K)``, each target's score ``y_c``.
+        targets: int32 ``(N, K)``, the class index of each target.
+        perturbation_scores: float32 ``(N, K, P)``, each target's score on each of the
+            ``P`` perturbations; ``None`` for methods that do not perturb.
+    """
+
+    inputs: object
+    activations: object
+    gradients: object
+    scores: object
+    targets: object
+    perturbation_scores: object = None
+
+
+class Result(NamedTuple):
+    """Everything one run computes, as numpy arrays.
+
+    Attributes:
+        heatmaps: float32 ``(N, K, h, w)`` in [0, 1], one map per image and target.
+        targets: int32 ``(N, K)``, the class index explained by each map.
+        scores: float32 ``(N, K)``, the explained score ``y_c`` (a logit or an output).
+        probas: float32 ``(N, K)`` softmax probabilities of the targets, or ``None`` when
+            the model does not end in a softmax.
+        outputs: float32 ``(N, classes)``, the model's outputs.
+    """
+
+    heatmaps: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    probas: np.ndarray | None
+    outputs: np.ndarray
+
+
+def _model_signature(model: keras.Model) -> tuple[tuple, str]:
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built: build it with an Input layer (or call it "
+            "once on an image batch) before explaining it."
+        )
+    if len(inputs) != 1:
+        raise ValueError(f"Model {model.name!r} has {len(inputs)} inputs; a class-activation map needs one image input.")
+    outputs = model.outputs
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        shapes = [tuple(output.shape) for output in outputs]
+        raise ValueError(
+            f"Model {model.name!r} has outputs of shape {shapes}; a class-activation map needs "
+            "one classifier output of shape (batch, classes)."
+        )
+    return tuple(inputs[0].shape[1:]), keras.backend.standardize_dtype(inputs[0].dtype)
+
+
+class Method:
+    """The template of a class-activation method, for one model and one layer.
+
+    Subclasses set :attr:`name` and override :meth:`channel_weights` or
+    :meth:`element_map` (and, to perturb, :attr:`perturbs`, :meth:`perturbation_count`
+    and :meth:`perturb`). Hooks receive a :class:`Capture` of backend tensors and are
+    written with ``keras.ops``: one method file serves every backend.
+
+    Args:
+        model: a built Keras 3 model with one image input and one ``(batch, classes)``
+            output: Sequential, Functional, or either with nested models inside.
+        layer: the layer to explain: ``None`` (the last layer with a 4-D output, looking
+            inside nested models), a name, an ``"outer/inner"`` path, an index into
+            ``model.layers``, or a ``keras.layers.Layer``. Defaults to ``None``.
+        score: ``"auto"`` (logits when the model ends in a softmax, else the output),
+            ``"logit"`` (require a final softmax and explain its input) or ``"output"``
+            (explain the model's output as it is, e.g. a probability). Defaults to ``"auto"``.
+        class_names: names of the model's classes, for targets given by name; ImageNet's
+            names are used for 1000-class models when ``None``. Defaults to ``None``.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model.
+        ValueError: the model has several inputs or outputs, or is not built; the layer
+            cannot be found or has no 4-D output; ``score`` is unknown or ``"logit"``
+            without a final softmax.
+        RuntimeError: Keras runs on a backend that cannot differentiate.
+    """
+
+    #: The method's name in :data:`gradcam.methods.METHODS`.
+    name: ClassVar[str] = ""
+    #: Whether the hooks read :attr:`Capture.gradients` (else no backward pass is run).
+    uses_gradients: ClassVar[bool] = True
+    #: ``"activations"`` or ``"inputs"`` for methods that score perturbations, else ``None``.
+    perturbs: ClassVar[str | None] = None
+    #: How many perturbations go through the model at once.
+    perturbation_batch: int = 32
+
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model; got {type(model).__name__}.")
+        if self.perturbs not in PERTURBS:
+            raise TypeError(f"{type(self).__name__}.perturbs must be one of {PERTURBS}; got {self.perturbs!r}.")
+        self._backend = backend.current()
+        self._input_shape, self._input_dtype = _model_signature(model)
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
+        softmax = find_softmax(model)
+        if score == "logit" and softmax is None:
+            raise ValueError(
+                f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
+                "does not. Use score='output'."
+            )
+        ref = find_layer(model, layer)
+        self.model = model
+        self.layer: str = ref.path
+        self.score = score
+        self.classes = ClassNames(model.outputs[0].shape[-1], class_names)
+        self._layer = ref.layer
+        self._has_softmax = softmax is not None
+        self._softmax = softmax if score != "output" else None
+        self._compiled: dict = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model.name!r}, layer={self.layer!r}, score={self.score!r})"
+
+    # -- the hooks ---------------------------------------------------------------------
+    def channel_weights(self, capture: Capture):
+        """The weight of each channel, for each target and image.
+
+        Args:
+            capture: the batch's :class:`Capture`.
+
+        Returns:
+            float32 tensor ``(K, N, C)``.
+
+        Raises:
+            NotImplementedError: the method overrides neither this nor :meth:`element_map`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must override channel_weights or element_map.")
+
+    def element_map(self, capture: Capture):
+        """The map before ReLU and normalisation; by default ``sum_k w_k A_k``.
+
+        Args:
+            capture: the batch's :class:`Capture`.
+
+        Returns:
+            float32 tensor ``(K, N, h, w)``.
+        """
+        weights = self.channel_weights(capture)
+        return ops.einsum("knc,nhwc->knhw", weights, capture.activations)
+
+    def perturbation_count(self, activations_shape) -> int:
+        """How many perturbations :meth:`perturb` makes per image (methods that perturb).
+
+        Args:
+            activations_shape: the layer's output shape ``(N, h, w, C)``.
+
+        Returns:
+            The number of perturbations ``P``.
+
+        Raises:
+            NotImplementedError: the method perturbs but does not override this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must override perturbation_count.")
+
+    def perturb(self, image, activations, index):
+        """Perturbations number ``index`` of one image (methods that perturb).
+
+        Args:
+            image: the model's input for the image, ``(1, H, W, channels)``.
+            activations: float32 ``(1, h, w, C)``, the layer's output for it.
+            index: int32 ``(B,)``, which of the :meth:`perturbation_count` perturbations.
+
+        Returns:
+            ``(B, h, w, C)`` perturbed activations (``perturbs = "activations"``) or
+            ``(B, H, W, channels)`` perturbed inputs (``perturbs = "inputs"``).
+
+        Raises:
+            NotImplementedError: the method perturbs but does not override this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must override perturb.")
+
+    # -- the compiled computations -------------------------------------------------------
+    def _function(self, key, fn, signature):
+        if key not in self._compiled:
+            self._compiled[key] = self._backend.compile(self.model, fn, signature)
+        return self._compiled[key]
+
+    def _one_activation(self, recording):
+        if len(recording.activations) != 1:
+            raise ValueError(
+                f"Layer {self.layer!r} ran {len(recording.activations)} times in one forward pass "
+                f"of model {self.model.name!r}; a class-activation map needs a layer that runs "
+                "exactly once."
+            )
+        activations = recording.activations[0]
+        if len(activations.shape) != 4:
+            raise ValueError(
+                f"Layer {self.layer!r} produced a tensor of shape {tuple(activations.shape)}; a "
+                "class-activation map needs a 4-D (batch, height, width, channels) output."
+            )
+        return activations
+
+    def _scores(self, recording, outputs):
+        outputs = ops.cast(outputs, "float32")
+        if self._softmax is None:
+            return outputs, outputs
+        return ops.cast(recording.logits[0], "float32"), outputs
+
+    def _run_model(self, call, x, targets, probe):
+        """One forward pass: ``(totals (K,), (A, y, targets, outputs))``."""
+        with capture(self._layer, self._softmax, probe=probe) as recording:
+            outputs = call(x)
+        activations = self._one_activation(recording)
+        scores, outputs = self._scores(recording, outputs)
+        top = ops.cast(ops.argmax(outputs, axis=-1), "int32")[:, None]
+        resolved = ops.where(ops.equal(targets, TOP), top, targets)
+        y = ops.take_along_axis(scores, resolved, axis=1)
+        return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs)
+
+    def _forward(self, call, x, targets, many):
+        def forward(probe):
+            return self._run_model(call, x, targets, probe)
+
+        if self.uses_gradients:
+            gradients, aux = self._backend.probe_gradients(forward, many)
+            if gradients is None:
+                raise ValueError(
+                    f"The output of model {self.model.name!r} does not depend on layer "
+                    f"{self.layer!r}; choose a layer on the path from the input to the output."
+                )
+            gradients = ops.cast(gradients, "float32")
+        else:
+            _, aux = forward(None)
+            gradients = None
+        activations, y, resolved, outputs = aux
+        probas = ops.take_along_axis(outputs, resolved, axis=1)
+        if self.perturbs is not None:
+            return activations, y, resolved, probas, outputs
+        maps = self._maps(Capture(x, activations, gradients, y, resolved))
+        return maps, y, resolved, probas, outputs
+
+    def _maps(self, capture):
+        maps = ops.relu(ops.cast(self.element_map(capture), "float32"))
+        peaks = ops.max(maps, axis=(2, 3), keepdims=True)
+        maps = maps / ops.where(peaks > 0, peaks, ops.ones_like(peaks))
+        return ops.transpose(maps, (1, 0, 2, 3))
+
+    def _score_perturbations(self, call, image, activations, index, targets):
+        """Each target's score on perturbations ``index`` of one image: ``(B, K)``."""
+        perturbed = self.perturb(image, activations, index)
+        if self.perturbs == "activations":
+            replace = ops.cast(perturbed, self._layer.compute_dtype)
+            with capture(self._layer, self._softmax, replace=replace) as recording:
+                outputs = call(image)
+            self._one_activation(recording)
+        else:
+            with capture(None, self._softmax) as recording:
+                outputs = call(ops.cast(perturbed, self._input_dtype))
+        scores, _ = self._scores(recording, outputs)
+        return ops.take(scores, targets[0], axis=1)
+
+    def _finish(self, call, x, activations, y, resolved, perturbation_scores):
+        del call  # the map needs no model call
+        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores))
+
+    # -- running -------------------------------------------------------------------------
+    def _check_input(self, docs) -> np.ndarray:
+        batch = to_batch(docs, name="docs")
+        expected = self._input_shape
+        if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
+            raise ValueError(
+                f"Model {self.model.name!r} expects images of shape {expected} "
+                f"(height, width, channels); got a batch of shape {batch.shape}."
+            )
+        return batch.astype(self._input_dtype, copy=False)
+
+    def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
+        count = self.perturbation_count(tuple(activations.shape))
+        size = self.perturbation_batch
+        image_spec = ((1,) + tuple(x.shape[1:]), self._input_dtype)
+        signature = [image_spec, ((1,) + tuple(activations.shape[1:]), "float32"), ((size,), "int32"), ((1, None), "int32")]
+        score = self._function(("score", tuple(activations.shape[1:])), self._score_perturbations, signature)
+        scores = np.empty((len(x), resolved.shape[1], count), np.float32)
+        for n in range(len(x)):
+            image, image_activations, image_targets = x[n : n + 1], activations[n : n + 1], resolved[n : n + 1]
+            for start in range(0, count, size):
+                # The last chunk repeats the last perturbation: every chunk has one shape.
+                index = np.minimum(np.arange(start, start + size), count - 1).astype(np.int32)
+                chunk = self._backend.to_numpy(score(image, image_activations, index, image_targets))
+                stop = min(start + size, count)
+                scores[n, :, start:stop] = chunk[: stop - start].T
+        return scores
+
+    def _run_batch(self, x: np.ndarray, wanted: np.ndarray):
+        many = wanted.shape[1] > 1
+        signature = [((None,) + self._input_shape, self._input_dtype), ((None, None if many else 1), "int32")]
+        forward = self._function(("forward", many), lambda call, x, t: self._forward(call, x, t, many), signature)
+        outputs = forward(x, wanted)
+        if self.perturbs is None:
+            return [self._backend.to_numpy(t) for t in outputs]
+        activations, y, resolved, probas, model_outputs = outputs
+        resolved_np = self._backend.to_numpy(resolved)
+        perturbation_scores = self._perturbation_scores(x, activations, resolved_np)
+        shape = tuple(activations.shape[1:])
+        signature = [
+            ((None,) + self._input_shape, self._input_dtype),
+            ((None,) + shape, "float32"),
+            ((None, None), "float32"),
+            ((None, None), "int32"),
+            ((None, None, None), "float32"),
+        ]
+        finish = self._function(("finish", shape), self._finish, signature)
+        maps = finish(x, activations, y, resolved, perturbation_scores)
+        return [self._backend.to_numpy(t) for t in (maps, y, resolved, probas, model_outputs)]
+
+    def compute(self, docs, targets=None, batch_size: int = 32) -> Result:
+        """Run the method on a batch and return maps, targets, scores and outputs.
+
+        Args:
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``, preprocessed for the model.
+            targets: ``None`` (each image's top prediction), a class index or name, a list
+                of them shared by all images, or a 2-D integer array with one row per image.
+                Defaults to ``None``.
+            batch_size: how many images go through the model at once. Defaults to ``32``.
+
+        Returns:
+            A :class:`Result`.
+
+        Raises:
+            TypeError: ``docs`` is not a numeric array; a target of another type.
+            ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
+                values; a target index is out of range or a class name is unknown;
+                ``batch_size`` is not a positive integer.
+        """
+        batch = self._check_input(docs)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        wanted = resolve_targets(targets, self.classes, len(batch))
+        parts = [
+            self._run_batch(batch[start : start + batch_size], wanted[start : start + batch_size])
+            for start in range(0, len(batch), batch_size)
+        ]
+        maps, scores, resolved, probas, outputs = (np.concatenate(p) for p in zip(*parts))
+        return Result(
+            heatmaps=maps.astype(np.float32, copy=False),
+            targets=resolved.astype(np.int32, copy=False),
+            scores=scores,
+            probas=probas if self._has_softmax else None,
+            outputs=outputs,
+        )
+
+    def heatmaps(self, docs, targets=None, batch_size: int = 32) -> np.ndarray:
+        """The method's maps for a batch of images.
+
+        Args:
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``, preprocessed for the model.
+            targets: as for :meth:`compute`. Defaults to ``None``.
+            batch_size: how many images go through the model at once. Defaults to ``32``.
+
+        Returns:
+            float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution.
+
+        Raises:
+            TypeError: ``docs`` is not a numeric array; a target of another type.
+            ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
+                values; a target index is out of range or a class name is unknown;
+                ``batch_size`` is not a positive integer.
+        """
+        return self.compute(docs, targets, batch_size).heatmaps
