@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import numpy as np
 import torch
 
@@ -21,8 +22,8 @@ def compile(model, fn, signature):
         signature: unused.
 
     Returns:
-        A function of ``*args`` (numpy arrays or tensors) returning ``fn``'s tensors,
-        none of which holds a gradient graph.
+        A function of ``*args`` (numpy arrays or tensors, made tensors on Keras' device)
+        returning ``fn``'s tensors, none of which holds a gradient graph.
     """
     del signature
     model_ref = weakref.ref(model)
@@ -31,8 +32,9 @@ def compile(model, fn, signature):
         return model_ref()(x, training=False)
 
     def run(*args):
+        tensors = [keras.ops.convert_to_tensor(arg) for arg in args]  # on Keras' device
         with torch.no_grad():
-            return fn(call, *args)
+            return fn(call, *tensors)
 
     return run
 

@@ -1,0 +1,152 @@
+"""The backend adapters: compile, the gradient with respect to the zero probe, numpy.
+
+Run once per backend: ``KERAS_BACKEND=jax pytest tests/test_backend.py`` (likewise
+``torch`` and ``tensorflow``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from conftest import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X
+from keras import ops
+
+from gradcam import backend
+
+BACKEND = keras.backend.backend()
+x_2x2 = np.array([[1, 2], [3, 4]], np.float32)
+W1 = np.ones((2, 2), np.float32)
+W2 = np.array([[1, 0], [0, -1]], np.float32)
+
+
+def probe_function(adapter, count, connected=True):
+    """A computation whose gradients are known: ``A = 3x``, totals
+    ``[sum(W1 (A + p)), sum(W2 (A + p)), sum((A + p)^2)][:count]``, so the gradients at
+    ``p = 0`` are ``W1``, ``W2`` and ``2 A = 6x``."""
+
+    def fn(call, x):
+        w1, w2 = ops.convert_to_tensor(W1), ops.convert_to_tensor(W2)
+
+        def forward(probe):
+            activation = x * 3
+            out = activation + probe(activation)
+            if not connected:
+                out = activation
+            totals = ops.stack([ops.sum(out * w1), ops.sum(out * w2), ops.sum(out * out)])
+            return totals[:count], (activation, totals)
+
+        gradients, (activation, totals) = adapter.probe_gradients(forward, count > 1)
+        return gradients, activation, totals
+
+    return fn
+
+
+def test_current_is_the_keras_backend():
+    assert backend.current().__name__ == f"gradcam.backend.{BACKEND}"
+
+
+def test_a_backend_that_cannot_differentiate_is_refused(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    with pytest.raises(RuntimeError, match="Keras runs on 'numpy'. Set the KERAS_BACKEND"):
+        backend.current()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_probe_gradients(tiny, count):
+    adapter = backend.current()
+    run = adapter.compile(tiny, probe_function(adapter, count), [((2, 2), "float32")])
+    gradients, activation, totals = run(x_2x2)
+    expected = np.stack([W1, W2, 6 * x_2x2])[:count]
+    np.testing.assert_allclose(adapter.to_numpy(totals), [30, -9, 270], atol=1e-5)
+    np.testing.assert_allclose(adapter.to_numpy(gradients), expected, atol=1e-6)
+    np.testing.assert_allclose(adapter.to_numpy(activation), 3 * x_2x2, atol=1e-6)
+
+
+def test_probe_gradients_of_totals_that_ignore_the_probe(tiny):
+    adapter = backend.current()
+    run = adapter.compile(tiny, probe_function(adapter, 1, connected=False), [((2, 2), "float32")])
+    gradients, _, _ = run(x_2x2)
+    if BACKEND == "jax":  # JAX cannot tell: the gradient is zero
+        np.testing.assert_array_equal(adapter.to_numpy(gradients), np.zeros((1, 2, 2), np.float32))
+    else:
+        assert gradients is None
+
+
+def test_compiled_functions_read_the_current_weights():
+    from conftest import make_functional
+
+    model = make_functional()
+    adapter = backend.current()
+    run = adapter.compile(model, lambda call, x: call(x), [((None, 4, 4, 1), "float32")])
+    np.testing.assert_allclose(adapter.to_numpy(run(X)), PROBAS[None], atol=1e-6)
+    # Swap the classes' columns: the compiled function must see the new weights.
+    model.get_layer("predictions").set_weights([DENSE_KERNEL[:, ::-1]])
+    np.testing.assert_allclose(adapter.to_numpy(run(X)), PROBAS[None, ::-1], atol=1e-6)
+
+
+def test_compiled_functions_hold_the_model_weakly():
+    import gc
+    import weakref
+
+    from conftest import make_functional
+
+    model = make_functional()
+    adapter = backend.current()
+    run = adapter.compile(model, lambda call, x: call(x), [((None, 4, 4, 1), "float32")])
+    run(X)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's gradient graph and grad mode")
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_torch_keeps_no_graph_and_restores_grad_mode(tiny, grad_enabled):
+    import torch
+
+    from gradcam.methods import GradCAM
+
+    adapter = backend.current()
+    run = adapter.compile(tiny, probe_function(adapter, 3), None)
+    with torch.set_grad_enabled(grad_enabled):
+        gradients, activation, totals = run(x_2x2)
+        maps = GradCAM(tiny).heatmaps(X)
+        assert torch.is_grad_enabled() is grad_enabled
+    assert not gradients.requires_grad and gradients.grad_fn is None
+    assert not activation.requires_grad and activation.grad_fn is None
+    assert not totals.requires_grad and totals.grad_fn is None  # computed after the probe
+    assert all(variable.value.grad is None for variable in tiny.weights)
+    np.testing.assert_allclose(maps[0, 0], LOGIT_MAP_0, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow is the backend here")
+def test_other_backends_never_import_tensorflow():
+    # A fresh process: the test session itself may have imported TensorFlow elsewhere.
+    script = textwrap.dedent(
+        """
+        import sys
+        import keras
+        import numpy as np
+        from gradcam.methods import METHODS
+
+        inputs = keras.Input((4, 4, 1))
+        x = keras.layers.Conv2D(2, 2, strides=2, name="conv")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+        images = np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1)
+        for method in METHODS.values():
+            method(model).heatmaps(images, targets=[0, 1])
+        print(keras.backend.backend(), "tensorflow" in sys.modules)
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [BACKEND, "False"]
