@@ -134,7 +134,7 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
             ``colormap`` and ``alpha_limit`` go to :func:`format_as_image`.
 
     Returns:
-        An RGBA PIL image: the heatmap over the image.
+        The heatmap laid over the image, as an RGBA PIL image.
 
     Raises:
         TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
