@@ -8,6 +8,7 @@ images (:meth:`Progress.message`) are written on their own line without garbling
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -24,7 +25,7 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Count finished items and show the rate and the estimated time left.
 
-    Not thread-safe: call it from one thread.
+    Safe to call from several threads (a lock keeps lines whole).
 
     Args:
         total: how many items the run has.
@@ -62,6 +63,7 @@ class Progress:
         self._last_shown = self._start
         self._line_width = 0
         self._shown_done = 0
+        self._lock = threading.RLock()
 
     def rate(self) -> float:
         """Items finished per second since the start (0 before the first one)."""
@@ -82,29 +84,32 @@ class Progress:
     def update(self, done: int = 1, failed: int = 0) -> None:
         """Count ``done`` more finished items, ``failed`` of them failed, and redraw
         when it is time to."""
-        self.done += done
-        self.failed += failed
-        now = self._clock()
-        if self.done >= self.total or now - self._last_shown >= self.interval:
-            self._last_shown = now
-            self._show()
+        with self._lock:
+            self.done += done
+            self.failed += failed
+            now = self._clock()
+            if self.done >= self.total or now - self._last_shown >= self.interval:
+                self._last_shown = now
+                self._show()
 
     def message(self, text: str) -> None:
         """Write ``text`` on a line of its own (above the bar on a terminal)."""
-        self._clear()
-        self.stream.write(text.rstrip("\n") + "\n")
-        if self.enabled and self.tty and self.done:
-            self._show()
-        self.stream.flush()
+        with self._lock:
+            self._clear()
+            self.stream.write(text.rstrip("\n") + "\n")
+            if self.enabled and self.tty and self.done:
+                self._show()
+            self.stream.flush()
 
     def close(self) -> None:
         """Show the final count and end the line."""
-        if self.enabled and (self.tty or self.done != self._shown_done):
-            self._show()
-        if self.enabled and self.tty and self._line_width:
-            self.stream.write("\n")
-            self._line_width = 0
-        self.stream.flush()
+        with self._lock:
+            if self.enabled and (self.tty or self.done != self._shown_done):
+                self._show()
+            if self.enabled and self.tty and self._line_width:
+                self.stream.write("\n")
+                self._line_width = 0
+            self.stream.flush()
 
     def _show(self) -> None:
         if not self.enabled:

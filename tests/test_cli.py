@@ -1,16 +1,22 @@
 """The ``gradcam`` command end to end: good and bad files, exit codes, outputs equal to
-the library's results, refusing to overwrite, atomic writes.
+the library's results, refusing to overwrite, atomic writes, the output folder's lock,
+and what the terminal shows.
 
 Most tests run ``gradcam.cli.main`` in-process on a tiny random-weights model saved as a
-``.keras`` file (32x32 RGB input, 3 classes); one runs the default EfficientNet-Lite0.
+``.keras`` file (32x32 RGB input, 3 classes, 16x16 maps); one runs the default
+EfficientNet-Lite0; a few run the command in a child process, to see its file
+descriptors, what it imports, or to kill it.
 """
 
 import csv
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import keras
@@ -19,28 +25,30 @@ import pytest
 from PIL import Image
 
 import gradcam
-from gradcam import batch
 from gradcam.cli import main
 from gradcam.render import format_as_image
 
-SAMPLES = os.path.dirname(gradcam.samples.path("chelsea"))
+RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """A tiny classifier that takes RGB 0..255 (it rescales itself), saved to a file."""
+def save_model(path, input_shape=(32, 32, 3)):
+    """A tiny classifier that takes RGB 0..255 (it rescales itself), saved to ``path``."""
     keras.utils.set_random_seed(1)
-    inputs = keras.Input((32, 32, 3))
+    inputs = keras.Input(input_shape)
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
     with warnings.catch_warnings():  # Keras's saving code trips a NumPy 2 deprecation
         warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning)
         keras.Model(inputs, x, name="tiny").save(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return save_model(tmp_path_factory.mktemp("model") / "tiny.keras")
 
 
 def photo(path, size=(48, 40), mode="RGB", seed=0, **save_kwargs):
@@ -64,14 +72,25 @@ def run(capsys, *args):
     return status, captured.out, captured.err
 
 
+def run_child(*args, code="import sys; from gradcam.cli import main; sys.exit(main(sys.argv[1:]))", **kwargs):
+    """Run the command in a child process, without TF_CPP_MIN_LOG_LEVEL."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env, **kwargs)
+
+
 def summary(out):
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
         return json.load(file)
 
 
 def leftovers(folder):
-    """Temporary files left anywhere under ``folder``."""
-    return [os.path.join(root, f) for root, _, files in os.walk(folder) for f in files if f.endswith(".tmp")]
+    """Temporary files and folders, and locks, left anywhere under ``folder``."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        found += [os.path.join(root, d) for d in dirs if d.startswith(".gradcam-tmp-")]
+        found += [os.path.join(root, f) for f in files if f.endswith(".tmp") or f == ".gradcam.lock"]
+    return found
 
 
 def test_good_odd_and_bad_files(tmp_path, capsys, model_file):
@@ -92,35 +111,31 @@ def test_good_odd_and_bad_files(tmp_path, capsys, model_file):
     (photos / "truncated.jpg").write_bytes(good[: len(good) // 2])
     out = tmp_path / "out"
 
-    status, stdout, stderr = run(capsys, "explain", photos, tmp_path / "missing.jpg", "--model",
-                                 model_file, "--out", out)
+    status, stdout, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out)
 
     assert status == 1
     skipped = [line for line in stderr.splitlines() if line.startswith("gradcam: skipped: ")]
-    assert len(skipped) == 4
+    assert len(skipped) == 3
     assert "'empty.jpg' is not an image file" in stderr.replace(str(photos) + os.sep, "")
     assert "is not an image file" in stderr and "truncated or corrupt" in stderr
-    assert "No image file at" in stderr and "missing.jpg" in stderr
     report = summary(out)
-    status_of = {os.path.relpath(r["path"], tmp_path): r["status"] for r in report["images"]}
-    assert sorted(p for p, s in status_of.items() if s == "failed") == [
-        os.path.join("missing.jpg"), os.path.join("photos", "empty.jpg"),
-        os.path.join("photos", "text.jpg"), os.path.join("photos", "truncated.jpg")]
-    assert report["counts"] == {"images": 12, "ok": 8, "failed": 4}
+    status_of = {os.path.relpath(r["path"], photos): r["status"] for r in report["images"]}
+    assert sorted(p for p, s in status_of.items() if s == "failed") == ["empty.jpg", "text.jpg", "truncated.jpg"]
+    assert report["counts"] == {"images": 11, "ok": 8, "failed": 3, "empty_maps": report["counts"]["empty_maps"]}
     assert [f["path"] for f in report["failed"]] == [r["path"] for r in report["images"] if r["status"] == "failed"]
     overlays = {r["targets"][0]["overlay"] for r in report["images"] if r["status"] == "ok"}
-    assert "sub/rgb.2.png" in overlays or any(o.startswith("sub/rgb.") for o in overlays)
+    assert any(o.startswith("sub/rgb.") for o in overlays)
     for overlay in overlays:
-        assert (out / overlay).is_file()
+        assert (out / overlay).is_file() and Image.open(out / overlay).format == "JPEG"
     rotated = next(r for r in report["images"] if r["path"].endswith("rotated.jpg"))
     assert Image.open(out / rotated["targets"][0]["overlay"]).size == (20, 48)  # upright
     with np.load(out / "heatmaps.npz") as npz:
         assert npz["heatmaps"].shape == (8, 1, 16, 16) and npz["paths"].shape == (8,)
     with open(out / "summary.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok", "failed"}
+    assert len(rows) == 11 and {r["status"] for r in rows} == {"ok", "failed"}
     assert leftovers(out) == []
-    assert "explained 8 of 12 images" in stderr
+    assert "explained 8 of 11 images" in stderr
 
 
 def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
@@ -128,7 +143,7 @@ def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
     paths = [photo(photos / "a.png", size=(64, 40)), photo(photos / "b.jpg", size=(30, 50), seed=3)]
     out = tmp_path / "out"
 
-    status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out,
+    status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out, "--format", "png",
                             "--overlay-size", "0", "--target", "2", "--target", "0", "--batch-size", "1")
 
     assert status == 0, stderr
@@ -155,10 +170,41 @@ def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
         assert records[n]["layer"] == "conv2"
 
 
+def test_probabilities_are_proba_and_logits_are_score(tmp_path, capsys, model_file):
+    photo(tmp_path / "in" / "a.png")
+    status, _, _ = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                       "--target", "1")
+    assert status == 0
+    model = keras.models.load_model(model_file)
+    expected = gradcam.GradCAM(model).compute(gradcam.image_from_path(tmp_path / "in" / "a.png", (32, 32)),
+                                              targets=[1])
+    record = summary(tmp_path / "out")["images"][0]
+    assert [sorted(c) for c in record["top"]] == [["index", "name", "proba"]] * 3
+    np.testing.assert_allclose([c["proba"] for c in record["top"]], np.sort(expected.outputs[0])[::-1], rtol=1e-6)
+    [target] = record["targets"]
+    np.testing.assert_allclose([target["score"], target["proba"]], [expected.scores[0, 0], expected.probas[0, 0]],
+                               rtol=1e-6)
+    with open(tmp_path / "out" / "summary.csv", newline="", encoding="utf-8") as file:
+        [row] = list(csv.DictReader(file))
+    assert re.fullmatch(r"(\d \(proba [0-9.e-]+\); ){2}\d \(proba [0-9.e-]+\)", row["top_classes"])
+
+
+@pytest.mark.parametrize("format, pillow_format", [("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP")])
+def test_overlay_formats(tmp_path, capsys, model_file, format, pillow_format):
+    photo(tmp_path / "in" / "a.png", size=(64, 48))
+    args = ["explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out", "--target", "0"]
+    status, _, stderr = run(capsys, *args, *(["--format", format] if format != "jpg" else []))
+    assert status == 0, stderr
+    overlay = tmp_path / "out" / f"a.0.{format}"
+    assert summary(tmp_path / "out")["images"][0]["targets"][0]["overlay"] == f"a.0.{format}"
+    assert summary(tmp_path / "out")["format"] == format
+    assert Image.open(overlay).format == pillow_format and Image.open(overlay).size == (64, 48)
+
+
 def test_overlays_are_capped_at_the_overlay_size(tmp_path, capsys, model_file):
     photo(tmp_path / "wide.png", size=(800, 200))
     status, _, _ = run(capsys, "explain", tmp_path / "wide.png", "--model", model_file, "--out", tmp_path / "out",
-                       "--compress")
+                       "--format", "png", "--compress")
     overlay = summary(tmp_path / "out")["images"][0]["targets"][0]["overlay"]
     assert status == 0 and Image.open(tmp_path / "out" / overlay).size == (320, 80)
 
@@ -170,7 +216,19 @@ def test_decompression_bomb_is_skipped(tmp_path, capsys, model_file, monkeypatch
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out")
     assert status == 1
     assert "bomb.png' is too large to decode safely" in stderr
-    assert summary(tmp_path / "out")["counts"] == {"images": 2, "ok": 1, "failed": 1}
+    assert summary(tmp_path / "out")["counts"] == {"images": 2, "ok": 1, "failed": 1, "empty_maps": 0}
+
+
+def test_every_image_failing_writes_heatmaps_with_the_runs_shape(tmp_path, capsys, model_file):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_text("not an image")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"")
+    status, _, _ = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                       "--target", "0", "--target", "2")
+    assert status == 1
+    with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
+        assert npz["heatmaps"].shape == (0, 2, 16, 16)
+        assert npz["targets"].shape == (0, 2) and npz["scores"].shape == (0, 2)
 
 
 @pytest.mark.parametrize(
@@ -182,9 +240,10 @@ def test_decompression_bomb_is_skipped(tmp_path, capsys, model_file, monkeypatch
         (["--layer", "pool"], "--layer: Layer 'pool' has output shape (None, 6); Grad-CAM needs"),
         (["--target", "tiger cat"], "--target: Cannot find class 'tiger cat': the model has 3 outputs and no class names"),
         (["--target", "7"], "--target: Target 7 is out of range: the model has 3 classes (0..2)."),
-        (["--colormap", "viridiss"], "Unknown matplotlib colormap 'viridiss'."),
-        (["--alpha-limit", "300"], "alpha_limit must be a fraction in [0, 1]"),
+        (["--target", "\u00b2"], "--target: Cannot find class '\u00b2': the model has 3 outputs and no class names"),
+        (["--colormap", "viridiss"], "--colormap: Unknown matplotlib colormap 'viridiss'."),
         (["--image-size", "64", "64"], "--image-size 64 64: the model takes images of 32x32"),
+        (["--compress"], "--compress: compress applies to PNG overlays only; the format is jpg."),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, model_file, args, message):
@@ -197,16 +256,79 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, model_file, args, m
     assert not (tmp_path / "out").exists()
 
 
-def test_unreadable_model_file_and_empty_folder(tmp_path, capsys):
-    (tmp_path / "broken.keras").write_text("not a model")
+@pytest.mark.parametrize("value", ["2", "300", "-0.1", "nan", "half"])
+def test_alpha_limit_is_a_fraction(tmp_path, capsys, model_file, value):
+    photo(tmp_path / "in" / "a.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--alpha-limit", value)
+    assert status == 2
+    assert stderr.splitlines()[-1] == (
+        f"gradcam explain: error: argument --alpha-limit: expected a fraction from 0 to 1; got '{value}'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_a_model(tmp_path, capsys):
+    photo(tmp_path / "in" / "a.png")
+    (tmp_path / "text.keras").write_text("not a model")
+    (tmp_path / "text.h5").write_text("not a model")
+    (tmp_path / "notes.txt").write_text("not a model")
+    (tmp_path / "folder.keras").mkdir()
+    shutil.make_archive(str(tmp_path / "archive"), "zip", tmp_path / "in")
+    os.rename(tmp_path / "archive.zip", tmp_path / "archive.keras")
+    expected = {
+        "text.keras": "is not a Keras model file: a .keras file is a zip archive, and this file is not one.",
+        "text.h5": "is not a Keras model file: a .h5 file is an HDF5 file, and this file is not one.",
+        "notes.txt": "is not a Keras model file: expected a .keras file (or a legacy .h5 file); got a file "
+                     "ending in '.txt'.",
+        "folder.keras": "is a folder, not a model file; expected a .keras file saved with model.save(...).",
+        "archive.keras": "is not a Keras model file: it is a zip archive without the config.json of a saved "
+                         "Keras model.",
+    }
+    for name, message in expected.items():
+        status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", tmp_path / name, "--out",
+                                tmp_path / "out")
+        assert status == 2
+        assert stderr.strip() == f"gradcam: error: --model: '{tmp_path / name}' {message}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_folder_and_bad_batch_size(tmp_path, capsys, model_file):
     (tmp_path / "empty").mkdir()
     photo(tmp_path / "in" / "a.png")
-    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", tmp_path / "broken.keras")
-    assert status == 2 and f"gradcam: error: --model: cannot load '{tmp_path / 'broken.keras'}'" in stderr
-    status, _, stderr = run(capsys, "explain", tmp_path / "empty")
-    assert status == 2 and "gradcam: error: no image files found in" in stderr
+    status, _, stderr = run(capsys, "explain", tmp_path / "empty", "--model", model_file)
+    assert status == 2 and stderr.strip() == f"gradcam: error: no image files found in '{tmp_path / 'empty'}'."
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--batch-size", "0")
     assert status == 2 and "--batch-size: expected a positive integer; got '0'" in stderr
+
+
+def test_a_missing_input_stops_before_tensorflow_and_creates_nothing(tmp_path, model_file):
+    photo(tmp_path / "in" / "a.png")
+    code = ("import sys; from gradcam.cli import main; status = main(sys.argv[1:]); "
+            "print('tensorflow' in sys.modules); sys.exit(status)")
+    done = run_child("explain", tmp_path / "in", tmp_path / "missing.jpg", "--model", model_file, "--out",
+                     tmp_path / "out", code=code)
+    assert done.returncode == 2
+    assert done.stderr == f"gradcam: error: '{tmp_path / 'missing.jpg'}' does not exist.\n"
+    assert done.stdout == "False\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_output_folder_is_never_read(tmp_path, capsys, model_file):
+    photos = tmp_path / "photos"
+    photo(photos / "a.png")
+    photo(photos / "b.png", seed=1)
+    os.symlink(photos, tmp_path / "link")
+    for out in [photos, tmp_path / "link"]:
+        status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out)
+        assert status == 2 and f"gradcam: error: '{photos}' is the output folder" in stderr
+    assert sorted(os.listdir(photos)) == ["a.png", "b.png"]
+    # the output folder inside the input folder, named through the link: skipped
+    for _ in range(3):
+        status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", tmp_path / "link" / "maps",
+                                "--overwrite")
+        assert status == 0, stderr
+        assert summary(photos / "maps")["counts"]["images"] == 2
+    assert len(os.listdir(photos / "maps")) == 2 + len(RUN_FILES)
 
 
 def test_never_overwrites_without_overwrite(tmp_path, capsys, model_file):
@@ -221,37 +343,97 @@ def test_never_overwrites_without_overwrite(tmp_path, capsys, model_file):
                               "an earlier run. Pass --overwrite to replace them, or choose another --out.")
     assert {name: (out / name).stat().st_mtime_ns for name in os.listdir(out)} == before
 
-    for name in batch.RUN_FILES:  # an overlay alone is enough to refuse
+    for name in RUN_FILES:  # an overlay alone is enough to refuse, whatever its format
         os.unlink(out / name)
-    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out)
-    assert status == 2 and "a.2.png' exists" in stderr.replace("a.0.png", "a.2.png").replace("a.1.png", "a.2.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out,
+                            "--format", "png")
+    assert status == 2 and re.search(r"a\.\d\.jpg' exists", stderr)
 
     status, _, _ = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out, "--overwrite")
     assert status == 0 and summary(out)["counts"]["ok"] == 1
+    assert leftovers(out) == []
 
 
-def test_a_failed_write_fails_that_image_and_leaves_no_partial_file(tmp_path, capsys, model_file, monkeypatch):
-    for name in ["a.png", "b.png", "c.png"]:
-        photo(tmp_path / "in" / name)
-    encode, calls = batch.encode_png, []
-
-    def disk_full_once(image, compress):  # called with the temporary file already open
-        calls.append(image)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return encode(image, compress)
-
-    monkeypatch.setattr(batch, "encode_png", disk_full_once)
+def test_a_folder_in_use_by_another_run_is_refused(tmp_path, capsys, model_file):
+    photo(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
+    out.mkdir()
+    lock = {"pid": os.getpid(), "host": os.uname().nodename, "started": None, "since": "2030-01-01T00:00:00"}
+    (out / ".gradcam.lock").write_text(json.dumps(lock))
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out)
-    assert status == 1
-    assert "cannot write the overlay of" in stderr and "No space left on device" in stderr
-    report = summary(out)
-    assert report["counts"] == {"images": 3, "ok": 2, "failed": 1}
-    failed = os.path.basename(report["failed"][0]["path"])
-    assert not any(name.startswith(failed.replace(".png", ".")) for name in os.listdir(out))
-    assert len([name for name in os.listdir(out) if name.endswith(".png")]) == 2
+    assert status == 2
+    assert stderr.strip() == (
+        f"gradcam: error: --out: '{out}' is in use by another gradcam run (process {os.getpid()} on "
+        f"{os.uname().nodename}, since 2030-01-01T00:00:00): wait for it to finish, or choose another output "
+        f"folder. If no run is using it, remove '{out / '.gradcam.lock'}'.")
+    assert os.listdir(out) == [".gradcam.lock"]
+
+
+def test_a_killed_run_leaves_nothing_that_the_next_run_does_not_remove(tmp_path, model_file):
+    photos = tmp_path / "in"
+    for n in range(600):
+        photo(photos / f"{n:04d}.png", size=(8, 8), seed=n)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    child = subprocess.Popen([sys.executable, "-m", "gradcam", "explain", photos, "--model", model_file, "--out",
+                              out, "--batch-size", "1", "--quiet"], env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out.is_dir() and any(n.startswith("0010.") for n in os.listdir(out))):
+            assert child.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert leftovers(out) != [] and not (out / "summary.json").exists()  # killed mid-run
+
+    done = run_child("explain", photos, "--model", model_file, "--out", out, "--overwrite", "--quiet")
+    assert done.returncode == 0, done.stderr
     assert leftovers(tmp_path) == []
+    assert summary(out)["counts"]["ok"] == 600
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused(tmp_path, capsys):
+    any_size = save_model(tmp_path / "any_size.keras", input_shape=(None, None, 3))
+    photo(tmp_path / "in" / "a.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", any_size, "--out", tmp_path / "out",
+                            "--image-size", "20000", "20000")
+    assert status == 2
+    assert re.fullmatch(
+        r"gradcam: error: not enough memory: images of 20000x20000 in batches of 32 need at least [0-9.]+ GiB, "
+        r"and [0-9.]+ [KMG]i?B(ytes)? is available\. Choose a smaller --batch-size or --image-size\.",
+        stderr.splitlines()[-1])
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_memory_check_compares_the_estimate_with_what_is_available(tmp_path, capsys, model_file, monkeypatch):
+    from gradcam.cli import memory
+
+    photo(tmp_path / "in" / "a.png")
+    # 32x32 images, batch 2: 4 decoded ahead + 3 x 2 = 10 images of 12 KiB; the largest
+    # layer (conv1, 32x32x4 float32, 16 KiB) 2.5 x 2 times: 200 KiB in all
+    monkeypatch.setattr(memory, "available_bytes", lambda: 200 * 1024 - 1)
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--batch-size", "2", "--quiet")
+    assert status == 2
+    assert stderr.strip() == ("gradcam: error: not enough memory: images of 32x32 in batches of 2 need at least "
+                              "200.0 KiB, and 200.0 KiB is available. Choose a smaller --batch-size or --image-size.")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 200 * 1024)
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--batch-size", "2", "--quiet")
+    assert status == 0, stderr
+
+
+def test_no_tensorflow_lines_on_the_terminal_unless_verbose(tmp_path, model_file):
+    photo(tmp_path / "in" / "a.png")
+    done = run_child("explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"gradcam: loading {model_file} and compiling its Grad-CAM function..."
+    assert lines[1].startswith("gradcam: explaining 1 images with layer 'conv2' (setup took ")
+    assert re.fullmatch(r"1/1 images 100% \| [0-9.]+ images/s \| ETA 0:00", lines[2])
+    assert lines[3].startswith("gradcam: explained 1 of 1 images in ") and len(lines) == 4
 
 
 def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys, model_file, monkeypatch):
@@ -271,7 +453,8 @@ def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys,
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out,
                             "--batch-size", "1")
     assert status == 130 and "gradcam: interrupted" in stderr
-    assert sorted(os.listdir(out)) in ([], ["a.2.png"], ["a.0.png"], ["a.1.png"])
+    written = sorted(os.listdir(out)) if out.exists() else []  # a folder left empty is removed
+    assert written in ([], ["a.2.jpg"], ["a.0.jpg"], ["a.1.jpg"])
     assert leftovers(tmp_path) == []
 
 
@@ -288,18 +471,16 @@ def test_layers_marks_the_automatic_choice(capsys, model_file):
 
 
 def test_default_model_explains_sample_photos(tmp_path, capsys):
-    if not os.path.exists(os.path.join(SAMPLES, "chelsea.jpg")):
-        pytest.skip("samples/chelsea.jpg is missing")
-    for name in ["chelsea.jpg", "coffee.jpg"]:
-        shutil.copy(os.path.join(SAMPLES, name), tmp_path / name)
+    for name in ["chelsea", "coffee"]:
+        shutil.copy(gradcam.samples.path(name), tmp_path / f"{name}.jpg")
     out = tmp_path / "out"
     status, _, stderr = run(capsys, "explain", tmp_path / "chelsea.jpg", tmp_path / "coffee.jpg", "--out", out)
     assert status == 0, stderr
     chelsea, coffee = summary(out)["images"]
     assert "cat" in chelsea["targets"][0]["name"] and chelsea["layer"] == "top_activation"
     assert coffee["targets"][0]["name"] == "espresso"
-    assert coffee["targets"][0]["overlay"] == "coffee.967-espresso.png"
-    assert Image.open(out / "coffee.967-espresso.png").size == (320, 213)
+    assert coffee["targets"][0]["overlay"] == "coffee.967-espresso.jpg"
+    assert Image.open(out / "coffee.967-espresso.jpg").size == (320, 213)
     with np.load(out / "heatmaps.npz") as npz:
         assert npz["heatmaps"].shape == (2, 1, 7, 7)
 
@@ -317,4 +498,3 @@ def test_top_level_help_and_missing_command(capsys):
     assert status == 0 and "gradcam explain photos/" in stdout
     status, _, stderr = run(capsys)
     assert status == 2 and "the following arguments are required: COMMAND" in stderr
-

@@ -1,0 +1,79 @@
+"""The ``gradcam`` command: explain the predictions of an image classifier on image files.
+
+::
+
+    gradcam explain photos/ --out gradcam-out
+    gradcam explain cat.jpg --target "tiger cat" --target 281 --model efficientnet_lite2
+    gradcam layers --model my_model.keras
+
+Modules: :mod:`~gradcam.cli.arguments` (the parser), :mod:`~gradcam.cli.model` (the
+model, its preprocessing and targets), :mod:`~gradcam.cli.memory` (whether a run fits),
+:mod:`~gradcam.cli.quiet` (TensorFlow's log lines), and one per command,
+:mod:`~gradcam.cli.explain` and :mod:`~gradcam.cli.layers`. The work is done by
+:mod:`gradcam.pipeline` with the library's engine.
+
+Exit status: 0 when every input was explained, 1 when some inputs failed (they are
+listed, and the rest of the run completes) or the summary could not be written, 2 for a
+usage error (bad option, input path, model file, layer or class; outputs that would be
+overwritten without ``--overwrite``; an output folder in use by another run; a run that
+cannot fit in memory), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+
+from gradcam.cli import explain, layers
+from gradcam.cli.arguments import UsageError, build_parser
+
+__all__ = ["UsageError", "build_parser", "main"]
+
+_COMMANDS = {"explain": explain.run, "layers": layers.run}
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within the block, SIGTERM (``kill``) interrupts like Ctrl-C, so that a run removes
+    its temporary files. Only in the main thread, where Python handles signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def main(argv=None) -> int:
+    """Run the ``gradcam`` command.
+
+    Args:
+        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
+            Defaults to ``None``.
+
+    Returns:
+        The exit status: 0 success, 1 some inputs failed, 2 usage error, 130 interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or an argparse error (already printed)
+        return exit.code if isinstance(exit.code, int) else 0
+    try:
+        with _sigterm_interrupts():
+            return _COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"gradcam: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ngradcam: interrupted; files already written are complete, the summary and "
+              "heatmaps were not written.", file=sys.stderr)
+        return 130

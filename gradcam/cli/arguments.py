@@ -1,0 +1,177 @@
+"""The ``gradcam`` command's arguments: the parser, its help texts and value checks."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from gradcam.io.images import OVERLAY_FORMATS
+
+BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")
+SCORES = ("auto", "logit", "output")
+DEFAULT_OUT = "gradcam-out"
+
+
+class UsageError(Exception):
+    """A problem with the command line: reported as one line, exit status 2."""
+
+
+DESCRIPTION = """\
+Grad-CAM from the command line: which regions of an image made a Keras image
+classifier decide a class. The default model, EfficientNet-Lite0 with ImageNet
+weights, works offline.
+
+examples:
+  gradcam explain photos/              every image under photos/, top class
+  gradcam explain cat.jpg --target "tiger cat" --target 281 --out maps/
+  gradcam explain photos/ --model my_model.keras --preprocess tf
+  gradcam layers                       the layers Grad-CAM can explain
+"""
+
+EXPLAIN_EPILOG = """\
+outputs, in --out:
+  NAME.CLASS-LABEL.jpg   one overlay per image and target: sub/cat.jpg gives
+                         sub/cat.282-tiger_cat.jpg (.png, .webp with --format).
+                         Folders mirror the inputs' (relative to the deepest
+                         folder holding them all). Drawn on the image shrunk to
+                         --overlay-size pixels.
+  heatmaps.npz           heatmaps (N, K, h, w) in [0, 1], paths, targets,
+                         scores, probas (softmax models), layer: the N images
+                         explained
+  summary.csv            per image: path, status (ok, or failed and why), the
+  summary.json           top-5 classes, the targets explained with their score
+                         (the logit of softmax models), probability (proba)
+                         and overlay file, and the layer
+
+Outputs of an earlier run are never replaced without --overwrite: the command
+stops (status 2) and names one. Each file is written under a temporary name,
+then renamed: an interrupted run leaves no half-written file, and the next run
+removes what a killed one left. While a run writes in --out it holds the lock
+--out/.gradcam.lock: a second run on the same --out stops (status 2). Folders
+are searched recursively for image files (.jpg, .png, .webp, .tif, .bmp,
+.gif...); hidden files and the output folder are skipped, and an input that is
+the output folder, or inside it, is refused.
+
+--preprocess: the built-in models use "lite", (x - 127) / 128. A model file
+gets "none" (RGB values 0..255): a saved model should include its own
+preprocessing (e.g. a Rescaling layer), or choose "tf" (x / 127.5 - 1),
+"torch" (x / 255, then ImageNet mean and std) or "caffe" (BGR, minus the
+ImageNet mean).
+
+exit status: 0 all inputs explained; 1 some inputs failed (reported, and listed
+in the summary; the others are done) or the summary could not be written;
+2 usage error (bad option, input path, model file, layer or class name, outputs
+in the way, --out in use by another run, not enough memory); 130 interrupted.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels (0 for full size); got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1; got {text!r}")
+    return value
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="efficientnet_lite0", metavar="NAME|FILE",
+        help=f"a built-in model ({', '.join(BUILTIN_MODELS)}, ImageNet weights, offline) or "
+             "a .keras model file (default: %(default)s)")
+    parser.add_argument(
+        "--image-size", nargs=2, type=_positive_int, metavar=("H", "W"),
+        help="the size images are resized to for the model (default: the model's input size; "
+             "224, 240, 260 for Lite0/1/2)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gradcam`` command and its subcommands.
+
+    Returns:
+        An :class:`argparse.ArgumentParser`; ``args.command`` is ``"explain"`` or
+        ``"layers"``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="gradcam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from gradcam import __version__
+
+    parser.add_argument("--version", action="version", version=f"gradcam {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    explain = commands.add_parser(
+        "explain", help="explain image files and folders: overlays, heatmaps, summaries",
+        description="Explain the model's predictions on image files and folders "
+                    "(recursively): write one overlay per image and target, the heatmaps "
+                    "and a summary.",
+        epilog=EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    explain.set_defaults(command="explain")
+    explain.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    _add_common_options(explain)
+    explain.add_argument(
+        "--target", action="append", metavar="N|NAME",
+        help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
+             "(default: each image's top prediction)")
+    explain.add_argument("--layer", metavar="NAME",
+                         help="the layer to explain (default: the last layer with a 4-D output; "
+                              "see 'gradcam layers')")
+    explain.add_argument("--score", choices=SCORES, default="auto",
+                         help="the score explained: auto (the logit when the model ends in a "
+                              "softmax, else the output), logit, or output (default: %(default)s)")
+    explain.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                         help="output folder (default: %(default)s)")
+    explain.add_argument("--overwrite", action="store_true",
+                         help="replace outputs of an earlier run in --out")
+    explain.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                         help="images per model call (default: %(default)s)")
+    explain.add_argument("--preprocess", choices=PREPROCESSING,
+                         help="input scaling (default: lite for the built-in models, none for "
+                              "model files; see below)")
+    explain.add_argument("--colormap", default="viridis", metavar="NAME",
+                         help="matplotlib colormap of the overlays (default: %(default)s)")
+    explain.add_argument("--alpha-limit", type=_fraction, default=0.65, metavar="X",
+                         help="largest opacity of the overlay, 0..1 (default: %(default)s)")
+    explain.add_argument("--overlay-size", type=_size, default=320, metavar="PX",
+                         help="longer side of the overlays in pixels, 0 for the image's own "
+                              "size (default: %(default)s)")
+    explain.add_argument("--format", choices=OVERLAY_FORMATS, default="jpg",
+                         help="overlay files: jpg (quality 90, about 24 KiB at 320 px), png "
+                              "(lossless, about 200 KiB) or webp (quality 90, about 21 KiB, "
+                              "slower) (default: %(default)s)")
+    explain.add_argument("--compress", action="store_true",
+                         help="with --format png: compress the PNGs, files about 40%% smaller, "
+                              "the run about 10%% slower")
+    explain.add_argument("-q", "--quiet", action="store_true",
+                         help="no progress display and no final report; errors are still shown")
+
+    layers = commands.add_parser(
+        "layers", help="list the layers Grad-CAM can explain",
+        description="List the model's layers usable for Grad-CAM (4-D output) with their output "
+                    "shapes; * marks the one used when --layer is not given.")
+    layers.set_defaults(command="layers")
+    _add_common_options(layers)
+    return parser

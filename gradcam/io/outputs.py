@@ -1,0 +1,126 @@
+"""A run's output folder: the names of the files in it, the overwrite check, and the
+folder held for the run (its lock and temporary folder).
+
+In the output folder a run writes one overlay per image and target,
+``<name>.<index>-<class name>.<format>`` (e.g. ``sub/cat.282-tiger_cat.jpg`` for
+``sub/cat.jpg``), and :data:`RUN_FILES`. While it runs the folder also holds the lock
+(:data:`gradcam.io.lock.LOCK_NAME`) and the run's temporary folder
+(:data:`gradcam.io.files.TEMPORARY_PREFIX`), both removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+
+from gradcam.io.files import make_temporary_folder, remove_stale_temporaries
+from gradcam.io.images import OVERLAY_FORMATS
+from gradcam.io.inputs import Input
+from gradcam.io.lock import FolderLock
+
+#: The files a run writes in the output folder besides the overlays.
+RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
+
+_OVERLAY_NAME = re.compile(
+    r"^(?P<stem>.+)\.\d+(-[A-Za-z0-9_-]*)?\.(" + "|".join(OVERLAY_FORMATS) + r")$")
+
+
+def target_label(index: int, name: str | None) -> str:
+    """The part of an overlay's file name naming its class: ``"282-tiger_cat"``."""
+    slug = re.sub(r"[^A-Za-z0-9-]+", "_", name or "").strip("_")
+    return f"{index}-{slug}" if slug else str(index)
+
+
+def overlay_name(item: Input, index: int, class_name: str | None, format: str = "jpg") -> str:
+    """The overlay's path relative to the output folder: ``"sub/cat.282-tiger_cat.jpg"``."""
+    return f"{item.name}.{target_label(index, class_name)}.{format}"
+
+
+def existing_outputs(out_dir, inputs, limit: int = 5) -> list[str]:
+    """Files in ``out_dir`` that a run on ``inputs`` would write: its summary and heatmap
+    files, and any overlay of one of the inputs (whatever its class and format).
+
+    Args:
+        out_dir: the output folder.
+        inputs: the :class:`~gradcam.io.inputs.Input` list of the run.
+        limit: stop after finding this many. Defaults to ``5``.
+
+    Returns:
+        Up to ``limit`` paths of existing files.
+    """
+    out_dir = os.fspath(out_dir)
+    found = [os.path.join(out_dir, f) for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
+    stems_in: dict[str, dict[str, str]] = {}
+    for item in inputs:
+        if len(found) >= limit:
+            break
+        folder, _, stem = item.name.rpartition("/")
+        if folder not in stems_in:
+            directory = os.path.join(out_dir, folder)
+            names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+            matches = (_OVERLAY_NAME.match(n) for n in names)
+            stems_in[folder] = {m["stem"]: m.group(0) for m in matches if m}
+        if stem in stems_in[folder]:
+            found.append(os.path.join(out_dir, folder, stems_in[folder][stem]))
+    return found[:limit]
+
+
+class OutputFolder:
+    """The output folder, held for one run; a context manager.
+
+    Entering creates the folder if needed, takes its lock (:class:`FolderLock`), removes
+    the temporary folders of runs that were killed, and creates this run's temporary
+    folder. Leaving removes the temporary folder and the lock, and the output folder
+    itself if this run created it and left nothing in it.
+
+    Args:
+        path: the output folder.
+
+    Attributes:
+        path: the output folder, as given.
+        temporary: this run's temporary folder (while entered), on the same file system.
+
+    Raises:
+        gradcam.io.lock.FolderLockedError: another run holds the folder (on entering).
+        OSError: the folder cannot be created or written to (on entering).
+
+    Example:
+        >>> with OutputFolder("gradcam-out") as folder:
+        ...     report = explain_files(engine, inputs, folder, settings)
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.temporary: str | None = None
+        self._lock = FolderLock(self.path)
+        self._created: list[str] = []  # the folders this run created, deepest first
+
+    def __enter__(self) -> OutputFolder:
+        folder = os.path.abspath(self.path)
+        while not os.path.lexists(folder) and folder != os.path.dirname(folder):
+            self._created.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            self._lock.acquire()
+            remove_stale_temporaries(self.path)
+            self.temporary = make_temporary_folder(self.path)
+        except BaseException:
+            self._leave()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        if self.temporary is not None:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self.temporary = None
+        self._lock.release()
+        with contextlib.suppress(OSError):
+            for folder in self._created:
+                os.rmdir(folder)  # only if empty
+        self._created = []
