@@ -12,6 +12,8 @@ Side by side, in one process, on a folder of photos (copies of ``samples/*.jpg``
 
 The two alternate ``--repeats`` times; the medians and their ratio are printed, with the
 time each pipeline stage took (threads overlap, so the stages add up to more than the run).
+The stages are timed by this script: it passes a timer to the pipeline's ``timer`` hook
+(:func:`gradcam.pipeline.explain_files`), which times nothing by default.
 
 Then the command runs in a child process (``python -m gradcam explain ...``) on
 ``--images`` and on ``--large`` photos, to measure its peak resident memory
@@ -26,6 +28,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import glob
 import json
 import os
@@ -34,7 +38,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -43,14 +49,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import gradcam  # noqa: E402  (after the path set-up, so the checkout is benchmarked)
-from gradcam import cli  # noqa: E402
+from gradcam import cli, pipeline  # noqa: E402
+from gradcam.cli import explain as explain_command  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
 
 STAGES = (
     ("decode", "workers: reading and decoding the files (load_image)"),
     ("resize", "workers: resizing for the model and for the overlay"),
     ("overlay", "workers: drawing the overlays (overlay_heatmap)"),
-    ("png", "workers: encoding and writing the PNGs"),
+    ("encode", "workers: encoding and writing the overlays (JPEG)"),
     ("wait_decode", "engine thread: waiting for decoded images"),
     ("preprocess", "engine thread: stacking and preprocess_input"),
     ("engine", "engine thread: GradCAM.compute (its Python side; TensorFlow's threads below)"),
@@ -58,7 +65,43 @@ STAGES = (
     ("wait_engine", "recorder thread: waiting for the engine"),
     ("wait_draw", "recorder thread: waiting for the overlays"),
     ("summary", "recorder thread: summary rows, heatmaps"),
+    ("finish", "engine thread: packing heatmaps.npz, moving the run's files into place"),
 )
+
+
+class StageTimers:
+    """Stage timers for the pipeline's ``timer`` hook: ``with timers("engine"): ...`` adds
+    the block's wall-clock seconds and its thread's CPU seconds to that stage."""
+
+    def __init__(self):
+        self._local = threading.local()
+        self._tables: list[tuple[dict, dict]] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        tables = getattr(self._local, "tables", None)
+        if tables is None:
+            tables = self._local.tables = ({}, {})
+            with self._lock:
+                self._tables.append(tables)
+        wall, cpu = tables
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            wall[name] = wall.get(name, 0.0) + time.perf_counter() - start
+            cpu[name] = cpu.get(name, 0.0) + time.thread_time() - start_cpu
+
+    def totals(self) -> tuple[dict, dict]:
+        """Wall-clock and CPU seconds per stage, summed over the threads."""
+        merged: tuple[dict, dict] = ({}, {})
+        with self._lock:
+            for tables in self._tables:
+                for total, table in zip(merged, tables):
+                    for name, seconds in table.items():
+                        total[name] = total.get(name, 0.0) + seconds
+        return merged
 
 
 def make_folder(folder: str, count: int) -> str:
@@ -90,14 +133,29 @@ def _process_cpu() -> float:
 
 
 def end_to_end(folder: str, batch_size: int) -> dict:
-    """Run ``gradcam explain`` in-process; return its summary.json."""
+    """Run ``gradcam explain`` in-process, its pipeline timed; return its summary.json with
+    ``timings`` and ``cpu_timings`` (per stage) and ``cpu_seconds`` (the whole process
+    during the run) added."""
     out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
+    timers, measured = StageTimers(), {}
+
+    def timed_run(*args, **kwargs):
+        cpu = _process_cpu()
+        try:
+            return pipeline.explain_files(*args, timer=timers, **kwargs)
+        finally:
+            measured["cpu_seconds"] = _process_cpu() - cpu
+
     try:
-        status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet"])
+        with mock.patch.object(explain_command, "explain_files", functools.wraps(pipeline.explain_files)(timed_run)):
+            status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet"])
         if status != 0:
             raise SystemExit(f"gradcam explain exited with status {status}")
         with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
-            return json.load(file)
+            summary = json.load(file)
+        summary["timings"], summary["cpu_timings"] = timers.totals()
+        summary["cpu_seconds"] = measured["cpu_seconds"]
+        return summary
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

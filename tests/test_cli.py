@@ -231,6 +231,34 @@ def test_every_image_failing_writes_heatmaps_with_the_runs_shape(tmp_path, capsy
         assert npz["targets"].shape == (0, 2) and npz["scores"].shape == (0, 2)
 
 
+def test_all_zero_maps_are_marked_and_reported_once(tmp_path, capsys):
+    # Conv (one all-ones 2x2 filter over RGB, stride 2) -> Flatten -> Dense(softmax). On a
+    # uniform image the four activations are equal, so logit 0 = A00 - A01 - A10 + A11 = 0
+    # beats logit 1 = -0.01 * sum(A) < 0; its gradient, +1 at two positions and -1 at the
+    # other two, averages to zero: the map of class 0 is all zero.
+    inputs = keras.Input((4, 4, 3))
+    conv = keras.layers.Conv2D(1, 2, strides=2, use_bias=False, name="conv")
+    dense = keras.layers.Dense(2, activation="softmax", use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(conv(inputs))))
+    conv.set_weights([np.ones((2, 2, 3, 1), np.float32)])
+    dense.set_weights([np.array([[1, -0.01], [-1, -0.01], [-1, -0.01], [1, -0.01]], np.float32)])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning)
+        model.save(tmp_path / "flatten.keras")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8), (100, 100, 100)).save(tmp_path / "in" / "gray.png")
+    Image.new("RGB", (8, 8), (50, 50, 50)).save(tmp_path / "in" / "dark.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", tmp_path / "flatten.keras",
+                            "--out", tmp_path / "out")
+    assert status == 0
+    assert [line for line in stderr.splitlines() if "warning" in line.lower()] == [
+        'gradcam: warning: 2 of 2 maps are all zero: no part of the layer\'s output raises the class score '
+        '("empty" in summary.json). Try --score output, or another --layer.']
+    report = summary(tmp_path / "out")
+    assert [r["targets"][0]["empty"] for r in report["images"]] == [True, True]
+    assert report["counts"]["empty_maps"] == 2
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
