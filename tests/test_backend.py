@@ -6,18 +6,22 @@ Run once per backend: ``KERAS_BACKEND=jax pytest tests/test_backend.py`` (likewi
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import keras
 import numpy as np
 import pytest
-from conftest import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X
 from keras import ops
 
+from conftest import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X, make_functional
+
 from gradcam import backend
+from gradcam.methods import GradCAM
 
 BACKEND = keras.backend.backend()
 x_2x2 = np.array([[1, 2], [3, 4]], np.float32)
@@ -79,8 +83,6 @@ def test_probe_gradients_of_totals_that_ignore_the_probe(tiny):
 
 
 def test_compiled_functions_read_the_current_weights():
-    from conftest import make_functional
-
     model = make_functional()
     adapter = backend.current()
     run = adapter.compile(model, lambda call, x: call(x), [((None, 4, 4, 1), "float32")])
@@ -91,11 +93,6 @@ def test_compiled_functions_read_the_current_weights():
 
 
 def test_compiled_functions_hold_the_model_weakly():
-    import gc
-    import weakref
-
-    from conftest import make_functional
-
     model = make_functional()
     adapter = backend.current()
     run = adapter.compile(model, lambda call, x: call(x), [((None, 4, 4, 1), "float32")])
@@ -110,8 +107,6 @@ def test_compiled_functions_hold_the_model_weakly():
 @pytest.mark.parametrize("grad_enabled", [True, False])
 def test_torch_keeps_no_graph_and_restores_grad_mode(tiny, grad_enabled):
     import torch
-
-    from gradcam.methods import GradCAM
 
     adapter = backend.current()
     run = adapter.compile(tiny, probe_function(adapter, 3), None)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from keras import ops
+
 from conftest import (
     CONV_KERNEL,
     DENSE_KERNEL,
@@ -195,6 +197,36 @@ def test_gradient_free_methods_run_no_backward_pass(tiny, monkeypatch):
     assert_map(maps[0, 0], np.array([[17.5, 29.5], [65.5, 77.5]], np.float32) / 77.5)
     with pytest.raises(AssertionError, match="a backward pass was run"):
         GradCAM(tiny).heatmaps(X)
+
+
+class ScaledInputs(Method):
+    """A method that scores perturbed inputs: perturbation ``p`` is the image times
+    ``p + 1``, and channel ``k`` is weighed by the score of perturbation ``k``."""
+
+    name = "scaled-inputs"
+    uses_gradients = False
+    perturbs = "inputs"
+
+    def perturbation_count(self, activations_shape):
+        return activations_shape[-1]
+
+    def perturb(self, image, activations, index):
+        return image * ops.cast(index + 1, image.dtype)[:, None, None, None]
+
+    def channel_weights(self, capture):
+        return ops.transpose(capture.perturbation_scores, (1, 0, 2))
+
+
+@pytest.mark.parametrize("perturbation_batch", [1, 32])
+def test_the_template_scores_perturbed_inputs(tiny, perturbation_batch):
+    # The tiny model is linear up to its softmax: the logits of 1x and 2x the image are
+    # z and 2z. Class 0: w = [2, 4], L = 2 A0 - 20 = [[0, 16], [64, 80]], LOGIT_MAP_0.
+    # Class 1: w = [-4.5, -9], L = -4.5 A0 + 45 <= 0: an empty map.
+    cam = ScaledInputs(tiny)
+    cam.perturbation_batch = perturbation_batch
+    maps = cam.heatmaps(X, targets=[0, 1])
+    assert_map(maps[0, 0], LOGIT_MAP_0)
+    assert_map(maps[0, 1], LOGIT_MAP_1)
 
 
 # -- the template's checks -------------------------------------------------------------------

@@ -8,8 +8,9 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGITS, PROBAS, X, make_functional, make_nested
 from keras import ops
+
+from conftest import CONV_KERNEL, DENSE_KERNEL, LOGITS, PROBAS, X, make_functional, make_nested
 
 from gradcam import backend
 from gradcam.layers import iter_layers
