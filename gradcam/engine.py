@@ -4,7 +4,8 @@ This is the only module that touches gradients. Its steps are kept apart so that
 class-activation methods can plug in:
 
 1. capture the target layer's activations ``A`` and the score ``y`` (pre-softmax logits
-   when the model ends in a softmax) during one forward pass of the user's model;
+   when the model ends in a softmax) during one forward pass of the user's model, which
+   is read and never changed (:mod:`gradcam.capture`);
 2. differentiate each target score with respect to ``A``;
 3. turn activations and gradients into channel weights (:meth:`GradCAM.channel_weights`,
    the one step in which Grad-CAM's variants differ);
@@ -254,7 +255,9 @@ class GradCAM:
         batch = pictures
         if preprocess is not None:
             # a copy: preprocess_input functions may work in place (resnet50's does)
-            batch = to_batch(preprocess(np.array(pictures, dtype=np.float32)), name="the output of preprocess")
+            batch = to_batch(
+                preprocess(np.array(pictures, dtype=np.float32)), name="the output of preprocess"
+            )
             if len(batch) != len(pictures):
                 raise ValueError(
                     f"preprocess returned {len(batch)} images for {len(pictures)}; it must keep "

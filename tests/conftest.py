@@ -145,7 +145,8 @@ def make_subclassed(call=True):
 
 def tracing_count(cam) -> int:
     """How many times the engine's compiled functions have been traced."""
-    return cam._one_target.experimental_get_tracing_count() + cam._many_targets.experimental_get_tracing_count()
+    compiled = (cam._one_target, cam._many_targets)
+    return sum(function.experimental_get_tracing_count() for function in compiled)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,9 @@ def test_explain_prediction_top_target(tiny):
 def test_explain_prediction_accepts_one_unbatched_image_and_an_image():
     picture = Image.new("RGB", (40, 40), "red")
     with pytest.warns(UserWarning, match="all zero") as record:  # class 1's map is empty
-        expl = gradcam.explain_prediction(make_functional(name="unbatched"), X[0], targets=[1, 0], image=picture)
+        expl = gradcam.explain_prediction(
+            make_functional(name="unbatched"), X[0], targets=[1, 0], image=picture
+        )
     assert record[0].filename == __file__  # the warning points at the caller's line
     assert [t.target for t in expl.targets] == [1, 0]
     assert expl.image.size == (40, 40)
@@ -189,7 +191,8 @@ def test_bad_preprocess(tiny):
         gradcam.GradCAM(tiny, preprocess=3)
     with pytest.raises(ValueError, match=r"preprocess returned 2 images for 1; it must keep the batch"):
         gradcam.explain_prediction(tiny, X, preprocess=lambda x: np.concatenate([x, x]))
-    with pytest.raises(ValueError, match=r"expects images of shape \(4, 4, 1\).*preprocess made a batch of shape \(1, 2, 2, 1\)"):
+    made = r"expects images of shape \(4, 4, 1\).*preprocess made a batch of shape \(1, 2, 2, 1\)"
+    with pytest.raises(ValueError, match=made):
         gradcam.explain_prediction(tiny, X, preprocess=lambda x: x[:, :2, :2])
     with pytest.raises(TypeError, match="the output of preprocess must be an array of numbers"):
         gradcam.explain_prediction(tiny, X, preprocess=lambda x: np.array([["a"]]))
@@ -203,7 +206,8 @@ def public_callables():
             yield name, value
         if inspect.isclass(value):
             for member, attribute in vars(value).items():
-                if not member.startswith("_") and (inspect.isfunction(attribute) or isinstance(attribute, (staticmethod, property))):
+                documented = inspect.isfunction(attribute) or isinstance(attribute, (staticmethod, property))
+                if documented and not member.startswith("_"):
                     yield f"{name}.{member}", getattr(value, member)
         if inspect.ismodule(value):
             for member in getattr(value, "__all__", [n for n in vars(value) if not n.startswith("_")]):
@@ -222,7 +226,8 @@ def test_raises_and_warns_sections_list_exceptions():
             entries = [line for line in section.group(2).splitlines() if line.strip()]
             indent = min(len(line) - len(line.lstrip()) for line in entries)
             for line in entries:
-                if len(line) - len(line.lstrip()) == indent and not re.match(r"^\s+[A-Z]\w*(Error|Exception|Warning|Interrupt)\b.*:", line):
+                entry = len(line) - len(line.lstrip()) == indent
+                if entry and not re.match(r"^\s+[A-Z]\w*(Error|Exception|Warning|Interrupt)\b.*:", line):
                     bad.append(f"{name}: {line.strip()}")
         if re.search(r"^\w+ and \w+: as for", doc, re.MULTILINE):
             bad.append(f"{name}: a shared 'Args and Raises: as for' section")
