@@ -7,7 +7,7 @@ Quick start::
 
     model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
     doc = gradcam.image_from_path(gradcam.samples.path("chelsea"), image_shape=(224, 224))
-    gradcam.show_prediction(model, efficientnet_lite.preprocess_input(doc))
+    gradcam.show_prediction(model, doc, preprocess=efficientnet_lite.preprocess_input)
 """
 
 import importlib
