@@ -156,12 +156,15 @@ def test_threads_mixing_targets_on_a_fresh_model():
     thread calling the model itself, all at once."""
 
     def build():
-        keras.utils.set_random_seed(1)
         inputs = keras.Input((8, 8, 3))
         x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
         x = keras.layers.Conv2D(6, 3, padding="same", name="conv2")(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
-        return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+        rng = np.random.default_rng(1)
+        for variable in model.weights:
+            variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+        return model
 
     images = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
     # Single-threaded references, from an engine of a twin (same seed, same weights).
