@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import weakref
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +21,9 @@ from keras import ops
 
 from conftest import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X, make_functional
 
-from gradcam import backend
+from gradcam import backend, samples
+from gradcam.image import image_from_path
+from gradcam.layers import spatial_layers
 from gradcam.methods import GradCAM
 
 BACKEND = keras.backend.backend()
@@ -145,3 +148,45 @@ def test_other_backends_never_import_tensorflow():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [BACKEND, "False"]
+
+
+def lite0_maps() -> dict:
+    """EfficientNet-Lite0's Grad-CAM maps of the sample photos: the top class and two
+    named classes, at the automatic layer and at an earlier one.
+
+    The earlier one is block6d_add. At block5c_add, the backends' maps of
+    cat_and_coffee differ by up to 1.7e-3 (TensorFlow, JAX and PyTorch alike, pairwise):
+    their activations agree to 1.5e-6, but one gradient element differs by 1.7e-2, a
+    ReLU6 downstream whose input lies within float32 rounding of its threshold."""
+    from gradcam.models import efficientnet_lite
+
+    model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
+    docs = np.concatenate([image_from_path(samples.path(name)) for name in samples.names()])
+    x = efficientnet_lite.preprocess_input(docs)
+    maps = {}
+    for layer in (None, "block6d_add"):
+        cam = GradCAM(model, layer=layer)
+        top = cam.compute(x)
+        maps[f"{layer}-top"], maps[f"{layer}-targets"] = top.heatmaps, top.targets
+        maps[f"{layer}-named"] = cam.heatmaps(x, targets=["tiger cat", "espresso"])
+    return maps
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow gives the reference")
+def test_same_maps_as_tensorflow(tmp_path):
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); "
+        "from test_backend import lite0_maps; np.savez(sys.argv[2], **lite0_maps())"
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    reference_file = tmp_path / "tensorflow.npz"
+    args = [sys.executable, "-c", script, str(Path(__file__).parent), str(reference_file)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    reference = np.load(reference_file)
+    maps = lite0_maps()
+    assert sorted(maps) == sorted(reference.files)
+    assert maps["None-top"].shape == (len(samples.names()), 1, 7, 7)
+    assert maps["block6d_add-named"].shape == (len(samples.names()), 2, 7, 7)
+    for key, value in maps.items():
+        np.testing.assert_allclose(value, reference[key], atol=1e-3, rtol=0, err_msg=key)
