@@ -12,6 +12,7 @@ from keras import ops
 
 from conftest import CONV_KERNEL, DENSE_KERNEL, LOGITS, PROBAS, X, make_functional, make_nested
 
+import gradcam.methods.base
 from gradcam import backend
 from gradcam.layers import iter_layers
 from gradcam.methods import GradCAM
@@ -149,6 +150,20 @@ def test_two_captures_of_a_shared_layer_never_stack():
     other.join()
     assert second_done.is_set()
     assert attributes(wrapper) == before
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="PyTorch does not trace: it captures at every call")
+def test_compiled_calls_never_patch_the_model(monkeypatch):
+    cam = GradCAM(make_functional())
+    first = cam.heatmaps(X)
+
+    def no_capture(*args, **kwargs):
+        raise AssertionError("the model was patched again")
+
+    monkeypatch.setattr(gradcam.methods.base, "capture", no_capture)
+    np.testing.assert_array_equal(cam.heatmaps(X), first)
+    with pytest.raises(AssertionError, match="patched again"):
+        GradCAM(make_functional()).heatmaps(X)  # a new engine traces, and captures
 
 
 def test_threads_mixing_targets_on_a_fresh_model():
