@@ -87,6 +87,17 @@ class Result(NamedTuple):
     outputs: np.ndarray
 
 
+def check_positive_int(value, name: str) -> int:
+    """``value`` if it is a positive integer (a method's batch size or count option).
+
+    Raises:
+        ValueError: ``value`` is not a positive integer (``bool`` is refused).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
 def _model_signature(model: keras.Model) -> tuple[tuple, str]:
     inputs = getattr(model, "inputs", None)
     if not inputs:
