@@ -10,12 +10,34 @@ from __future__ import annotations
 from gradcam._matching import close_matches
 from gradcam.methods.ablation_cam import AblationCAM
 from gradcam.methods.base import Capture, Method, Result
+from gradcam.methods.eigencam import EigenCAM
 from gradcam.methods.gradcam import GradCAM
 from gradcam.methods.gradcam_plus_plus import GradCAMPlusPlus
+from gradcam.methods.hirescam import HiResCAM
+from gradcam.methods.layercam import LayerCAM
+from gradcam.methods.scorecam import ScoreCAM
+from gradcam.methods.xgradcam import XGradCAM
 
-METHODS = {cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, AblationCAM)}
+METHODS = {
+    cls.name: cls
+    for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, AblationCAM)
+}
 
-__all__ = ["METHODS", "AblationCAM", "Capture", "GradCAM", "GradCAMPlusPlus", "Method", "Result", "method_class"]
+__all__ = [
+    "METHODS",
+    "AblationCAM",
+    "Capture",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "Method",
+    "Result",
+    "ScoreCAM",
+    "XGradCAM",
+    "method_class",
+]
 
 
 def method_class(name: str) -> type[Method]:
