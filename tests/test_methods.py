@@ -73,7 +73,9 @@ def make_residual():
 
 # -- the registry ------------------------------------------------------------------------
 def test_methods_registry():
-    assert METHODS == {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "ablationcam": AblationCAM}
+    names = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam"]
+    assert list(METHODS) == names
+    assert METHODS["gradcam++"] is GradCAMPlusPlus and METHODS["ablationcam"] is AblationCAM
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
     assert method_class("gradcam++") is GradCAMPlusPlus
 
