@@ -11,16 +11,18 @@ Quick start::
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
-# Public names and the module that defines each. They are imported on first use, so that
-# ``import gradcam`` (and ``gradcam --help``) does not wait for TensorFlow to load until
-# something that needs it is used.
+# Public names and the module that defines each (and the name there, where it differs).
+# They are imported on first use, so that ``import gradcam`` (and ``gradcam --help``) does
+# not wait for Keras and its backend to load until something that needs them is used.
 _SOURCES = {
+    "EmptyMapWarning": "gradcam.methods.base",
     "Explanation": "gradcam.explanation",
-    "GradCAM": "gradcam.engine",
-    "GradCAMResult": "gradcam.engine",
+    "GradCAMResult": ("gradcam.methods.base", "Result"),
+    "METHODS": "gradcam.methods",
     "TargetExplanation": "gradcam.explanation",
     "expand_heatmap": "gradcam.render",
     "explain_prediction": "gradcam.api",
@@ -31,34 +33,40 @@ _SOURCES = {
     "plot_explanations": "gradcam.render",
     "show_prediction": "gradcam.api",
 }
+_MODULES = ("imagenet", "samples")
 
-__all__ = [
-    "Explanation",
-    "GradCAM",
-    "GradCAMResult",
-    "TargetExplanation",
-    "expand_heatmap",
-    "explain_prediction",
-    "format_as_image",
-    "heatmap_to_image",
-    "image_from_path",
-    "imagenet",
-    "load_image",
-    "plot_explanations",
-    "samples",
-    "show_prediction",
-]
+
+def _method_classes() -> dict:
+    """The engine class of each method (:data:`gradcam.methods.METHODS`), by class name:
+    ``GradCAM``, ``GradCAMPlusPlus``... A method added there is exported here too."""
+    from gradcam.methods import METHODS
+
+    return {cls.__name__: cls for cls in METHODS.values()}
+
+
+def _public_names() -> list:
+    return sorted([*_SOURCES, *_MODULES, *_method_classes()])
 
 
 def __getattr__(name):
-    if name in ("imagenet", "samples"):
+    if name == "__all__":
+        return _public_names()
+    if name in _MODULES:
         return importlib.import_module(f"gradcam.{name}")
-    if name not in _SOURCES:
+    if name in _SOURCES:
+        source = _SOURCES[name]
+        module, attribute = source if isinstance(source, tuple) else (source, name)
+        value = getattr(importlib.import_module(module), attribute)
+    elif name[:1].isupper() and name in _method_classes():  # a class name: never a submodule
+        value = _method_classes()[name]
+    else:
         raise AttributeError(f"module 'gradcam' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCES[name]), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    names = set(globals()) | set(_SOURCES) | set(_MODULES)
+    if "gradcam.methods" in sys.modules:  # listing the methods needs Keras: only once loaded
+        names |= set(_method_classes())
+    return sorted(names)

@@ -7,12 +7,12 @@ import weakref
 
 from PIL import Image
 
-from gradcam.engine import GradCAM
 from gradcam.explanation import Explanation
 from gradcam.image import to_batch
+from gradcam.methods import Method, method_class
 from gradcam.render import format_as_image
 
-# model -> {(layer key, score, class names): engine}; an entry goes when its model does.
+# model -> {(method, layer key, score, class names): engine}; an entry goes when its model does.
 # An engine serves every preprocess function (explain_prediction passes it per call), so
 # a new lambda on each call neither grows the cache nor compiles anything again.
 _ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -26,28 +26,31 @@ def _layer_key(layer):
     return ("layer", id(layer))
 
 
-def engine_for(model, layer=None, score: str = "auto", class_names=None) -> GradCAM:
-    """Return the cached :class:`GradCAM` engine for this model and layer.
+def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam") -> Method:
+    """Return the cached engine of ``method`` for this model and layer.
 
-    Engines are built once per (model, layer, score, class names) and reused; the cache
-    holds models weakly, so a model that is deleted elsewhere is freed with its engines.
-    Safe to call from several threads: each engine is built once.
+    Engines are built once per (model, method, layer, score, class names) and reused; the
+    cache holds models weakly, so a model that is deleted elsewhere is freed with its
+    engines. Safe to call from several threads: each engine is built once.
 
     Args:
-        model: as for :class:`GradCAM`.
-        layer: as for :class:`GradCAM`. Defaults to ``None``.
-        score: as for :class:`GradCAM`. Defaults to ``"auto"``.
-        class_names: as for :class:`GradCAM`. Defaults to ``None``.
+        model: as for :class:`~gradcam.GradCAM`.
+        layer: as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
+        score: as for :class:`~gradcam.GradCAM`. Defaults to ``"auto"``.
+        class_names: as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
+        method: a name of :data:`gradcam.METHODS`. Defaults to ``"gradcam"``.
 
     Returns:
-        A :class:`GradCAM` engine without ``preprocess``.
+        The method's engine (a :class:`~gradcam.methods.base.Method`), without
+        ``preprocess``.
 
     Raises:
         TypeError: ``model`` is not a Keras model.
-        ValueError: as :class:`GradCAM` raises it (a model that is not built, an unknown
-            layer or score...).
+        ValueError: an unknown method; a model that is not built, an unknown layer or
+            score (see :class:`~gradcam.GradCAM`).
     """
-    key = (_layer_key(layer), score, None if class_names is None else tuple(class_names))
+    cls = method_class(method)
+    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names))
     with _ENGINES_LOCK:
         try:
             engines = _ENGINES.setdefault(model, {})
@@ -55,15 +58,15 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None) -> Grad
             engines = {}
         engine = engines.get(key)
         if engine is None:
-            engine = GradCAM(model, layer=layer, score=score, class_names=class_names)
+            engine = cls(model, layer=layer, score=score, class_names=class_names)
             engine._strong_model = None
             engines[key] = engine
     return engine
 
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
-                       class_names=None, preprocess=None) -> Explanation:
-    """Explain one prediction of a Keras image classifier with Grad-CAM.
+                       class_names=None, preprocess=None, method: str = "gradcam") -> Explanation:
+    """Explain one prediction of a Keras image classifier with Grad-CAM or another method.
 
     Args:
         model: a built Keras model with one image input and one ``(batch, classes)`` output.
@@ -86,6 +89,9 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             to a float32 copy of ``doc``, which is left as it is; the explanation is then
             drawn on ``doc`` in its true colours. Defaults to ``None`` (``doc`` is already
             preprocessed).
+        method: the class-activation method, a name of :data:`gradcam.METHODS`
+            (``"gradcam"``, ``"gradcam++"``, ``"ablationcam"``...); its engine is built
+            once per model, layer and score, and reused. Defaults to ``"gradcam"``.
 
     Returns:
         An :class:`Explanation` with one :class:`TargetExplanation` per target.
@@ -94,11 +100,12 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
         TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
             ``preprocess`` is not callable; a target of another type than int or str.
         ValueError: a batch of several images (use :meth:`GradCAM.explain`); a wrong
-            shape, NaN or inf in ``doc``; a model that is not built, an unknown layer,
-            score or class (see :class:`GradCAM`).
+            shape, NaN or inf in ``doc``; an unknown method; a model that is not built,
+            an unknown layer, score or class (see :class:`GradCAM`).
 
     Warns:
-        UserWarning: the first all-zero map of a model's engine (see :class:`GradCAM`).
+        EmptyMapWarning: a map is all zero (a :class:`UserWarning`; see
+            :class:`~gradcam.methods.base.EmptyMapWarning`).
 
     Example:
         >>> doc = image_from_path(gradcam.samples.path("chelsea"))
@@ -113,9 +120,10 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
     if len(batch) != 1:
         raise ValueError(
             f"explain_prediction explains one image; doc is a batch of {len(batch)} "
-            f"(shape {batch.shape}). Use gradcam.GradCAM(model).explain(docs) for batches."
+            f"(shape {batch.shape}). Use gradcam.{method_class(method).__name__}(model)"
+            ".explain(docs) for batches."
         )
-    engine = engine_for(model, layer=layer, score=score, class_names=class_names)
+    engine = engine_for(model, layer=layer, score=score, class_names=class_names, method=method)
     images = None if image is None else [image]
     return engine._explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
 
@@ -129,8 +137,8 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
     Args:
         model: as for :func:`explain_prediction`.
         doc: as for :func:`explain_prediction`.
-        **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names`` and
-            ``preprocess`` go to :func:`explain_prediction`; ``resampling_filter``,
+        **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names``,
+            ``preprocess`` and ``method`` go to :func:`explain_prediction`; ``resampling_filter``,
             ``colormap`` and ``alpha_limit`` go to :func:`format_as_image`.
 
     Returns:
@@ -139,12 +147,13 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
     Raises:
         TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
             ``preprocess`` is not callable; an unknown keyword argument.
-        ValueError: a batch of several images; a wrong shape, NaN or inf in ``doc``; a
-            model that is not built, an unknown layer, score or class; an ``alpha_limit``
-            outside [0, 255] or an unknown colormap name.
+        ValueError: a batch of several images; a wrong shape, NaN or inf in ``doc``; an
+            unknown method; a model that is not built, an unknown layer, score or class;
+            an ``alpha_limit`` outside [0, 255] or an unknown colormap name.
 
     Warns:
-        UserWarning: the first all-zero map of a model's engine (see :class:`GradCAM`).
+        EmptyMapWarning: a map is all zero (a :class:`UserWarning`; see
+            :class:`~gradcam.methods.base.EmptyMapWarning`).
 
     Example:
         >>> gradcam.show_prediction(model, doc, preprocess=efficientnet_lite.preprocess_input)

@@ -1,100 +1,90 @@
-"""What Grad-CAM needs from a model, read without changing it: checks and layer capture.
+"""What a class-activation map needs from a model, read without changing it, on any backend.
 
-Keras 3 has no forward hooks, so a layer's output is read by wrapping the layer's
-``call`` while the engine's computation is traced (once per engine and compiled
-function; never while it runs). Two rules keep the user's model as it was, for every
-thread:
+Two things, both written with Keras alone (no backend is named here):
 
-* the wrapper records only for the thread that installed it; any other thread that calls
-  the model meanwhile (``model(x)``, ``model.predict(x)``) goes straight through to the
-  layer's own ``call`` and gets exactly what it would get without the wrapper;
-* wrappers are installed and removed under one lock, so two traces never stack wrappers
-  on the same layer, and the original is restored in ``finally``, even on error.
+* :func:`model_info` checks that a model is a built image classifier and describes it:
+  its input, its number of classes, the softmax that ends it (:func:`find_softmax`), and,
+  for a subclassed model, its layers' output shapes in call order;
+* :func:`capture` reads the explained layer during the model's own call.
+
+Keras 3 has no forward hooks, so :func:`capture` wraps the ``call`` of the explained
+layer for one call of the model, in one of three modes:
+
+* **record**: the layer's output ``A`` (the activations) is recorded;
+* **probe**: the layer also returns ``A + probe(A)`` instead of ``A``, where ``probe``
+  gives a zero tensor that the backend differentiates against: the gradient with respect
+  to the probe is the gradient with respect to ``A`` (see :mod:`gradcam.backend`), and
+  nothing about the model has to be rebuilt or split;
+* **replace**: the layer returns given activations instead of computing its own, so the
+  rest of the model runs on them: a batch of ``B`` perturbed activations for an input
+  batch of one image runs the model from the layer onward ``B`` times at once. Tensors
+  from before the layer that reach past it (a skip connection around the layer) keep
+  their batch of one and are broadcast over the ``B``.
+
+When the model ends in a softmax, the same capture records the softmax's input, the
+logits, by wrapping the softmax itself (a ``Softmax`` layer's ``call``, or the
+``activation`` of a ``Dense(..., activation="softmax")``): that works on every backend,
+where a tensor attribute such as TensorFlow's ``_keras_logits`` does not.
+
+The user's model is never modified in a way another thread could see:
+
+* the wrappers are installed only while an engine's computation is traced (once per
+  compiled function with TensorFlow and JAX; at every call with PyTorch, which does not
+  trace), never while a compiled function runs;
+* each wrapped object has its own lock, taken (in a fixed order) for as long as its
+  wrapper is installed, so two captures never stack wrappers on one layer, even a layer
+  shared by two models (a base used alone and inside a wrapper);
+* a wrapper acts only for the thread that installed it: any other thread that calls the
+  model meanwhile (``model(x)``, ``model.predict(x)``) goes straight through to the
+  layer's own ``call``;
+* the attributes are restored in ``finally``: an attribute the wrapper shadowed is put
+  back, one that did not exist is deleted, so ``vars(layer)`` is as before.
 
 Subclassed models (a ``keras.Model`` subclass with its own ``call``) have no symbolic
 graph: their input shape comes from their first call, and their layers' output shapes,
-the number of classes and the presence of a final softmax from one trace of the model.
+the number of classes and the softmax that ends them from one symbolic trace of the
+model (Keras's own shape inference: nothing is computed), recorded by the same wrappers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 import keras
-import tensorflow as tf
 
 from gradcam.layers import iter_layers
 
-# Serialises installing and removing wrappers, whichever the model: traces are rare, and
-# one lock also covers a layer shared by two models (a base used alone and in a wrapper).
-_CAPTURE_LOCK = threading.RLock()
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass
 class Recording:
-    """The outputs recorded by :func:`record_outputs`, in call order."""
+    """What :func:`capture` recorded during one call of the model, in call order.
 
-    calls: list = field(default_factory=list)  # (layer, output) pairs
-
-    def outputs_of(self, layer) -> list:
-        """The outputs of ``layer``, one per call."""
-        return [output for called, output in self.calls if called is layer]
-
-
-def _recording_call(layer, original, owner: int, recording: Recording, on_output):
-    def call(*args, **kwargs):
-        output = original(*args, **kwargs)
-        if threading.get_ident() == owner:
-            if on_output is not None:
-                on_output(output)
-            recording.calls.append((layer, output))
-        return output
-
-    return call
-
-
-@contextlib.contextmanager
-def record_outputs(layers, on_output=None):
-    """Record the outputs of ``layers`` when this thread calls the model inside the block.
-
-    Args:
-        layers: the layers whose outputs to record.
-        on_output: called with each recorded output as soon as the layer returns it
-            (e.g. ``tape.watch``), before later layers use it. Defaults to ``None``.
-
-    Yields:
-        A :class:`Recording`, filled as the layers run.
+    Attributes:
+        activations: the layer's outputs (or the replacements it returned), one per call
+            of the layer.
+        logits: the inputs of the final softmax, one per call of it.
     """
-    owner = threading.get_ident()
-    recording = Recording()
-    with _CAPTURE_LOCK:
-        saved = []
-        try:
-            for layer in dict.fromkeys(layers):  # each layer once, in order
-                own = vars(layer)
-                saved.append((layer, "call" in own, own.get("call")))
-                wrapper = _recording_call(layer, layer.call, owner, recording, on_output)
-                object.__setattr__(layer, "call", wrapper)
-            yield recording
-        finally:
-            for layer, had, old in reversed(saved):
-                if had:
-                    object.__setattr__(layer, "call", old)
-                else:
-                    object.__delattr__(layer, "call")
+
+    activations: list = field(default_factory=list)
+    logits: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the engine needs to know about a model.
+    """What an engine needs to know about a model.
 
     Attributes:
         input_shape: the image input's shape, batch dimension first (``None``).
         input_dtype: the input's dtype name.
         num_classes: the size of the ``(batch, classes)`` output.
-        softmax: whether the model ends in a softmax (its logits can be explained).
+        softmax: where the softmax that ends the model is (see :func:`find_softmax`), or
+            ``None`` when the model does not end in one.
         layer_shapes: for subclassed models, each layer's traced output shape (layers
             called once), in call order; ``None`` for models with a symbolic graph.
     """
@@ -102,22 +92,144 @@ class ModelInfo:
     input_shape: tuple
     input_dtype: str
     num_classes: int
-    softmax: bool
+    softmax: tuple | None
     layer_shapes: dict | None = None
 
 
+# -- wrapping, thread by thread ------------------------------------------------------------
+def _lock(obj) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(obj)
+        if lock is None:
+            lock = _LOCKS[obj] = threading.RLock()
+        return lock
+
+
+@contextlib.contextmanager
+def _wrapped(patches):
+    """Install ``wrap(original)`` as ``obj.<name>`` for each ``(obj, name, wrap)``, under
+    each object's lock (taken in ``id`` order), and restore every attribute on exit."""
+    objects = sorted({id(obj): obj for obj, _, _ in patches}.values(), key=id)
+    with contextlib.ExitStack() as locks:
+        for obj in objects:
+            locks.enter_context(_lock(obj))
+        saved = []
+        try:
+            for obj, name, wrap in patches:
+                own = vars(obj)
+                saved.append((obj, name, name in own, own.get(name)))
+                object.__setattr__(obj, name, wrap(getattr(obj, name)))
+            yield
+        finally:
+            for obj, name, had, old in reversed(saved):
+                if had:
+                    object.__setattr__(obj, name, old)
+                else:
+                    object.__delattr__(obj, name)
+
+
+def _layer_call(original, owner, recording, probe, replace):
+    def call(*args, **kwargs):
+        if threading.get_ident() != owner:
+            return original(*args, **kwargs)
+        if replace is not None:
+            recording.activations.append(replace)
+            return replace
+        output = original(*args, **kwargs)
+        recording.activations.append(output)
+        return output if probe is None else output + probe(output)
+
+    return call
+
+
+def _softmax_input(original, owner, recording):
+    def softmax(inputs, *args, **kwargs):
+        if threading.get_ident() == owner:
+            recording.logits.append(inputs)
+        return original(inputs, *args, **kwargs)
+
+    return softmax
+
+
+@contextlib.contextmanager
+def capture(layer=None, softmax=None, probe=None, replace=None):
+    """Record (and probe or replace) ``layer``'s output while this thread calls the model.
+
+    Args:
+        layer: the layer to read, or ``None`` to record the logits only.
+        softmax: :attr:`ModelInfo.softmax` (``find_softmax(model)``): whose input to
+            record as the logits, or ``None``. Defaults to ``None``.
+        probe: ``probe(activation) -> zero tensor`` added to the layer's output (the
+            backend's probe), or ``None``. Defaults to ``None``.
+        replace: a tensor for the layer to return instead of its own output, or
+            ``None``. Defaults to ``None``.
+
+    Yields:
+        A :class:`Recording`, filled as the model runs inside the block.
+
+    Raises:
+        ValueError: both ``probe`` and ``replace`` are given.
+    """
+    if probe is not None and replace is not None:
+        raise ValueError("capture() takes a probe or a replacement, not both.")
+    owner = threading.get_ident()
+    recording = Recording()
+    patches = []
+    if layer is not None:
+        patches.append((layer, "call", lambda original: _layer_call(original, owner, recording, probe, replace)))
+    if softmax is not None:
+        obj, name = softmax
+        patches.append((obj, name, lambda original: _softmax_input(original, owner, recording)))
+    with _wrapped(patches):
+        yield recording
+
+
+@contextlib.contextmanager
+def _record_calls(layers, calls: list):
+    """Append ``(layer, output)`` to ``calls`` for every call of ``layers`` by this thread."""
+    owner = threading.get_ident()
+
+    def wrap(layer):
+        def wrapper(original):
+            def call(*args, **kwargs):
+                output = original(*args, **kwargs)
+                if threading.get_ident() == owner:
+                    calls.append((layer, output))
+                return output
+
+            return call
+
+        return wrapper
+
+    with _wrapped([(layer, "call", wrap(layer)) for layer in dict.fromkeys(layers)]):
+        yield
+
+
+# -- describing a model --------------------------------------------------------------------
 def _is_softmax(function) -> bool:
     return getattr(function, "__name__", None) == "softmax"
 
 
+def _softmax_of(layer):
+    """``(layer, "call")`` or ``(layer, "activation")`` when ``layer`` computes a softmax
+    last; else ``None``."""
+    if isinstance(layer, keras.layers.Softmax):
+        return layer, "call"
+    if _is_softmax(getattr(layer, "activation", None)):
+        return layer, ("call" if isinstance(layer, keras.layers.Activation) else "activation")
+    return None
+
+
 def find_softmax(model: keras.Model):
-    """Find the softmax that ends ``model``, without changing the model.
+    """Find the softmax that ends ``model``, a model with a symbolic graph, without
+    changing the model.
 
     Returns:
         ``(layer, "activation")`` for a layer whose ``activation`` is softmax (e.g. a
         ``Dense(..., activation="softmax")``), ``(layer, "call")`` for a ``Softmax`` or
         ``Activation("softmax")`` layer, or ``None`` when the model does not end in a
-        softmax or has no symbolic graph (a subclassed model).
+        softmax or has no symbolic graph (for a subclassed model, see
+        :attr:`ModelInfo.softmax`).
     """
     layer = model
     while isinstance(layer, keras.Model):
@@ -126,27 +238,14 @@ def find_softmax(model: keras.Model):
             return None
         history = getattr(outputs[0], "_keras_history", None)
         layer = history.operation if history is not None else layer.layers[-1]
-    if isinstance(layer, keras.layers.Softmax):
-        return layer, "call"
-    if _is_softmax(getattr(layer, "activation", None)):
-        return layer, ("call" if isinstance(layer, keras.layers.Activation) else "activation")
-    return None
-
-
-def logits_of(outputs):
-    """The pre-softmax logits of a softmax output, as Keras records them; else ``None``.
-
-    Keras's softmax (``keras.activations.softmax``, ``keras.ops.softmax``) keeps its
-    input on its output as ``_keras_logits``, which its cross-entropy losses read too.
-    """
-    return getattr(outputs, "_keras_logits", None)
+    return _softmax_of(layer)
 
 
 def _check_classifier_output(model, shape) -> int:
     if len(shape) != 2:
         raise ValueError(
-            f"Model {model.name!r} has output shape {tuple(shape)}; Grad-CAM needs a "
-            "classifier output of shape (batch, classes)."
+            f"Model {model.name!r} has output shape {tuple(shape)}; a class-activation map "
+            "needs a classifier output of shape (batch, classes)."
         )
     return int(shape[-1])
 
@@ -154,8 +253,8 @@ def _check_classifier_output(model, shape) -> int:
 def _check_image_input(model, shape) -> tuple:
     if len(shape) != 4:
         raise ValueError(
-            f"Model {model.name!r} takes inputs of shape {tuple(shape)}; Grad-CAM needs an image "
-            "input of shape (batch, height, width, channels)."
+            f"Model {model.name!r} takes inputs of shape {tuple(shape)}; a class-activation "
+            "map needs an image input of shape (batch, height, width, channels)."
         )
     return (None,) + tuple(shape[1:])
 
@@ -163,19 +262,45 @@ def _check_image_input(model, shape) -> tuple:
 def _graph_model_info(model: keras.Model) -> ModelInfo:
     inputs = model.inputs
     if len(inputs) != 1:
-        raise ValueError(f"Model {model.name!r} has {len(inputs)} inputs; Grad-CAM needs one image input.")
+        raise ValueError(
+            f"Model {model.name!r} has {len(inputs)} inputs; a class-activation map needs one image input."
+        )
     outputs = model.outputs
     if len(outputs) != 1:
         raise ValueError(
-            f"Model {model.name!r} has {len(outputs)} outputs; Grad-CAM explains a model with "
-            "one output. Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
+            f"Model {model.name!r} has {len(outputs)} outputs; a class-activation map explains a "
+            "model with one output. Build a keras.Model(model.inputs, model.outputs[i]) for the "
+            "output to explain."
         )
     return ModelInfo(
         input_shape=tuple(inputs[0].shape),
         input_dtype=keras.backend.standardize_dtype(inputs[0].dtype),
         num_classes=_check_classifier_output(model, outputs[0].shape),
-        softmax=find_softmax(model) is not None,
+        softmax=find_softmax(model),
     )
+
+
+class _SymbolicCall(keras.Operation):
+    """Runs a function on symbolic inputs the way the backend infers shapes (a TensorFlow
+    graph, ``jax.eval_shape``, PyTorch's meta device): nothing is computed."""
+
+    def __init__(self, function):
+        super().__init__(name="gradcam_trace")
+        self._function = function
+
+    def call(self, x):
+        return self._function(x)
+
+
+def _static(shape) -> tuple:
+    """A traced shape with the batch and every non-integer size (a JAX symbolic size) as None."""
+    return (None,) + tuple(d if isinstance(d, int) else None for d in tuple(shape)[1:])
+
+
+def _merged(shapes: list) -> tuple:
+    """One shape from the shapes a layer had in several traces: sizes that differ are None
+    (PyTorch traces twice, with two sizes in place of each unknown one)."""
+    return tuple(dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes))
 
 
 def _subclassed_model_info(model: keras.Model) -> ModelInfo:
@@ -189,44 +314,49 @@ def _subclassed_model_info(model: keras.Model) -> ModelInfo:
     shape = config.get("input_shape")  # the first call's shape; "shapes_dict" for several inputs
     if not isinstance(shape, (tuple, list)) or not all(d is None or isinstance(d, int) for d in shape):
         raise ValueError(
-            f"{name} was first called on {config.get('shapes_dict', shape)!r}; Grad-CAM needs a "
-            "model called on one batch of images."
+            f"{name} was first called on {config.get('shapes_dict', shape)!r}; a class-activation "
+            "map needs a model called on one batch of images."
         )
     input_shape = _check_image_input(model, shape)
     input_dtype = keras.backend.standardize_dtype(model.input_dtype)
-    refs = [ref for ref in iter_layers(model) if not isinstance(ref.layer, keras.layers.InputLayer)]
-    found = {}
+    layers = [ref.layer for ref in iter_layers(model) if not isinstance(ref.layer, keras.layers.InputLayer)]
+    traces = []  # (calls, outputs) of each trace the backend runs
 
-    def forward(x):
-        with record_outputs([ref.layer for ref in refs]) as recording:
+    def trace(x):
+        calls = []
+        with _record_calls(layers, calls):
             outputs = model(x, training=False)
-        found["outputs"] = outputs
-        found["calls"] = recording.calls
+        traces.append((calls, outputs))
         return outputs
 
-    # get_concrete_function traces without running anything (and without counting as a
-    # call in TensorFlow's retracing statistics).
-    spec = tf.TensorSpec(input_shape, input_dtype)
-    tf.function(forward, autograph=False).get_concrete_function(spec)
-    outputs = found["outputs"]
-    if not isinstance(outputs, tf.Tensor):
+    _SymbolicCall(trace)(keras.KerasTensor(input_shape, input_dtype))
+    calls, outputs = traces[-1]
+    if isinstance(outputs, (list, tuple, dict)) or not hasattr(outputs, "shape"):
         raise ValueError(
-            f"{name} returns {type(outputs).__name__}; Grad-CAM explains a model with one "
-            "(batch, classes) output."
+            f"{name} returns {type(outputs).__name__}; a class-activation map explains a model "
+            "with one (batch, classes) output."
         )
     counts: dict = {}
-    for layer, _ in found["calls"]:
+    for layer, _ in calls:
         counts[layer] = counts.get(layer, 0) + 1
-    layer_shapes = {
-        layer: tuple(output.shape)
-        for layer, output in found["calls"]
-        if counts[layer] == 1 and isinstance(output, tf.Tensor)
-    }
+    seen: dict = {}
+    for trace_calls, _ in traces:
+        for layer, output in trace_calls:
+            if counts.get(layer) == 1 and hasattr(output, "shape"):
+                seen.setdefault(layer, []).append(_static(output.shape))
+    layer_shapes = {layer: _merged(seen[layer]) for layer, _ in calls if layer in seen}
+    softmax = None
+    for layer, output in reversed(calls):  # the layers whose output the model returns
+        if output is not outputs:
+            continue
+        softmax = find_softmax(layer) if getattr(layer, "inputs", None) else _softmax_of(layer)
+        if softmax is not None:
+            break
     return ModelInfo(
         input_shape=input_shape,
         input_dtype=input_dtype,
-        num_classes=_check_classifier_output(model, outputs.shape),
-        softmax=logits_of(outputs) is not None,
+        num_classes=_check_classifier_output(model, _static(outputs.shape)),
+        softmax=softmax,
         layer_shapes=layer_shapes,
     )
 
@@ -235,7 +365,13 @@ def model_info(model) -> ModelInfo:
     """Check that ``model`` is a built image classifier and describe it.
 
     Sequential and Functional models (nested ones too) are read from their symbolic graph;
-    a subclassed model that has been called once is traced once.
+    a subclassed model that has been called once is traced once, symbolically.
+
+    Args:
+        model: the model to describe.
+
+    Returns:
+        A :class:`ModelInfo`.
 
     Raises:
         TypeError: ``model`` is not a Keras model.

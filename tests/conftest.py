@@ -144,9 +144,9 @@ def make_subclassed(call=True):
 
 
 def tracing_count(cam) -> int:
-    """How many times the engine's compiled functions have been traced."""
-    compiled = (cam._one_target, cam._many_targets)
-    return sum(function.experimental_get_tracing_count() for function in compiled)
+    """How many times the engine's compiled functions have been traced (TensorFlow's
+    ``tf.function``, the only backend that counts its traces)."""
+    return sum(function.experimental_get_tracing_count() for function in cam._compiled.values())
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""explain_prediction / show_prediction: results, messages, errors and the engine cache."""
+"""explain_prediction / show_prediction: results, messages, errors and the engine cache.
+
+Run once per backend: ``KERAS_BACKEND=jax pytest tests/test_api.py`` (likewise
+``torch`` and ``tensorflow``).
+"""
 
 import gc
 import inspect
@@ -6,6 +10,7 @@ import re
 import warnings
 import weakref
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -53,7 +58,7 @@ def test_show_prediction_prints_the_top_prediction(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_engine_is_cached_per_model_and_layer():
+def test_engine_is_cached_per_model_method_and_layer():
     tiny = make_functional(name="cached")
     first = engine_for(tiny)
     assert engine_for(tiny) is first
@@ -61,8 +66,32 @@ def test_engine_is_cached_per_model_and_layer():
     gradcam.explain_prediction(tiny, X)
     gradcam.explain_prediction(tiny, X, targets=[0])
     gradcam.explain_prediction(tiny, X, preprocess=lambda x: x)  # one engine for any preprocess
-    assert tracing_count(first) == 1
+    assert list(first._compiled) == [("forward", False)]  # one computation, compiled once
+    if keras.backend.backend() == "tensorflow":
+        assert tracing_count(first) == 1
     assert len(_ENGINES[tiny]) == 2
+    plus = engine_for(tiny, method="gradcam++")
+    assert isinstance(plus, gradcam.GradCAMPlusPlus) and engine_for(tiny, method="gradcam++") is plus
+    assert type(first) is gradcam.GradCAM and len(_ENGINES[tiny]) == 3
+
+
+def test_method_argument():
+    tiny = make_functional(name="methods")
+    for name, cls in gradcam.METHODS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gradcam.EmptyMapWarning)
+            expl = gradcam.explain_prediction(tiny, X, targets=[0, 1], method=name)
+            expected = cls(tiny).compute(X, targets=[0, 1])
+        for k in range(2):
+            np.testing.assert_array_equal(expl.targets[k].heatmap, expected.heatmaps[0, k], err_msg=name)
+    overlay = gradcam.show_prediction(tiny, X, targets=[0], method="gradcam++")
+    expl = gradcam.explain_prediction(tiny, X, targets=[0], method="gradcam++")
+    assert_map(expl.targets[0].heatmap, np.array([[0, 0], [0, 1]], np.float32))  # tests/test_methods.py
+    np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(expl)))
+    with pytest.raises(ValueError, match=r"Unknown method 'gradcam\+'; the methods are 'gradcam', .*Did you mean"):
+        gradcam.explain_prediction(tiny, X, method="gradcam+")
+    with pytest.raises(ValueError, match=r"batch of 2 .*Use gradcam.AblationCAM\(model\).explain\(docs\)"):
+        gradcam.explain_prediction(tiny, np.concatenate([X, X]), method="ablationcam")
 
 
 def test_cache_does_not_keep_deleted_models_alive():
@@ -118,8 +147,6 @@ def test_bad_layer_and_score(tiny):
 
 
 def test_imagenet_names_for_1000_class_models():
-    import keras
-
     inputs = keras.Input((4, 4, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 2, name="conv")(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(x), name="imagenet_like")
@@ -133,8 +160,6 @@ def test_imagenet_names_for_1000_class_models():
 
 def caffe_model():
     """A 3-class model of 16x16 RGB images with fixed weights, for caffe-style inputs."""
-    import keras
-
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)

@@ -100,12 +100,16 @@ def _setup(args):
 @contextlib.contextmanager
 def _warnings_shown_by(progress: Progress):
     """Within the block, warnings are shown as ``gradcam: warning: ...`` lines that do not
-    garble the progress display."""
+    garble the progress display; the engine's warning about empty maps is left to the
+    run's own report (:func:`run`), which counts them."""
+    from gradcam.methods.base import EmptyMapWarning
+
     def show(message, category, filename, lineno, file=None, line=None):
         progress.message(f"gradcam: warning: {one_line(message) if isinstance(message, Exception) else message}")
 
     with warnings.catch_warnings():
         warnings.showwarning = show
+        warnings.filterwarnings("ignore", category=EmptyMapWarning)
         yield
 
 

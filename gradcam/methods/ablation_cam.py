@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from gradcam.methods.base import Method
+from gradcam.methods.base import Method, check_positive_int
 
 
 class AblationCAM(Method):
@@ -21,23 +21,28 @@ class AblationCAM(Method):
     activations can be negative, this sets it to zero, as the paper does.
 
     Args:
-        model, layer, score, class_names: as for :class:`~gradcam.methods.base.Method`.
+        model: as for :class:`~gradcam.methods.base.Method`.
+        layer: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        score: as for :class:`~gradcam.methods.base.Method`. Defaults to ``"auto"``.
+        class_names: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        preprocess: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         perturbation_batch: how many ablated copies of the activations go through the
             rest of the model at once. Defaults to ``32``.
 
     Raises:
-        ValueError: ``perturbation_batch`` is not a positive integer; the other
-            arguments as for :class:`~gradcam.methods.base.Method`.
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
+        ValueError: ``perturbation_batch`` is not a positive integer; the model, layer
+            or score cannot be explained (see :class:`~gradcam.methods.base.Method`).
     """
 
     name = "ablationcam"
     uses_gradients = False
     perturbs = "activations"
 
-    def __init__(self, model, layer=None, score: str = "auto", class_names=None, perturbation_batch: int = 32):
-        if isinstance(perturbation_batch, bool) or not isinstance(perturbation_batch, int) or perturbation_batch < 1:
-            raise ValueError(f"perturbation_batch must be a positive integer; got {perturbation_batch!r}.")
-        super().__init__(model, layer, score, class_names)
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
+                 perturbation_batch: int = 32):
+        perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
+        super().__init__(model, layer, score, class_names, preprocess)
         self.perturbation_batch = perturbation_batch
 
     def perturbation_count(self, activations_shape):

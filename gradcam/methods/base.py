@@ -1,15 +1,17 @@
 """The method template: everything a class-activation method does but its own formula.
 
-A method is a subclass of :class:`Method` that names itself and overrides one hook. The
-template does the rest, once for all methods, written with ``keras.ops`` (so it runs on
-every Keras backend) and compiled by the backend's adapter (:mod:`gradcam.backend`):
+This module is the engine. A method is a subclass of :class:`Method` that names itself
+and overrides one hook; the template does the rest, once for all methods, written with
+``keras.ops`` (so it runs on every Keras backend) and compiled by the backend's adapter
+(:mod:`gradcam.backend`):
 
 1. **targets**: class indices, class names or the top prediction, resolved before the
    model runs (:func:`gradcam.targets.resolve_targets`), except the top prediction,
-   which is read inside the compiled computation; images go through in batches;
+   which is read inside the compiled computation; images go through in batches, after
+   the engine's ``preprocess`` (on a copy: the caller's array is never changed);
 2. **capture**: one forward pass of the user's model reads the layer's activations
    ``A`` ``(N, h, w, C)`` and the scores ``y`` ``(N, K)`` of the ``K`` targets: the
-   pre-softmax logits when the model ends in a softmax (:mod:`gradcam.probe`);
+   pre-softmax logits when the model ends in a softmax (:mod:`gradcam.capture`);
 3. **gradients**, only when the method's :attr:`Method.uses_gradients` is true:
    ``G = d y / d A`` ``(K, N, h, w, C)``, one backward pass per target, from the same
    forward pass;
@@ -21,29 +23,52 @@ every Keras backend) and compiled by the backend's adapter (:mod:`gradcam.backen
    channels (the map is then ``sum_k w_k A_k``), or :meth:`Method.element_map`
    ``(K, N, h, w)`` for any other map;
 6. **ReLU and normalisation**: each map divided by its maximum, so that it lies in
-   [0, 1]; a map with no positive value stays all zero (never NaN).
+   [0, 1]; a map with no positive value stays all zero (never NaN), is marked
+   (:attr:`Result.empty`) and warned about (:class:`EmptyMapWarning`).
 
-Steps 1 to 6 run as one compiled computation per batch; a method that perturbs runs
+Steps 2 to 6 run as one compiled computation per batch; a method that perturbs runs
 three (capture; scoring, once per chunk of perturbations; the map), with its scoring
 chunks padded to one size so that nothing is compiled again.
+
+Where things plug in:
+
+* **a backend** is a module of :mod:`gradcam.backend` with ``compile``,
+  ``probe_gradients`` and ``to_numpy``; the template calls nothing else of it;
+* **a method** is a module of :mod:`gradcam.methods` with one :class:`Method` subclass,
+  listed in :data:`gradcam.methods.METHODS`; its hooks see a :class:`Capture` of backend
+  tensors and use ``keras.ops`` only, so one file serves every backend.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
+import weakref
 from typing import ClassVar, NamedTuple
 
-import keras
 import numpy as np
 from keras import ops
 
 from gradcam import backend
-from gradcam.image import to_batch
+from gradcam.capture import capture, model_info
+from gradcam.explanation import Explanation, TargetExplanation
+from gradcam.image import image_from_array, to_batch
 from gradcam.layers import find_layer
-from gradcam.probe import capture, find_softmax
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
 SCORES = ("auto", "logit", "output")
 PERTURBS = (None, "activations", "inputs")
+
+
+class EmptyMapWarning(UserWarning):
+    """Some maps are all zero: nothing in the layer's output raised the explained score.
+
+    Issued by :meth:`Method.compute` (and so by every way of explaining) with the same
+    text for one engine, so Python's warning filters show it once per line of the
+    caller's code; ``warnings.filterwarnings("ignore", category=EmptyMapWarning)``
+    silences it. :attr:`Result.empty` and :attr:`~gradcam.TargetExplanation.empty` mark
+    the empty maps either way.
+    """
 
 
 class Capture(NamedTuple):
@@ -69,7 +94,8 @@ class Capture(NamedTuple):
 
 
 class Result(NamedTuple):
-    """Everything one run computes, as numpy arrays.
+    """Everything one run of a method computes, as numpy arrays (also known by its
+    earlier name, ``gradcam.GradCAMResult``).
 
     Attributes:
         heatmaps: float32 ``(N, K, h, w)`` in [0, 1], one map per image and target.
@@ -78,6 +104,8 @@ class Result(NamedTuple):
         probas: float32 ``(N, K)`` softmax probabilities of the targets, or ``None`` when
             the model does not end in a softmax.
         outputs: float32 ``(N, classes)``, the model's outputs.
+        empty: bool ``(N, K)``, ``True`` where a map is all zero (see
+            :class:`EmptyMapWarning`).
     """
 
     heatmaps: np.ndarray
@@ -85,6 +113,7 @@ class Result(NamedTuple):
     scores: np.ndarray
     probas: np.ndarray | None
     outputs: np.ndarray
+    empty: np.ndarray
 
 
 def check_positive_int(value, name: str) -> int:
@@ -98,50 +127,57 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _model_signature(model: keras.Model) -> tuple[tuple, str]:
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built: build it with an Input layer (or call it "
-            "once on an image batch) before explaining it."
-        )
-    if len(inputs) != 1:
-        raise ValueError(f"Model {model.name!r} has {len(inputs)} inputs; a class-activation map needs one image input.")
-    outputs = model.outputs
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
-        shapes = [tuple(output.shape) for output in outputs]
-        raise ValueError(
-            f"Model {model.name!r} has outputs of shape {shapes}; a class-activation map needs "
-            "one classifier output of shape (batch, classes)."
-        )
-    return tuple(inputs[0].shape[1:]), keras.backend.standardize_dtype(inputs[0].dtype)
+def _stacklevel_outside_package() -> int:
+    """The ``stacklevel`` at which ``warnings.warn``, called by the caller of this function,
+    names the first frame outside the gradcam package (the user's line)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "gradcam":
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class Method:
-    """The template of a class-activation method, for one model and one layer.
+    """The template of a class-activation method, for one model and one layer: a reusable
+    engine, built once and compiled on first use.
 
     Subclasses set :attr:`name` and override :meth:`channel_weights` or
     :meth:`element_map` (and, to perturb, :attr:`perturbs`, :meth:`perturbation_count`
     and :meth:`perturb`). Hooks receive a :class:`Capture` of backend tensors and are
     written with ``keras.ops``: one method file serves every backend.
 
+    ``y_c``, the explained score, is the pre-softmax logit when the model ends in a
+    softmax (read during the forward pass; the model is not changed or rebuilt),
+    otherwise the model's output. Calls with any batch size and any targets reuse the
+    compiled computation; several targets share one forward pass. The engine adds
+    nothing to the model, and several threads may use one engine, or engines of one
+    model, at once. A map with no positive evidence stays all zero, is marked
+    (:attr:`Result.empty`) and warned about (:class:`EmptyMapWarning`).
+
     Args:
         model: a built Keras 3 model with one image input and one ``(batch, classes)``
-            output: Sequential, Functional, or either with nested models inside.
+            output: Sequential, Functional, either with nested models inside, or a
+            subclassed ``keras.Model`` that has been called once on a batch of images.
         layer: the layer to explain: ``None`` (the last layer with a 4-D output, looking
             inside nested models), a name, an ``"outer/inner"`` path, an index into
             ``model.layers``, or a ``keras.layers.Layer``. Defaults to ``None``.
         score: ``"auto"`` (logits when the model ends in a softmax, else the output),
             ``"logit"`` (require a final softmax and explain its input) or ``"output"``
             (explain the model's output as it is, e.g. a probability). Defaults to ``"auto"``.
-        class_names: names of the model's classes, for targets given by name; ImageNet's
-            names are used for 1000-class models when ``None``. Defaults to ``None``.
+        class_names: names of the model's classes, for targets given by name and for
+            labels; ImageNet's names are used for 1000-class models when ``None``.
+            Defaults to ``None``.
+        preprocess: the model's preprocessing, e.g. ``resnet50.preprocess_input``. When
+            given, images are passed raw (RGB, 0..255, as from
+            :func:`~gradcam.image_from_path`); the engine gives ``preprocess`` a float32
+            copy of them (the caller's array is never changed) and draws explanations on
+            the raw images, in their true colours. ``None``: images are passed ready for
+            the model. Defaults to ``None``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model.
-        ValueError: the model has several inputs or outputs, or is not built; the layer
-            cannot be found or has no 4-D output; ``score`` is unknown or ``"logit"``
-            without a final softmax.
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
+        ValueError: the model has several inputs or outputs, or is not built (a
+            subclassed model: never called); the layer cannot be found or has no 4-D
+            output; ``score`` is unknown or ``"logit"`` without a final softmax.
         RuntimeError: Keras runs on a backend that cannot differentiate.
     """
 
@@ -154,33 +190,47 @@ class Method:
     #: How many perturbations go through the model at once.
     perturbation_batch: int = 32
 
-    def __init__(self, model, layer=None, score: str = "auto", class_names=None):
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model; got {type(model).__name__}.")
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None):
         if self.perturbs not in PERTURBS:
             raise TypeError(f"{type(self).__name__}.perturbs must be one of {PERTURBS}; got {self.perturbs!r}.")
-        self._backend = backend.current()
-        self._input_shape, self._input_dtype = _model_signature(model)
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
-        softmax = find_softmax(model)
-        if score == "logit" and softmax is None:
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
+        info = model_info(model)
+        if score == "logit" and info.softmax is None:
             raise ValueError(
                 f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
                 "does not. Use score='output'."
             )
-        ref = find_layer(model, layer)
-        self.model = model
+        ref = find_layer(model, layer, shapes=info.layer_shapes)
+        self._backend = backend.current()
         self.layer: str = ref.path
         self.score = score
-        self.classes = ClassNames(model.outputs[0].shape[-1], class_names)
-        self._layer = ref.layer
-        self._has_softmax = softmax is not None
-        self._softmax = softmax if score != "output" else None
+        self.classes = ClassNames(info.num_classes, class_names)
+        self.preprocess = preprocess
+        self._input_shape = info.input_shape[1:]
+        self._input_dtype = info.input_dtype
+        self._has_softmax = info.softmax is not None
+        # The model, its layer and its softmax are held weakly, so that a cache of engines
+        # (gradcam.api) does not keep a deleted model alive; an engine made by the user
+        # keeps its model alive (_strong_model), as any object that takes one does.
+        self._model_ref = weakref.ref(model)
+        self._strong_model = model
+        self._layer_ref = weakref.ref(ref.layer)
+        logits = info.softmax is not None and score != "output"
+        self._softmax_ref = (weakref.ref(info.softmax[0]), info.softmax[1]) if logits else None
         self._compiled: dict = {}
 
+    @property
+    def model(self):
+        """The explained model (``None`` once a model held only weakly has been deleted)."""
+        return self._model_ref()
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model.name!r}, layer={self.layer!r}, score={self.score!r})"
+        model = self.model
+        name = model.name if model is not None else "<deleted>"
+        return f"{type(self).__name__}(model={name!r}, layer={self.layer!r}, score={self.score!r})"
 
     # -- the hooks ---------------------------------------------------------------------
     def channel_weights(self, capture: Capture):
@@ -241,9 +291,19 @@ class Method:
         raise NotImplementedError(f"{type(self).__name__} must override perturb.")
 
     # -- the compiled computations -------------------------------------------------------
+    def _alive(self):
+        """``(model, layer, softmax)``, or an error once the model has been deleted."""
+        model, layer = self._model_ref(), self._layer_ref()
+        if model is None or layer is None:
+            raise RuntimeError(f"The model explained by this {type(self).__name__} engine has been deleted.")
+        softmax = None
+        if self._softmax_ref is not None:
+            softmax = (self._softmax_ref[0](), self._softmax_ref[1])
+        return model, layer, softmax
+
     def _function(self, key, fn, signature):
         if key not in self._compiled:
-            self._compiled[key] = self._backend.compile(self.model, fn, signature)
+            self._compiled[key] = self._backend.compile(self._alive()[0], fn, signature)
         return self._compiled[key]
 
     def _one_activation(self, recording):
@@ -263,13 +323,14 @@ class Method:
 
     def _scores(self, recording, outputs):
         outputs = ops.cast(outputs, "float32")
-        if self._softmax is None:
+        if self._softmax_ref is None:
             return outputs, outputs
         return ops.cast(recording.logits[0], "float32"), outputs
 
     def _run_model(self, call, x, targets, probe):
         """One forward pass: ``(totals (K,), (A, y, targets, outputs))``."""
-        with capture(self._layer, self._softmax, probe=probe) as recording:
+        _, layer, softmax = self._alive()
+        with capture(layer, softmax, probe=probe) as recording:
             outputs = call(x)
         activations = self._one_activation(recording)
         scores, outputs = self._scores(recording, outputs)
@@ -308,14 +369,15 @@ class Method:
 
     def _score_perturbations(self, call, image, activations, index, targets):
         """Each target's score on perturbations ``index`` of one image: ``(B, K)``."""
+        _, layer, softmax = self._alive()
         perturbed = self.perturb(image, activations, index)
         if self.perturbs == "activations":
-            replace = ops.cast(perturbed, self._layer.compute_dtype)
-            with capture(self._layer, self._softmax, replace=replace) as recording:
+            replace = ops.cast(perturbed, layer.compute_dtype)
+            with capture(layer, softmax, replace=replace) as recording:
                 outputs = call(image)
             self._one_activation(recording)
         else:
-            with capture(None, self._softmax) as recording:
+            with capture(None, softmax) as recording:
                 outputs = call(ops.cast(perturbed, self._input_dtype))
         scores, _ = self._scores(recording, outputs)
         return ops.take(scores, targets[0], axis=1)
@@ -325,15 +387,29 @@ class Method:
         return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores))
 
     # -- running -------------------------------------------------------------------------
-    def _check_input(self, docs) -> np.ndarray:
-        batch = to_batch(docs, name="docs")
+    def _prepare(self, docs, preprocess) -> tuple[np.ndarray, np.ndarray]:
+        """Check ``docs``; return the model's input batch and the pictures' batch."""
+        pictures = to_batch(docs, name="docs")
+        batch = pictures
+        if preprocess is not None:
+            # a copy: preprocess_input functions may work in place (resnet50's does)
+            batch = to_batch(
+                preprocess(np.array(pictures, dtype=np.float32)), name="the output of preprocess"
+            )
+            if len(batch) != len(pictures):
+                raise ValueError(
+                    f"preprocess returned {len(batch)} images for {len(pictures)}; it must keep "
+                    "the batch as it is."
+                )
         expected = self._input_shape
         if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
+            what = "preprocess made a batch" if preprocess is not None else "got a batch"
             raise ValueError(
-                f"Model {self.model.name!r} expects images of shape {expected} "
-                f"(height, width, channels); got a batch of shape {batch.shape}."
+                f"Model {self._alive()[0].name!r} expects images of shape {expected} "
+                f"(height, width, channels); {what} of shape {batch.shape}. Load images "
+                f"with gradcam.image_from_path(path, image_shape={expected[:2]})."
             )
-        return batch.astype(self._input_dtype, copy=False)
+        return batch.astype(self._input_dtype, copy=False), pictures
 
     def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
         count = self.perturbation_count(tuple(activations.shape))
@@ -374,11 +450,49 @@ class Method:
         maps = finish(x, activations, y, resolved, perturbation_scores)
         return [self._backend.to_numpy(t) for t in (maps, y, resolved, probas, model_outputs)]
 
+    def _run(self, batch: np.ndarray, targets, batch_size) -> Result:
+        """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
+        check_positive_int(batch_size, "batch_size")
+        wanted = resolve_targets(targets, self.classes, len(batch))
+        parts = [
+            self._run_batch(batch[start : start + batch_size], wanted[start : start + batch_size])
+            for start in range(0, len(batch), batch_size)
+        ]
+        maps, scores, resolved, probas, outputs = (np.concatenate(p) for p in zip(*parts))
+        maps = maps.astype(np.float32, copy=False)
+        resolved = resolved.astype(np.int32, copy=False)
+        empty = ~maps.any(axis=(2, 3))
+        if empty.any():
+            self._warn_empty()
+        return Result(
+            heatmaps=maps,
+            targets=resolved,
+            scores=scores,
+            probas=probas if self._has_softmax else None,
+            outputs=outputs,
+            empty=empty,
+        )
+
+    def _warn_empty(self) -> None:
+        # One text per engine: Python's warning filters then show it once per line of the
+        # caller's code, and a call made under "ignore" (a warm-up) uses nothing up.
+        score = "the logit" if self._softmax_ref is not None else "the output"
+        warnings.warn(
+            f"Some {self.name} maps at layer {self.layer!r} are all zero: no part of that "
+            f"layer's output raises {score} of their class by this method's measure (after "
+            "Flatten and Dense, for example, the gradients average out over the map). Try "
+            "score='output' or another layer (layer=...). Result.empty and "
+            "TargetExplanation.empty mark the empty maps.",
+            EmptyMapWarning,
+            stacklevel=_stacklevel_outside_package(),
+        )
+
     def compute(self, docs, targets=None, batch_size: int = 32) -> Result:
         """Run the method on a batch and return maps, targets, scores and outputs.
 
         Args:
-            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``, preprocessed for the model.
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
             targets: ``None`` (each image's top prediction), a class index or name, a list
                 of them shared by all images, or a 2-D integer array with one row per image.
                 Defaults to ``None``.
@@ -392,29 +506,19 @@ class Method:
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
                 ``batch_size`` is not a positive integer.
+
+        Warns:
+            EmptyMapWarning: some maps are all zero.
         """
-        batch = self._check_input(docs)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        wanted = resolve_targets(targets, self.classes, len(batch))
-        parts = [
-            self._run_batch(batch[start : start + batch_size], wanted[start : start + batch_size])
-            for start in range(0, len(batch), batch_size)
-        ]
-        maps, scores, resolved, probas, outputs = (np.concatenate(p) for p in zip(*parts))
-        return Result(
-            heatmaps=maps.astype(np.float32, copy=False),
-            targets=resolved.astype(np.int32, copy=False),
-            scores=scores,
-            probas=probas if self._has_softmax else None,
-            outputs=outputs,
-        )
+        batch, _ = self._prepare(docs, self.preprocess)
+        return self._run(batch, targets, batch_size)
 
     def heatmaps(self, docs, targets=None, batch_size: int = 32) -> np.ndarray:
         """The method's maps for a batch of images.
 
         Args:
-            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``, preprocessed for the model.
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
             targets: as for :meth:`compute`. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
 
@@ -426,5 +530,59 @@ class Method:
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
                 ``batch_size`` is not a positive integer.
+
+        Warns:
+            EmptyMapWarning: some maps are all zero.
         """
         return self.compute(docs, targets, batch_size).heatmaps
+
+    def explain(self, docs, targets=None, images=None, batch_size: int = 32) -> list[Explanation]:
+        """Explain a batch of images: one :class:`~gradcam.Explanation` per image.
+
+        Args:
+            docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
+            targets: as for :meth:`compute`. Defaults to ``None``.
+            images: the images to draw the maps on (PIL images or arrays), one per image;
+                ``None`` draws on the raw images when the engine has a ``preprocess``, else
+                rebuilds them from ``docs``. Defaults to ``None``.
+            batch_size: how many images go through the model at once. Defaults to ``32``.
+
+        Returns:
+            A list of :class:`~gradcam.Explanation`, in the order of ``docs``.
+
+        Raises:
+            TypeError: ``docs`` is not a numeric array; a target of another type.
+            ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
+                values; ``images`` has another length than ``docs``; a target index is out
+                of range or a class name is unknown.
+
+        Warns:
+            EmptyMapWarning: some maps are all zero.
+        """
+        return self._explain(docs, targets, images, batch_size, self.preprocess)
+
+    def _explain(self, docs, targets, images, batch_size, preprocess) -> list[Explanation]:
+        """:meth:`explain` with the given ``preprocess`` in place of the engine's."""
+        batch, pictures = self._prepare(docs, preprocess)
+        count = len(batch)
+        if images is not None and len(images) != count:
+            raise ValueError(f"images has {len(images)} entries for {count} images.")
+        result = self._run(batch, targets, batch_size)
+        explanations = []
+        for n in range(count):
+            image = images[n] if images is not None else pictures[n]
+            targets_n = [
+                TargetExplanation(
+                    target=int(result.targets[n, k]),
+                    name=self.classes.name(int(result.targets[n, k])),
+                    score=float(result.scores[n, k]),
+                    proba=None if result.probas is None else float(result.probas[n, k]),
+                    heatmap=result.heatmaps[n, k],
+                )
+                for k in range(result.targets.shape[1])
+            ]
+            if not hasattr(image, "mode"):
+                image = image_from_array(image)
+            explanations.append(Explanation(image=image.convert("RGB"), targets=targets_n, layer=self.layer))
+        return explanations
