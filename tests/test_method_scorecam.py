@@ -63,6 +63,7 @@ def test_scorecam_every_channel(perturbation_batch):
     assert_map(maps[0, 1], softmax_map(SCORES[1], IMAGE))
 
 
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0]])
 @pytest.mark.parametrize(
     "max_channels, channels",
     [
@@ -72,19 +73,30 @@ def test_scorecam_every_channel(perturbation_batch):
         (5, [0, 1, 2]),  # more than there are: every channel
     ],
 )
-def test_scorecam_max_channels(max_channels, channels):
-    cam = ScoreCAM(make_pointwise(W), layer="conv", max_channels=max_channels, perturbation_batch=2)
-    maps = cam.heatmaps(IMAGE, targets=[0, 1])
+def test_scorecam_max_channels(max_channels, channels, order):
+    # order: the same model with its channels in another order (the kernel's rows too):
+    # the same scores and maps, but the channels of largest variance are not the first.
+    cam = ScoreCAM(make_pointwise(W[order]), layer="conv", max_channels=max_channels, perturbation_batch=2)
+    maps = cam.heatmaps(IMAGE[..., order], targets=[0, 1])
     for k in range(2):
         assert_map(maps[0, k], softmax_map(SCORES[k, channels], IMAGE[..., channels]))
 
 
 def test_scorecam_max_channels_chosen_per_image():
-    # Image 2 holds C0 in channel 1: its channel of largest variance is 1, and its map,
-    # like image 1's, is C0 / 4. (Channel 0 of image 2 would give C1 / 3.)
-    images = np.stack([IMAGE, IMAGE[..., [1, 0, 2]]])
-    cam = ScoreCAM(make_pointwise(W), layer="conv", max_channels=1)
-    maps = cam.heatmaps(images, targets=0)
+    # Image 2 holds [C2, C1, C0]: its channels of largest variance are 2 (C0), then 1 (C1).
+    # Masked by C0's mask, its pooled input is [4, 2, 8] / 4 = [1, 0.5, 2]: z = W^T that
+    # = [1 + 1 - 2, -0.5 + 2] = [0, 1.5]; by C1's, [2, 3, 0] / 4: z = [0.5 + 1.5, -0.75].
+    # Image 1's are SCORES[:, :2]. Either image's map weighs C0 and C1.
+    images = np.stack([IMAGE, IMAGE[..., [2, 1, 0]]])
+    cam = ScoreCAM(make_pointwise(W), layer="conv", max_channels=2)
+    maps = cam.heatmaps(images, targets=[0, 1])
+    both = IMAGE[..., :2]
+    assert_map(maps[0, 0], softmax_map(SCORES[0, :2], both))
+    assert_map(maps[0, 1], softmax_map(SCORES[1, :2], both))
+    assert_map(maps[1, 0], softmax_map(np.array([0, 2]), both))
+    assert_map(maps[1, 1], softmax_map(np.array([1.5, -0.75]), both))
+    # One channel: its weight is 1, and each image's map is its own C0.
+    maps = ScoreCAM(make_pointwise(W), layer="conv", max_channels=1).heatmaps(images, targets=0)
     assert_map(maps[0, 0], C0 / 4)
     assert_map(maps[1, 0], C0 / 4)
 
