@@ -7,7 +7,7 @@ flat whatever the number of files:
    resize it for the model (:func:`gradcam.image.doc_from_image`) and for the overlay
    (:func:`overlay_base`), at most two batches ahead of the engine;
 2. the calling thread stacks the decoded images into batches, preprocesses them and runs
-   the engine (:meth:`gradcam.GradCAM.compute`);
+   the engine of each method on them (:meth:`gradcam.GradCAM.compute`);
 3. the worker threads draw each overlay (:func:`gradcam.render.overlay_heatmap`) and save
    it (:func:`gradcam.io.images.encode_image`, :func:`gradcam.io.files.atomic_file`);
 4. a recording thread takes the images in input order and appends their results to the
@@ -51,7 +51,7 @@ from gradcam.io.summary import ExplainedTarget, ImageResult, SummaryWriter, TopC
 from gradcam.render import colorize, overlay_heatmap
 
 if TYPE_CHECKING:
-    from gradcam.engine import GradCAM, GradCAMResult
+    from gradcam.methods.base import Method, Result
 
 #: Top classes recorded per image.
 TOP_CLASSES = 5
@@ -238,11 +238,11 @@ class _Decoded:
 
 @dataclass(frozen=True)
 class _Batch:
-    """A batch after the engine: its entries, the engine's results for the readable ones
+    """A batch after the engines: its entries, the engines' results for the readable ones
     (``None`` if none was), and each entry's drawing (``None`` if it failed)."""
 
     entries: list[_Decoded]
-    results: GradCAMResult | None
+    results: Result | None
     drawing: list[Future | None]
 
 
@@ -284,9 +284,12 @@ class _Pipeline:
     batches, so memory stays bounded.
     """
 
-    def __init__(self, engine: GradCAM, inputs: list[Input], folder: OutputFolder,
+    def __init__(self, engines: list[Method], inputs: list[Input], folder: OutputFolder,
                  settings: RunSettings, progress, header: Mapping[str, object], timer):
-        self.engine = engine
+        self.engines = engines
+        self.engine = engines[0]  # the model's classes and the layer, shared by all
+        # the method of each of the maps an image gets: each method's targets in turn
+        self.methods = [engine.name for engine in engines for _ in range(settings.targets_per_image)]
         self.folder = folder
         self.settings = settings
         self.progress = progress
@@ -300,8 +303,8 @@ class _Pipeline:
         self.drawn: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)  # waiting to be recorded
         self.stop = threading.Event()
         self.empty_maps = 0
-        self.files = SummaryWriter(folder, {**settings.as_json(), **header}, engine.layer,
-                                   settings.targets_per_image)
+        self.files = SummaryWriter(folder, {**settings.as_json(), **header}, self.engine.layer,
+                                   len(self.methods), self.methods)
 
     # -- worker threads ----------------------------------------------------------------
     def decode(self, item: Input) -> _Decoded:
@@ -316,12 +319,12 @@ class _Pipeline:
         except Exception as error:  # any unreadable file: recorded, the run goes on
             return _Decoded(item, error=one_line(error))
 
-    def draw(self, entry: _Decoded, results: GradCAMResult, position: int) -> list[ExplainedTarget]:
+    def draw(self, entry: _Decoded, results: Result, position: int) -> list[ExplainedTarget]:
         """Draw and save the overlays of one explained image; its explained targets."""
         settings, targets = self.settings, []
         for k, index in enumerate(results.targets[position].tolist()):
-            name = self.engine.classes.name(index)
-            overlay = overlay_name(entry.item, index, name, settings.format)
+            name, method = self.engine.classes.name(index), self.methods[k]
+            overlay = overlay_name(entry.item, index, name, settings.format, method)
             with self.timed("overlay"):
                 picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
                                           colormap=settings.colormap,
@@ -333,7 +336,7 @@ class _Pipeline:
                     file.write(encode_image(picture, settings.format, settings.compress))
             proba = None if results.probas is None else float(results.probas[position, k])
             targets.append(ExplainedTarget(index, name, float(results.scores[position, k]), proba, overlay,
-                                           empty=not results.heatmaps[position, k].any()))
+                                           empty=bool(results.empty[position, k]), method=method))
         return targets
 
     # -- the calling thread: batches through the engine ----------------------------------
@@ -359,8 +362,21 @@ class _Pipeline:
                 return
             self.decoding.append(self.pool.submit(self.decode, item))
 
-    def run_engine(self, chunk: list[_Decoded]) -> GradCAMResult | None:
-        """One engine call on a chunk's readable images; if it fails, they all fail."""
+    def compute(self, batch: np.ndarray) -> Result:
+        """Every method's results on a preprocessed batch, as one result whose maps are
+        each method's in turn (``(N, methods x K, h, w)``)."""
+        results = [engine.compute(batch, targets=self.settings.targets, batch_size=len(batch))
+                   for engine in self.engines]
+        if len(results) == 1:
+            return results[0]
+        together = {field: np.concatenate([getattr(r, field) for r in results], axis=1)
+                    for field in ("heatmaps", "targets", "scores", "empty")}
+        if results[0].probas is not None:
+            together["probas"] = np.concatenate([r.probas for r in results], axis=1)
+        return results[0]._replace(**together)
+
+    def run_engine(self, chunk: list[_Decoded]) -> Result | None:
+        """One call of the engines on a chunk's readable images; if it fails, they all fail."""
         docs = [entry.doc for entry in chunk if entry.error is None]
         if not docs:
             return None
@@ -370,14 +386,14 @@ class _Pipeline:
                 for entry in chunk:
                     entry.doc = None
             with self.timed("engine"):
-                return self.engine.compute(batch, targets=self.settings.targets, batch_size=len(docs))
+                return self.compute(batch)
         except Exception as error:  # recorded per image; the run goes on
             for entry in chunk:
                 if entry.error is None:
                     entry.error = f"the model failed on a batch: {one_line(error)}"
             return None
 
-    def submit_drawing(self, chunk: list[_Decoded], results: GradCAMResult | None) -> list[Future | None]:
+    def submit_drawing(self, chunk: list[_Decoded], results: Result | None) -> list[Future | None]:
         """Start drawing a chunk's explained images; one future (or None) per entry."""
         futures, position = [], 0
         for entry in chunk:
@@ -389,7 +405,7 @@ class _Pipeline:
         return futures
 
     # -- the recording thread ------------------------------------------------------------
-    def _top(self, results: GradCAMResult, position: int) -> tuple[TopClass, ...]:
+    def _top(self, results: Result, position: int) -> tuple[TopClass, ...]:
         outputs = results.outputs[position]
         order = np.argsort(-outputs, kind="stable")[:TOP_CLASSES]
         softmax = results.probas is not None
@@ -500,13 +516,15 @@ class _Recorder(threading.Thread):
             raise self.error
 
 
-def explain_files(engine: GradCAM, inputs: Sequence[Input], folder: OutputFolder, settings: RunSettings,
-                  progress=None, header: Mapping[str, object] | None = None,
+def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], folder: OutputFolder,
+                  settings: RunSettings, progress=None, header: Mapping[str, object] | None = None,
                   timer: Callable[[str], AbstractContextManager] | None = None) -> RunReport:
-    """Explain image files with a Grad-CAM engine, writing overlays, heatmaps and summaries.
+    """Explain image files with one or several methods, writing overlays, heatmaps and summaries.
 
     Args:
-        engine: a :class:`gradcam.GradCAM`.
+        engine: an engine (:class:`gradcam.GradCAM`, or another method's), or a list of
+            engines of one model and layer: each image gets one overlay per engine and
+            target, and ``heatmaps.npz`` each engine's maps in turn.
         inputs: the :class:`~gradcam.io.inputs.Input` list (see
             :func:`~gradcam.io.inputs.find_inputs`).
         folder: the output folder, entered (:class:`~gradcam.io.outputs.OutputFolder`);
@@ -529,6 +547,7 @@ def explain_files(engine: GradCAM, inputs: Sequence[Input], folder: OutputFolder
         summaries.
 
     Raises:
+        ValueError: an empty list of engines.
         OSError: the run-level files cannot be written.
         KeyboardInterrupt: the run was interrupted; overlays already written stay, the
             run-level files are not written.
@@ -538,4 +557,7 @@ def explain_files(engine: GradCAM, inputs: Sequence[Input], folder: OutputFolder
         ...     report = explain_files(engine, find_inputs(["photos/"], "maps"), folder,
         ...                            RunSettings(image_shape=(224, 224)))
     """
-    return _Pipeline(engine, list(inputs), folder, settings, progress, dict(header or {}), timer).run()
+    engines = list(engine) if isinstance(engine, Sequence) else [engine]
+    if not engines:
+        raise ValueError("explain_files needs an engine; got an empty list.")
+    return _Pipeline(engines, list(inputs), folder, settings, progress, dict(header or {}), timer).run()

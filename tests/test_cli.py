@@ -162,7 +162,7 @@ def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
     for n, path in enumerate(paths):
         expl = engine.explain(docs[n:n + 1], targets=[2, 0], images=[gradcam.load_image(path)])[0]
         for k, target in enumerate(records[n]["targets"]):
-            assert target["overlay"] == f"{path.stem}.{target['index']}.png"
+            assert target["overlay"] == f"{path.stem}.{target['index']}.gradcam.png"
             written = np.asarray(Image.open(out / target["overlay"]))
             np.testing.assert_array_equal(written, np.asarray(format_as_image(expl, target=k).convert("RGB")))
         top = records[n]["top"]
@@ -195,8 +195,8 @@ def test_overlay_formats(tmp_path, capsys, model_file, format, pillow_format):
     args = ["explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out", "--target", "0"]
     status, _, stderr = run(capsys, *args, *(["--format", format] if format != "jpg" else []))
     assert status == 0, stderr
-    overlay = tmp_path / "out" / f"a.0.{format}"
-    assert summary(tmp_path / "out")["images"][0]["targets"][0]["overlay"] == f"a.0.{format}"
+    overlay = tmp_path / "out" / f"a.0.gradcam.{format}"
+    assert summary(tmp_path / "out")["images"][0]["targets"][0]["overlay"] == f"a.0.gradcam.{format}"
     assert summary(tmp_path / "out")["format"] == format
     assert Image.open(overlay).format == pillow_format and Image.open(overlay).size == (64, 48)
 
@@ -272,6 +272,8 @@ def test_all_zero_maps_are_marked_and_reported_once(tmp_path, capsys):
         (["--colormap", "viridiss"], "--colormap: Unknown matplotlib colormap 'viridiss'."),
         (["--image-size", "64", "64"], "--image-size 64 64: the model takes images of 32x32"),
         (["--compress"], "--compress: compress applies to PNG overlays only; the format is jpg."),
+        (["--method", "gradcm"], "--method: Unknown method 'gradcm'; the methods are 'gradcam', 'gradcam++'"),
+        (["--method", "scorecam", "--method", "scorecam"], "--method: 'scorecam' is given twice."),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, model_file, args, message):
@@ -375,7 +377,7 @@ def test_never_overwrites_without_overwrite(tmp_path, capsys, model_file):
         os.unlink(out / name)
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out,
                             "--format", "png")
-    assert status == 2 and re.search(r"a\.\d\.jpg' exists", stderr)
+    assert status == 2 and re.search(r"a\.\d\.gradcam\.jpg' exists", stderr)
 
     status, _, _ = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out, "--overwrite")
     assert status == 0 and summary(out)["counts"]["ok"] == 1
@@ -458,8 +460,8 @@ def test_no_tensorflow_lines_on_the_terminal_unless_verbose(tmp_path, model_file
     done = run_child("explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == f"gradcam: loading {model_file} and compiling its Grad-CAM function..."
-    assert lines[1].startswith("gradcam: explaining 1 images with layer 'conv2' (setup took ")
+    assert lines[0] == f"gradcam: loading {model_file} and compiling its explanations..."
+    assert lines[1].startswith("gradcam: explaining 1 images with gradcam at layer 'conv2' (setup took ")
     assert re.fullmatch(r"1/1 images 100% \| [0-9.]+ images/s \| ETA 0:00", lines[2])
     assert lines[3].startswith("gradcam: explained 1 of 1 images in ") and len(lines) == 4
 
@@ -482,8 +484,86 @@ def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys,
                             "--batch-size", "1")
     assert status == 130 and "gradcam: interrupted" in stderr
     written = sorted(os.listdir(out)) if out.exists() else []  # a folder left empty is removed
-    assert written in ([], ["a.2.jpg"], ["a.0.jpg"], ["a.1.jpg"])
+    assert written in ([], ["a.2.gradcam.jpg"], ["a.0.gradcam.jpg"], ["a.1.gradcam.jpg"])
     assert leftovers(tmp_path) == []
+
+
+def test_several_methods_one_overlay_each(tmp_path, capsys, model_file):
+    photos = tmp_path / "photos"
+    paths = [photo(photos / "a.png", size=(64, 40)), photo(photos / "b.jpg", size=(30, 50), seed=3)]
+    out = tmp_path / "out"
+    status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out, "--format", "png",
+                            "--overlay-size", "0", "--target", "2", "--target", "0",
+                            "--method", "gradcam++", "--method", "ablationcam")
+    assert status == 0, stderr
+    assert "explaining 2 images with gradcam++, ablationcam at layer 'conv2'" in stderr
+    model = keras.models.load_model(model_file)
+    docs = np.concatenate([gradcam.image_from_path(p, (32, 32)) for p in paths])
+    plus = gradcam.GradCAMPlusPlus(model).compute(docs, targets=[2, 0])
+    ablation = gradcam.AblationCAM(model).compute(docs, targets=[2, 0])
+    with np.load(out / "heatmaps.npz") as npz:  # each method's targets in turn
+        np.testing.assert_array_equal(npz["heatmaps"], np.concatenate([plus.heatmaps, ablation.heatmaps], axis=1))
+        assert npz["targets"].tolist() == [[2, 0, 2, 0]] * 2
+        assert npz["methods"].tolist() == ["gradcam++", "gradcam++", "ablationcam", "ablationcam"]
+    report = summary(out)
+    assert report["methods"] == ["gradcam++", "ablationcam"]
+    for n, path in enumerate(paths):
+        targets = report["images"][n]["targets"]
+        assert [(t["method"], t["index"], t["overlay"]) for t in targets] == [
+            ("gradcam++", 2, f"{path.stem}.2.gradcam++.png"), ("gradcam++", 0, f"{path.stem}.0.gradcam++.png"),
+            ("ablationcam", 2, f"{path.stem}.2.ablationcam.png"), ("ablationcam", 0, f"{path.stem}.0.ablationcam.png")]
+        image = gradcam.load_image(path)
+        for t, engine in zip(targets, [plus] * 2 + [ablation] * 2):
+            k = [2, 0].index(t["index"])
+            expected = gradcam.render.overlay_heatmap(image, engine.heatmaps[n, k]).convert("RGB")
+            np.testing.assert_array_equal(np.asarray(Image.open(out / t["overlay"])), np.asarray(expected))
+    with open(out / "summary.csv", encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["path"][-5:], r["method"], r["target"]) for r in rows] == [
+        (p, m, t) for p in ("a.png", "b.jpg") for m in ("gradcam++", "ablationcam") for t in ("2", "0")]
+
+
+def test_help_names_every_method(capsys):
+    status, stdout, _ = run(capsys, "explain", "--help")
+    assert status == 0
+    text = " ".join(stdout.split())
+    listed = re.search(r"--method NAME (.*?)\(default: gradcam\)", text).group(1)
+    assert set(gradcam.METHODS) <= set(re.split(r"[ ,;:.]+", listed))
+
+
+@keras.saving.register_keras_serializable(package="gradcam_tests")
+class SubclassedClassifier(keras.Model):
+    """A subclassed classifier of 32x32 RGB images, called in another order than its
+    attributes are set."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.head = keras.layers.Dense(3, activation="softmax", name="head")
+        self.conv = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+
+    def call(self, inputs):
+        return self.head(self.pool(self.conv(inputs / 255.0)))
+
+
+def test_a_subclassed_model_file(tmp_path, capsys):
+    keras.utils.set_random_seed(2)
+    model = SubclassedClassifier(name="subclassed")
+    model(np.zeros((1, 32, 32, 3), np.float32))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning)
+        model.save(tmp_path / "subclassed.keras")
+    status, stdout, _ = run(capsys, "layers", "--model", tmp_path / "subclassed.keras")
+    assert status == 0
+    assert stdout.splitlines()[1:] == ["* conv  (16, 16, 4)", "* = the automatic choice, used when --layer is not given"]
+    photo(tmp_path / "in" / "a.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", tmp_path / "subclassed.keras",
+                            "--out", tmp_path / "out")
+    assert status == 0, stderr
+    (record,) = summary(tmp_path / "out")["images"]
+    assert record["layer"] == "conv" and record["targets"][0]["proba"] is not None  # its softmax was found
+    with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
+        assert npz["heatmaps"].shape == (1, 1, 16, 16)
 
 
 def test_layers_marks_the_automatic_choice(capsys, model_file):
@@ -507,8 +587,8 @@ def test_default_model_explains_sample_photos(tmp_path, capsys):
     chelsea, coffee = summary(out)["images"]
     assert "cat" in chelsea["targets"][0]["name"] and chelsea["layer"] == "top_activation"
     assert coffee["targets"][0]["name"] == "espresso"
-    assert coffee["targets"][0]["overlay"] == "coffee.967-espresso.jpg"
-    assert Image.open(out / "coffee.967-espresso.jpg").size == (320, 213)
+    assert coffee["targets"][0]["overlay"] == "coffee.967-espresso.gradcam.jpg"
+    assert Image.open(out / "coffee.967-espresso.gradcam.jpg").size == (320, 213)
     with np.load(out / "heatmaps.npz") as npz:
         assert npz["heatmaps"].shape == (2, 1, 7, 7)
 

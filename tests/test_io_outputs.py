@@ -21,8 +21,11 @@ def test_overlay_names():
     assert target_label(3, "jack-o'-lantern") == "3-jack-o_-lantern"
     assert target_label(7, None) == "7"
     cat = Input("p/sub/cat.jpg", "sub/cat")
-    assert overlay_name(cat, 282, "tiger cat") == "sub/cat.282-tiger_cat.jpg"
-    assert overlay_name(cat, 282, "tiger cat", "png") == "sub/cat.282-tiger_cat.png"
+    assert overlay_name(cat, 282, "tiger cat") == "sub/cat.282-tiger_cat.gradcam.jpg"
+    assert overlay_name(cat, 282, "tiger cat", "png") == "sub/cat.282-tiger_cat.gradcam.png"
+    assert overlay_name(cat, 7, None, "webp", "gradcam++") == "sub/cat.7.gradcam++.webp"
+    with pytest.raises(ValueError, match="method must be a method's name such as 'gradcam\\+\\+'; got '../x'"):
+        overlay_name(cat, 7, None, "jpg", "../x")
 
 
 def test_existing_outputs_finds_run_files_and_overlays_of_any_class_and_format(tmp_path):
@@ -32,7 +35,9 @@ def test_existing_outputs_finds_run_files_and_overlays_of_any_class_and_format(t
     touch(out / "sub" / "dogma.1.jpg")  # another image's overlay
     touch(out / "sub" / "dog.txt")
     assert existing_outputs(out, inputs) == []
-    for name in ["dog.208-Labrador_retriever.png", "dog.208.webp", "dog.3-x.jpg"]:
+    # this version's names (with the method) and gradcam 0.1's (without)
+    for name in ["dog.208-Labrador_retriever.gradcam.png", "dog.208.scorecam.webp", "dog.3-x.gradcam++.jpg",
+                 "dog.208-Labrador_retriever.png", "dog.208.webp", "dog.3-x.jpg"]:
         touch(out / "sub" / name)
         assert existing_outputs(out, inputs) == [str(out / "sub" / name)]
         os.unlink(out / "sub" / name)

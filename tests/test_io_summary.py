@@ -29,8 +29,8 @@ def test_softmax_model_records_probabilities_as_proba_and_logits_as_score(tmp_pa
         writer.add(ImageResult(
             "in/a.png",
             top=(TopClass(2, "two", proba=0.75), TopClass(0, None, proba=0.25)),
-            targets=(ExplainedTarget(2, "two", 3.5, 0.75, "a.2-two.jpg"),
-                     ExplainedTarget(0, None, -1.25, 0.25, "a.0.jpg", empty=True)),
+            targets=(ExplainedTarget(2, "two", 3.5, 0.75, "a.2-two.gradcam.jpg"),
+                     ExplainedTarget(0, None, -1.25, 0.25, "a.0.gradcam.jpg", empty=True)),
             heatmaps=maps))
         writer.add_failed("in/b.png", "'in/b.png' is not an image file Pillow can read.")
         writer.commit({"counts": {"images": 2}})
@@ -40,21 +40,25 @@ def test_softmax_model_records_probabilities_as_proba_and_logits_as_score(tmp_pa
         {"path": "in/a.png", "status": "ok", "layer": "conv2",
          "top": [{"index": 2, "name": "two", "proba": 0.75}, {"index": 0, "name": None, "proba": 0.25}],
          "targets": [
-             {"index": 2, "name": "two", "score": 3.5, "proba": 0.75, "empty": False, "overlay": "a.2-two.jpg"},
-             {"index": 0, "name": None, "score": -1.25, "proba": 0.25, "empty": True, "overlay": "a.0.jpg"}]},
+             {"method": "gradcam", "index": 2, "name": "two", "score": 3.5, "proba": 0.75, "empty": False,
+              "overlay": "a.2-two.gradcam.jpg"},
+             {"method": "gradcam", "index": 0, "name": None, "score": -1.25, "proba": 0.25, "empty": True,
+              "overlay": "a.0.gradcam.jpg"}]},
         {"path": "in/b.png", "status": "failed", "error": "'in/b.png' is not an image file Pillow can read."}]
     assert summary["failed"] == [{"path": "in/b.png", "error": "'in/b.png' is not an image file Pillow can read."}]
     top = "2 two (proba 0.75); 0 (proba 0.25)"
     assert rows == [
-        dict(zip(CSV_COLUMNS, ["in/a.png", "ok", "", "conv2", "2", "two", "3.5", "0.75", "false", "a.2-two.jpg", top])),
-        dict(zip(CSV_COLUMNS, ["in/a.png", "ok", "", "conv2", "0", "", "-1.25", "0.25", "true", "a.0.jpg", top])),
-        dict(zip(CSV_COLUMNS, ["in/b.png", "failed", "'in/b.png' is not an image file Pillow can read."] + [""] * 8)),
+        dict(zip(CSV_COLUMNS, ["in/a.png", "ok", "", "conv2", "gradcam", "2", "two", "3.5", "0.75", "false",
+                               "a.2-two.gradcam.jpg", top])),
+        dict(zip(CSV_COLUMNS, ["in/a.png", "ok", "", "conv2", "gradcam", "0", "", "-1.25", "0.25", "true",
+                               "a.0.gradcam.jpg", top])),
+        dict(zip(CSV_COLUMNS, ["in/b.png", "failed", "'in/b.png' is not an image file Pillow can read."] + [""] * 9)),
     ]
     np.testing.assert_array_equal(arrays["heatmaps"], maps[np.newaxis])
     assert arrays["paths"].tolist() == ["in/a.png"] and arrays["targets"].tolist() == [[2, 0]]
     np.testing.assert_array_equal(arrays["scores"], [[3.5, -1.25]])
     np.testing.assert_array_equal(arrays["probas"], [[0.75, 0.25]])
-    assert str(arrays["layer"]) == "conv2"
+    assert str(arrays["layer"]) == "conv2" and arrays["methods"].tolist() == ["gradcam", "gradcam"]
     assert sorted(os.listdir(tmp_path)) == ["heatmaps.npz", "summary.csv", "summary.json"]
 
 

@@ -93,10 +93,10 @@ def test_a_run_writes_overlays_summaries_and_heatmaps_in_input_order(tmp_path, e
     with open(tmp_path / "out" / "summary.json", encoding="utf-8") as file:
         summary = json.load(file)
     assert summary["model"] == "tiny" and summary["targets"] == [2, 0] and summary["format"] == "png"
-    assert [r["targets"][0]["overlay"] for r in summary["images"]] == [f"{n}.2.png" for n in range(5)]
+    assert [r["targets"][0]["overlay"] for r in summary["images"]] == [f"{n}.2.gradcam.png" for n in range(5)]
     assert summary["counts"] == {"images": 5, "ok": 5, "failed": 0, "empty_maps": report.empty_maps}
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
-        [f"{n}.{k}.png" for n in range(5) for k in (0, 2)] + ["heatmaps.npz", "summary.csv", "summary.json"])
+        [f"{n}.{k}.gradcam.png" for n in range(5) for k in (0, 2)] + ["heatmaps.npz", "summary.csv", "summary.json"])
 
 
 def test_every_image_failing_keeps_the_shape_of_the_run(tmp_path, engine):

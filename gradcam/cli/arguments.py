@@ -26,23 +26,26 @@ examples:
   gradcam explain photos/              every image under photos/, top class
   gradcam explain cat.jpg --target "tiger cat" --target 281 --out maps/
   gradcam explain photos/ --model my_model.keras --preprocess tf
+  gradcam explain photos/ --method gradcam --method scorecam   two methods side by side
   gradcam layers                       the layers Grad-CAM can explain
 """
 
 EXPLAIN_EPILOG = """\
 outputs, in --out:
-  NAME.CLASS-LABEL.jpg   one overlay per image and target: sub/cat.jpg gives
-                         sub/cat.282-tiger_cat.jpg (.png, .webp with --format).
-                         Folders mirror the inputs' (relative to the deepest
-                         folder holding them all). Drawn on the image shrunk to
-                         --overlay-size pixels.
-  heatmaps.npz           heatmaps (N, K, h, w) in [0, 1], paths, targets,
-                         scores, probas (softmax models), layer: the N images
-                         explained
+  NAME.CLASS-LABEL.METHOD.jpg
+                         one overlay per image, target and method: sub/cat.jpg
+                         gives sub/cat.282-tiger_cat.gradcam.jpg (.png, .webp
+                         with --format). Folders mirror the inputs' (relative
+                         to the deepest folder holding them all). Drawn on the
+                         image shrunk to --overlay-size pixels.
+  heatmaps.npz           heatmaps (N, K, h, w) in [0, 1] (K = targets times
+                         methods, each method's targets in turn), paths,
+                         targets, scores, probas (softmax models), methods (of
+                         the K maps), layer: the N images explained
   summary.csv            per image: path, status (ok, or failed and why), the
-  summary.json           top-5 classes, the targets explained with their score
-                         (the logit of softmax models), probability (proba)
-                         and overlay file, and the layer
+  summary.json           top-5 classes, the targets explained with their
+                         method, score (the logit of softmax models),
+                         probability (proba) and overlay file, and the layer
 
 Outputs of an earlier run are never replaced without --overwrite: the command
 stops (status 2) and names one. Each file is written under a temporary name,
@@ -136,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", action="append", metavar="N|NAME",
         help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
              "(default: each image's top prediction)")
+    explain.add_argument(
+        "--method", action="append", metavar="NAME",
+        help="the class-activation method, a name of gradcam.METHODS: gradcam, gradcam++, "
+             "xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam...; repeat for "
+             "several, one overlay per method (default: gradcam)")
     explain.add_argument("--layer", metavar="NAME",
                          help="the layer to explain (default: the last layer with a 4-D output; "
                               "see 'gradcam layers')")

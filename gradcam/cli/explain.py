@@ -20,10 +20,11 @@ import numpy as np
 from gradcam.cli.arguments import UsageError
 from gradcam.cli.memory import check_memory
 from gradcam.cli.model import (
-    build_engine,
+    build_engines,
     check_model_file,
     image_shape_for,
     load_model,
+    method_classes,
     parse_targets,
     preprocess_function,
 )
@@ -69,32 +70,37 @@ def _output_folder(path: str):
 
 
 def _setup(args):
-    """Load the model, build its engine, check the memory and compile (one blank image).
+    """Load the model, build the engine of each method, check the memory and compile (one
+    blank image).
 
     Returns:
-        ``(engine, settings, header)``: the engine, the run's settings, and more facts
+        ``(engines, settings, header)``: the engines, the run's settings, and more facts
         for ``summary.json``.
 
     Raises:
-        UsageError: a bad model, layer, score, target or image size, or not enough memory.
+        UsageError: a bad method, model, layer, score, target or image size, or not
+            enough memory.
     """
     start = time.perf_counter()
+    classes = method_classes(args.method)
     model, builtin = load_model(args.model, args.image_size)
     image_shape = image_shape_for(model, args.image_size)
-    engine = build_engine(model, args.layer, args.score)
-    targets = parse_targets(args.target, engine.classes)
+    engines = build_engines(model, classes, args.layer, args.score)
+    targets = parse_targets(args.target, engines[0].classes)
     preprocess = args.preprocess or ("lite" if builtin else "none")
     settings = _settings(args, image_shape, preprocess_function(preprocess), targets)
     check_memory(model, settings)
-    try:  # traces the compiled function now, so the run's rate and ETA are steady
+    try:  # compiles now, so the run's rate and ETA are steady
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
-            engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets)
+            for engine in engines:
+                engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--model: {one_line(error)}") from None
-    header = {"model": args.model, "preprocess": preprocess, "score": args.score,
+    header = {"model": args.model, "methods": [engine.name for engine in engines],
+              "preprocess": preprocess, "score": args.score,
               "setup_seconds": round(time.perf_counter() - start, 3)}
-    return engine, settings, header
+    return engines, settings, header
 
 
 @contextlib.contextmanager
@@ -137,15 +143,15 @@ def run(args) -> int:
                 raise UsageError(
                     f"{existing[0]!r} exists: --out {args.out!r} holds outputs of an earlier run. "
                     "Pass --overwrite to replace them, or choose another --out.")
-        say(f"gradcam: loading {args.model} and compiling its Grad-CAM function...")
+        say(f"gradcam: loading {args.model} and compiling its explanations...")
         with tensorflow_quiet(enabled=not args.verbose):
-            engine, settings, header = _setup(args)
-        say(f"gradcam: explaining {len(inputs)} images with layer {engine.layer!r} "
-            f"(setup took {format_duration(header['setup_seconds'])})")
+            engines, settings, header = _setup(args)
+        say(f"gradcam: explaining {len(inputs)} images with {', '.join(header['methods'])} at layer "
+            f"{engines[0].layer!r} (setup took {format_duration(header['setup_seconds'])})")
         progress = Progress(len(inputs), enabled=not args.quiet)
         try:
             with _warnings_shown_by(progress):
-                report = explain_files(engine, inputs, folder, settings, progress=progress, header=header)
+                report = explain_files(engines, inputs, folder, settings, progress=progress, header=header)
         except OSError as error:  # the run-level files could not be written (a full disk)
             progress.close()
             print(f"gradcam: error: the run's outputs could not be written: {one_line(error)}",
@@ -153,7 +159,8 @@ def run(args) -> int:
             return 1
         progress.close()
     if report.empty_maps:
-        print(f"gradcam: warning: {report.empty_maps} of {report.ok * settings.targets_per_image} maps are "
+        maps = report.ok * settings.targets_per_image * len(engines)
+        print(f"gradcam: warning: {report.empty_maps} of {maps} maps are "
               "all zero: no part of the layer's output raises the class score (\"empty\" in "
               "summary.json). Try --score output, or another --layer.", file=sys.stderr)
     failed = f"; {len(report.failed)} failed (listed in summary.json)" if report.failed else ""

@@ -1,5 +1,5 @@
 """The command's model: checking the ``--model`` file, loading it, its input size, its
-preprocessing, the ``--target`` classes and the engine."""
+preprocessing, the ``--target`` classes and the engine of each ``--method``."""
 
 from __future__ import annotations
 
@@ -100,13 +100,19 @@ def load_model(spec: str, image_size=None):
 
 
 def image_shape_for(model, image_size) -> tuple[int, int]:
-    """The ``(height, width)`` to feed ``model``: ``image_size`` if given, else its input's.
+    """The ``(height, width)`` to feed ``model``: ``image_size`` if given, else its input's
+    (for a subclassed model, the size of its first call).
 
     Raises:
-        UsageError: the model's input is not RGB images, takes any size and no size was
-            given, or has another size than ``image_size``.
+        UsageError: the model cannot be explained, its input is not RGB images, takes any
+            size and no size was given, or has another size than ``image_size``.
     """
-    shape = tuple(model.inputs[0].shape)
+    from gradcam.capture import model_info
+
+    try:
+        shape = model_info(model).input_shape
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--model: {one_line(error)}") from None
     if len(shape) != 4 or shape[-1] != 3:
         raise UsageError(
             f"--model: the model takes inputs of shape {shape}; the command line feeds RGB "
@@ -152,16 +158,32 @@ def parse_targets(values, classes) -> list[int] | None:
         raise UsageError(f"--target: {one_line(error)}") from None
 
 
-def build_engine(model, layer: str | None, score: str):
-    """The Grad-CAM engine for ``--layer`` and ``--score``.
+def method_classes(names) -> list:
+    """The engine class of each ``--method`` name, in order (Grad-CAM when none is given).
+
+    Raises:
+        UsageError: an unknown name (the known ones are listed) or a name given twice.
+    """
+    from gradcam.methods import method_class  # Keras loads here, not for --help
+
+    names = list(names or ["gradcam"])
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(f"--method: {name!r} is given twice.")
+    try:
+        return [method_class(name) for name in names]
+    except ValueError as error:
+        raise UsageError(f"--method: {one_line(error)}") from None
+
+
+def build_engines(model, classes, layer: str | None, score: str) -> list:
+    """One engine per method class, for ``--layer`` and ``--score``.
 
     Raises:
         UsageError: the layer cannot be found or explained, or the model cannot be.
     """
-    from gradcam.engine import GradCAM  # TensorFlow loads here, not for --help
-
     try:
-        return GradCAM(model, layer=layer, score=score)
+        return [cls(model, layer=layer, score=score) for cls in classes]
     except (TypeError, ValueError) as error:
         text = one_line(error)
         option = ("--score" if score != "auto" and "score" in text

@@ -1,9 +1,9 @@
 """A run's output folder: the names of the files in it, the overwrite check, and the
 folder held for the run (its lock and temporary folder).
 
-In the output folder a run writes one overlay per image and target,
-``<name>.<index>-<class name>.<format>`` (e.g. ``sub/cat.282-tiger_cat.jpg`` for
-``sub/cat.jpg``), and :data:`RUN_FILES`. While it runs the folder also holds the lock
+In the output folder a run writes one overlay per image, target and method,
+``<name>.<index>-<class name>.<method>.<format>`` (e.g. ``sub/cat.282-tiger_cat.gradcam.jpg``
+for ``sub/cat.jpg``), and :data:`RUN_FILES`. While it runs the folder also holds the lock
 (:data:`gradcam.io.lock.LOCK_NAME`) and the run's temporary folder
 (:data:`gradcam.io.files.TEMPORARY_PREFIX`), both removed at the end.
 """
@@ -23,8 +23,9 @@ from gradcam.io.lock import FolderLock
 #: The files a run writes in the output folder besides the overlays.
 RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
 
+# The method is optional: the overlays of gradcam 0.1, which had none, are found too.
 _OVERLAY_NAME = re.compile(
-    r"^(?P<stem>.+)\.\d+(-[A-Za-z0-9_-]*)?\.(" + "|".join(OVERLAY_FORMATS) + r")$")
+    r"^(?P<stem>.+)\.\d+(-[A-Za-z0-9_-]*)?(\.[a-z0-9+]+)?\.(" + "|".join(OVERLAY_FORMATS) + r")$")
 
 
 def target_label(index: int, name: str | None) -> str:
@@ -33,9 +34,16 @@ def target_label(index: int, name: str | None) -> str:
     return f"{index}-{slug}" if slug else str(index)
 
 
-def overlay_name(item: Input, index: int, class_name: str | None, format: str = "jpg") -> str:
-    """The overlay's path relative to the output folder: ``"sub/cat.282-tiger_cat.jpg"``."""
-    return f"{item.name}.{target_label(index, class_name)}.{format}"
+def overlay_name(item: Input, index: int, class_name: str | None, format: str = "jpg",
+                 method: str = "gradcam") -> str:
+    """The overlay's path relative to the output folder: ``"sub/cat.282-tiger_cat.gradcam.jpg"``.
+
+    Raises:
+        ValueError: a method name that is not lowercase letters, digits and ``+``.
+    """
+    if not re.fullmatch(r"[a-z0-9+]+", method):
+        raise ValueError(f"method must be a method's name such as 'gradcam++'; got {method!r}.")
+    return f"{item.name}.{target_label(index, class_name)}.{method}.{format}"
 
 
 def existing_outputs(out_dir, inputs, limit: int = 5) -> list[str]:

@@ -25,7 +25,7 @@ from gradcam.io.files import move_into_place
 from gradcam.io.outputs import RUN_FILES, OutputFolder
 
 #: The columns of ``summary.csv``.
-CSV_COLUMNS = ("path", "status", "error", "layer", "target", "target_name", "score", "proba",
+CSV_COLUMNS = ("path", "status", "error", "layer", "method", "target", "target_name", "score", "proba",
                "empty", "overlay", "top_classes")
 
 
@@ -59,7 +59,7 @@ class TopClass:
 
 @dataclass(frozen=True)
 class ExplainedTarget:
-    """One explained target of an image.
+    """One explained target of an image, by one method.
 
     Attributes:
         index: the class index.
@@ -68,6 +68,7 @@ class ExplainedTarget:
         proba: the class's softmax probability, or ``None`` for models without a softmax.
         overlay: the overlay file, relative to the output folder.
         empty: whether the map is all zero (no part of the layer's output raises the score).
+        method: the method that made the map (a name of ``gradcam.METHODS``).
     """
 
     index: int
@@ -76,11 +77,12 @@ class ExplainedTarget:
     proba: float | None
     overlay: str
     empty: bool = False
+    method: str = "gradcam"
 
     def as_json(self) -> dict:
-        """``{"index", "name", "score", "proba", "empty", "overlay"}``."""
-        return {"index": self.index, "name": self.name, "score": self.score, "proba": self.proba,
-                "empty": self.empty, "overlay": self.overlay}
+        """``{"method", "index", "name", "score", "proba", "empty", "overlay"}``."""
+        return {"method": self.method, "index": self.index, "name": self.name, "score": self.score,
+                "proba": self.proba, "empty": self.empty, "overlay": self.overlay}
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ class ImageResult:
     Attributes:
         path: the input's path.
         top: its top classes, best first.
-        targets: the targets explained, in order.
-        heatmaps: float32 ``(K, h, w)``, one map per target.
+        targets: the targets explained, in order (each method's in turn).
+        heatmaps: float32 ``(K, h, w)``, one map per explained target.
     """
 
     path: str
@@ -107,16 +109,24 @@ class SummaryWriter:
         folder: the :class:`~gradcam.io.outputs.OutputFolder`, entered.
         header: the run's settings, first in ``summary.json`` (JSON values).
         layer: the explained layer.
-        targets_per_image: ``K``, the number of maps per image.
+        targets_per_image: ``K``, the number of maps per image (targets times methods).
+        methods: the method of each of the ``K`` maps, for ``heatmaps.npz``; ``None`` for
+            ``"gradcam"`` everywhere. Defaults to ``None``.
+
+    Raises:
+        ValueError: ``folder`` is not entered; ``methods`` has another length than ``K``.
     """
 
     def __init__(self, folder: OutputFolder, header: Mapping[str, object], layer: str,
-                 targets_per_image: int):
+                 targets_per_image: int, methods=None):
         if folder.temporary is None:
             raise ValueError("SummaryWriter needs an entered OutputFolder.")
         self.out_dir = folder.path
         self.layer = layer
         self.targets_per_image = int(targets_per_image)
+        self.methods = ["gradcam"] * self.targets_per_image if methods is None else [str(m) for m in methods]
+        if len(self.methods) != self.targets_per_image:
+            raise ValueError(f"methods names {len(self.methods)} maps; expected {self.targets_per_image}.")
         self.failed: list[tuple[str, str]] = []
         self._temporary = {name: os.path.join(folder.temporary, name) for name in RUN_FILES + ("heatmaps.raw",)}
         self._files = []
@@ -179,7 +189,7 @@ class SummaryWriter:
         top_text = "; ".join(c.as_text() for c in result.top)
         for t in result.targets:
             proba = "" if t.proba is None else f"{t.proba:.6g}"
-            self._csv.writerow([result.path, "ok", "", self.layer, t.index, t.name or "",
+            self._csv.writerow([result.path, "ok", "", self.layer, t.method, t.index, t.name or "",
                                 f"{t.score:.6g}", proba, "true" if t.empty else "false", t.overlay, top_text])
         self._record({"path": result.path, "status": "ok", "layer": self.layer,
                       "top": [c.as_json() for c in result.top],
@@ -214,6 +224,7 @@ class SummaryWriter:
             "paths": np.array(self._paths, dtype=str),
             "targets": np.array(self._targets, dtype=np.int32).reshape(shape[:2]),
             "scores": np.array(self._scores, dtype=np.float32).reshape(shape[:2]),
+            "methods": np.array(self.methods, dtype=str),
             "layer": np.array(self.layer),
         }
         if ok and self._probas[0][0] is not None:
