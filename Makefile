@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, from Python 3 and make alone.
 #   make docs   build the documentation site (executes the tutorials) into _build/html
-#   make test   unit tests, the tutorials under nbval, and the docs build (warnings = errors)
+#   make test   unit tests (the backend-neutral ones on TensorFlow, JAX and PyTorch), the
+#               tutorials under nbval, and the docs build (warnings = errors)
 #   make notebooks   execute the tutorials and store their outputs (nbval's reference)
 #   make lab    install JupyterLab into the environment and open the tutorials in it
 PYTHON ?= python3
@@ -8,6 +9,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The tutorials' stored outputs and the site are made with TensorFlow, Keras's default:
+# whatever KERAS_BACKEND the shell has, the targets below run on TensorFlow unless they
+# name another backend themselves.
+export KERAS_BACKEND := tensorflow
+
+# pip's plain "torch" is a CUDA build of several GB on Linux; this one is installed first,
+# so that the torch extra (a range) is already met. Set TORCH= to keep an installed torch.
+TORCH ?= torch==2.13.0
+# The tests that run once per Keras backend: what does not depend on the backend must
+# give the same results on each. The whole suite runs on TensorFlow.
+BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.py tests/test_api.py \
+                 tests/test_methods.py $(wildcard tests/test_method_*.py)
+OTHER_BACKENDS := jax torch
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
 SANITIZE  := tutorials/sanitize.cfg
@@ -25,13 +39,19 @@ SPHINX = PATH="$(PANDOC_DIR):$$PATH" $(PY) -m sphinx $(SPHINXOPTS) -E -d _build/
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
+	$(PY) -m pip install --quiet -e ".[test,docs,jax,torch]"
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# PyTorch's CPU threads spin while they wait for work: one thread is faster for the tiny
+# test models, and leaves the other core to the rest of the machine.
 unit: $(STAMP)
 	$(PY) -m pytest tests
+	for backend in $(OTHER_BACKENDS); do \
+	    KERAS_BACKEND=$$backend OMP_NUM_THREADS=1 $(PY) -m pytest $(BACKEND_TESTS) || exit 1; \
+	done
 
 # Executes each notebook and compares every cell's output with the stored one.
 nbval: $(STAMP)

@@ -15,9 +15,11 @@ one process on CPU:
   and backward to the layer's output for one class score. Compiled where the backend
   compiles: one ``tf.function``; one ``jax.jit`` of ``stateless_call`` with the weights
   as arguments; PyTorch eagerly, the body under ``torch.no_grad()``;
-* ours: ``gradcam.methods.GradCAM(model).heatmaps(x)`` (top class) on the same images.
-
-At batch 1 and batch 16. Every call is warm (two warm-up calls first); the calls are
+* ours: ``gradcam.GradCAM(model).heatmaps(x)`` (top class) on the same images, at batch 1
+  and batch 16, and ``gradcam.explain_prediction(model, x)`` at batch 1 (the engine from
+  its cache, plus the explanation object: the picture rebuilt from the input, the
+  class name).
+ Every call is warm (two warm-up calls first); the calls are
 interleaved, each round calling every row once in a rotated order, and a row's ratio is
 the median over rounds of (its time / the floor's time in the same round). The first
 call of each (compile included) is timed once, on the model already built.
@@ -39,8 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import gradcam  # noqa: E402
 from gradcam.layers import find_layer  # noqa: E402
-from gradcam.methods import GradCAM  # noqa: E402
 
 BACKEND = keras.backend.backend()
 MODELS = {
@@ -163,14 +165,15 @@ def bench_model(key, batch, repeats):
     xb = rng.uniform(-1, 1, (batch, 224, 224, 3)).astype(np.float32)
     t1, tb = keras.ops.convert_to_tensor(x1), keras.ops.convert_to_tensor(xb)
     floor = make_floor(model, layer)
-    cam = GradCAM(model)
+    cam = gradcam.GradCAM(model)
     first = {"floor": first_call(lambda: floor(t1)), "ours": first_call(lambda: cam.heatmaps(x1))}
     floor1 = Row("floor", lambda: floor(t1))
     floorb = Row("floor", lambda: floor(tb))
-    ours1 = Row("ours", lambda: cam.heatmaps(x1), floor1)
-    oursb = Row("ours", lambda: cam.heatmaps(xb, batch_size=batch), floorb)
-    time_rows([floor1, ours1, floorb, oursb], repeats)
-    return title, first, [(1, floor1, ours1), (batch, floorb, oursb)]
+    ours1 = Row("GradCAM.heatmaps", lambda: cam.heatmaps(x1), floor1)
+    oursb = Row("GradCAM.heatmaps", lambda: cam.heatmaps(xb, batch_size=batch), floorb)
+    explain1 = Row("explain_prediction", lambda: gradcam.explain_prediction(model, x1), floor1)
+    time_rows([floor1, ours1, explain1, floorb, oursb], repeats)
+    return title, first, [(1, floor1, ours1), (1, floor1, explain1), (batch, floorb, oursb)]
 
 
 def ms(row):
@@ -191,13 +194,14 @@ def main(argv=None):
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
         f"median of {args.repeats} warm calls"
     )
-    print(f"{'model':<12} {'batch':>5} {'floor':>10} {'ours':>10} {'ratio':>6}   first call: floor, ours")
+    print(f"{'model':<12} {'call':<19} {'batch':>5} {'floor':>10} {'ours':>10} {'ratio':>6}   "
+          "first call: floor, ours")
     for key in args.models:
         title, first, results = bench_model(key, args.batch, args.repeats)
         for i, (batch, floor, ours) in enumerate(results):
             tail = f"   {first['floor']:.1f} s, {first['ours']:.1f} s" if i == 0 else ""
             print(
-                f"{title:<12} {batch:>5} {ms(floor):>8.1f}ms {ms(ours):>8.1f}ms "
+                f"{title:<12} {ours.label:<19} {batch:>5} {ms(floor):>8.1f}ms {ms(ours):>8.1f}ms "
                 f"{statistics.median(ours.ratios):>5.2f}x{tail}",
                 flush=True,
             )

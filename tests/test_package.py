@@ -61,3 +61,30 @@ def test_the_weight_reader_does_not_load_keras():
     assert models.efficientnet_lite.EfficientNetLite0 is not None
     with pytest.raises(AttributeError, match="no attribute 'resnet'"):
         models.resnet
+
+
+def test_the_backends_are_extras_installed_and_tested_by_make():
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["jax"] == ["jax>=0.4.30"] and extras["torch"] == ["torch>=2.3"]
+    # -W: the environment is out of date, so its recipe is printed too (-n runs nothing).
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "venv", "unit"], cwd=root,
+                          capture_output=True, text=True, check=True)
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    torch_first = lines.index('.venv/bin/python -m pip install --quiet "torch==2.13.0"')
+    assert lines[torch_first + 1] == '.venv/bin/python -m pip install --quiet -e ".[test,docs,jax,torch]"'
+    assert ".venv/bin/python -m pytest tests" in lines  # everything, on TensorFlow
+    loop = " ".join(lines[lines.index(".venv/bin/python -m pytest tests") + 1:])
+    assert loop.startswith("for backend in jax torch; do")
+    for name in ("test_backend", "test_capture", "test_engine", "test_api", "test_methods"):
+        assert f"tests/{name}.py" in loop
+
+
+def test_the_api_reference_lists_every_method():
+    import gradcam
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.rst").read_text()
+    for name, cls in gradcam.METHODS.items():
+        assert f".. autoclass:: gradcam.{cls.__name__}\n" in text, name
+        assert getattr(gradcam, cls.__name__) is cls and cls.__name__ in gradcam.__all__
+    assert "gradcam.METHODS" in text
