@@ -138,9 +138,14 @@ def test_good_odd_and_bad_files(tmp_path, capsys, model_file):
     assert "explained 8 of 11 images" in stderr
 
 
-def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
+def two_photos(tmp_path):
+    """``photos/a.png`` (64x40) and ``photos/b.jpg`` (30x50): the folder and the paths."""
     photos = tmp_path / "photos"
-    paths = [photo(photos / "a.png", size=(64, 40)), photo(photos / "b.jpg", size=(30, 50), seed=3)]
+    return photos, [photo(photos / "a.png", size=(64, 40)), photo(photos / "b.jpg", size=(30, 50), seed=3)]
+
+
+def test_outputs_equal_the_library_results(tmp_path, capsys, model_file):
+    photos, paths = two_photos(tmp_path)
     out = tmp_path / "out"
 
     status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out, "--format", "png",
@@ -489,8 +494,7 @@ def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys,
 
 
 def test_several_methods_one_overlay_each(tmp_path, capsys, model_file):
-    photos = tmp_path / "photos"
-    paths = [photo(photos / "a.png", size=(64, 40)), photo(photos / "b.jpg", size=(30, 50), seed=3)]
+    photos, paths = two_photos(tmp_path)
     out = tmp_path / "out"
     status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out, "--format", "png",
                             "--overlay-size", "0", "--target", "2", "--target", "0",
