@@ -1,0 +1,213 @@
+"""gradcam.ray: the Explainer on its own (hand-computed maps), then explain_images on a
+local Ray instance of two CPUs, the bundled EfficientNet-Lite0 and the bundled photos.
+
+The tiny RGB model is conftest's tiny classifier reading the red channel: its conv
+kernel is conftest's on channel 0 and zero on green and blue. An image whose red channel
+is ``arange(16)`` (4x4) therefore gives conftest's hand-computed values: logits
+``[2, -4.5]``, class 0's map ``[[0, 0.2], [0.8, 1]]``, class 1's map all zero.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray.data", reason="the ray extra is not installed")
+
+import ray  # noqa: E402
+
+import gradcam  # noqa: E402
+import gradcam.ray as gradcam_ray  # noqa: E402
+from gradcam.models import efficientnet_lite  # noqa: E402
+from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS  # noqa: E402
+
+RED = np.zeros((4, 4, 3), np.uint8)
+RED[..., 0] = np.arange(16).reshape(4, 4)
+
+
+def tiny_rgb(activation="softmax"):
+    """conftest's tiny classifier on the red channel of a 4x4 RGB image."""
+    inputs = keras.Input((4, 4, 3), name="image")
+    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(conv(inputs))
+    dense = keras.layers.Dense(2, use_bias=False, activation=activation, name="predictions")
+    model = keras.Model(inputs, dense(x), name="tiny_rgb")
+    kernel = np.zeros((2, 2, 3, 2), np.float32)
+    kernel[:, :, :1, :] = CONV_KERNEL
+    conv.set_weights([kernel])
+    dense.set_weights([DENSE_KERNEL])
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tiny_rgb().save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The bundled photos (several sizes) in a folder, with one grayscale PNG."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in gradcam.samples.names():
+        os.link(gradcam.samples.path(name), folder / f"{name}.jpg")
+    Image.open(gradcam.samples.path("chelsea")).convert("L").save(folder / "gray.png")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+# -- the Explainer, in this process --------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*all zero:UserWarning")  # class 1's map, by design
+def test_explainer_adds_hand_computed_columns_and_keeps_the_others(tiny_file):
+    explainer = gradcam_ray.Explainer(model=tiny_file, targets=[0, 1])
+    out = explainer({"image": RED[np.newaxis], "path": np.array(["red.png"]), "label": np.array([7])})
+    assert sorted(out) == ["heatmap", "label", "path", "proba", "score", "target"]
+    assert out["path"].tolist() == ["red.png"] and out["label"].tolist() == [7]
+    assert out["target"].dtype == np.int64 and out["target"].tolist() == [[0, 1]]
+    np.testing.assert_allclose(out["score"], [LOGITS], atol=1e-6)
+    np.testing.assert_allclose(out["proba"], [PROBAS], atol=1e-6)
+    assert out["heatmap"].dtype == np.float32 and out["heatmap"].shape == (1, 2, 2, 2)
+    np.testing.assert_allclose(out["heatmap"][0], [LOGIT_MAP_0, LOGIT_MAP_1], atol=1e-6)
+
+
+def test_explainer_builds_a_model_from_a_function_and_marks_missing_probabilities():
+    explainer = gradcam_ray.Explainer(model=lambda: tiny_rgb(activation=None))
+    out = explainer({"image": RED[np.newaxis].astype(np.float32)})  # the model's size: used as is
+    assert out["target"].tolist() == [[0]]
+    np.testing.assert_allclose(out["score"], [[LOGITS[0]]], atol=1e-6)
+    assert np.isnan(out["proba"]).all() and out["proba"].dtype == np.float32
+    np.testing.assert_allclose(out["heatmap"][0, 0], LOGIT_MAP_0, atol=1e-6)
+
+
+def test_explainer_resizes_images_of_any_size_as_image_from_path(tiny_file, photos):
+    """A column of arrays of several shapes (what read_images gives without size=),
+    grayscale included, gives the maps of image_from_path's arrays."""
+    explainer = gradcam_ray.Explainer(model=tiny_file)
+    images = np.empty(len(photos), dtype=object)
+    images[:] = [np.asarray(Image.open(p)) for p in photos]
+    assert len({image.shape for image in images}) == len(photos)
+    assert [image.ndim for image, p in zip(images, photos) if p.endswith("gray.png")] == [2]
+    out = explainer({"image": images})
+    docs = np.concatenate([gradcam.image_from_path(p, (4, 4)) for p in photos])
+    expected = gradcam.GradCAM(keras.models.load_model(tiny_file)).compute(docs)
+    np.testing.assert_allclose(out["heatmap"], expected.heatmaps, atol=1e-6)
+    np.testing.assert_array_equal(out["target"], expected.targets)
+
+
+def test_explainer_empty_batch_keeps_the_columns_shapes(tiny_file):
+    explainer = gradcam_ray.Explainer(model=tiny_file, targets=[1, 0])
+    out = explainer({"image": np.zeros((0, 4, 4, 3), np.uint8), "path": np.array([], dtype=str)})
+    assert out["heatmap"].shape == (0, 2, 2, 2) and out["heatmap"].dtype == np.float32
+    assert out["target"].shape == (0, 2) and out["proba"].shape == (0, 2)
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({"pixels": RED[np.newaxis]}, "The batch has no 'image' column; its columns: 'pixels'."),
+    ({"image": RED[np.newaxis], "score": np.array([1.0])}, "The batch already has a column 'score'"),
+    ({"image": np.zeros((1, 5, 5, 3), np.float32)},
+     "Cannot explain an image of shape (5, 5, 3) and dtype float32: expected 8-bit images"),
+    ({"image": np.zeros((1, 5, 5, 2), np.uint8)}, "Cannot explain an image of shape (5, 5, 2) and dtype uint8"),
+])
+def test_explainer_bad_batches(tiny_file, batch, message):
+    explainer = gradcam_ray.Explainer(model=tiny_file)
+    with pytest.raises(ValueError) as error:
+        explainer(batch)
+    assert message in str(error.value)
+
+
+def test_explainer_bad_target_fails_at_start(tiny_file):
+    with pytest.raises(ValueError, match="tiger cat"):
+        gradcam_ray.Explainer(model=tiny_file, targets=["tiger cat"])
+
+
+# -- arguments, checked before anything runs -------------------------------------------------
+
+
+def test_engine_class_knows_gradcam_and_lists_the_supported_methods():
+    assert gradcam_ray.engine_class("gradcam") is gradcam.GradCAM
+    with pytest.raises(ValueError) as error:
+        gradcam_ray.engine_class("gradcam++")
+    assert str(error.value) == "method must be one of 'gradcam'; got 'gradcam++'."
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(method="scorecam"), ValueError, "method must be one of 'gradcam'; got 'scorecam'."),
+    (dict(model="resnet_fifty"), ValueError, "unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
+    (dict(model="missing.keras"), ValueError, "no model file at 'missing.keras'"),
+    (dict(model=tiny_rgb()), TypeError, "model must be a built-in model's name"),
+    (dict(preprocess="bgr"), ValueError, "preprocess must be 'auto', one of 'none', 'lite'"),
+    (dict(image_size=(224, 0)), ValueError, "image_size must be (height, width) with two positive integers, "
+                                            "or None; got (224, 0)."),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer; got 0."),
+    (dict(num_gpus=-1), ValueError, "num_gpus must be a number of GPUs, 0 or more; got -1."),
+    (dict(concurrency=0), ValueError, "concurrency must be None, a positive number of actors, or (min, max); "
+                                      "got 0."),
+    (dict(concurrency=(3, 2)), ValueError, "got (3, 2)."),
+])
+def test_explain_images_checks_its_arguments_first(photos, kwargs, error, message):
+    with pytest.raises(error) as raised:
+        gradcam_ray.explain_images(photos, **kwargs)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("source, error, message", [
+    (42, TypeError, "source must be a folder, an image file, a list of paths or a ray.data.Dataset; got int."),
+    ("no/such/folder", ValueError, "'no/such/folder' does not exist."),
+])
+def test_explain_images_bad_sources(source, error, message):
+    with pytest.raises(error) as raised:
+        gradcam_ray.explain_images(source, concurrency=1)
+    assert str(raised.value) == message
+
+
+# -- on a local Ray instance -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on two CPUs, as on this machine: two actors and the reading tasks must fit."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_explainer_takes_read_images_batches(local_ray, photos, tiny_file):
+    """A batch as ray.data.read_images gives it without size= (a column of arrays of
+    several shapes) gives the maps of image_from_path's arrays."""
+    batch = ray.data.read_images(photos, mode="RGB", include_paths=True).take_batch(
+        len(photos), batch_format="numpy")
+    assert len({image.shape for image in batch["image"]}) > 1
+    out = gradcam_ray.Explainer(model=tiny_file)(batch)
+    order = np.argsort(out["path"])
+    assert out["path"][order].tolist() == photos
+    docs = np.concatenate([gradcam.image_from_path(p, (4, 4)) for p in photos])
+    expected = gradcam.GradCAM(keras.models.load_model(tiny_file)).compute(docs)
+    np.testing.assert_allclose(out["heatmap"][order], expected.heatmaps, atol=1e-6)
+
+
+def test_explain_images_equals_gradcam_heatmaps_in_parquet(local_ray, photos, tmp_path):
+    """Two actors on two CPUs (with a full CPU each, none would be left for the tasks that
+    read the files, and the run would never end); the maps written to Parquet equal
+    GradCAM.heatmaps on image_from_path's arrays."""
+    explained = gradcam_ray.explain_images(photos, model="efficientnet_lite0", batch_size=3, concurrency=2)
+    explained.write_parquet(str(tmp_path / "out"))
+    rows = sorted(ray.data.read_parquet(str(tmp_path / "out")).take_all(), key=lambda row: row["path"])
+    assert [row["path"] for row in rows] == photos
+    assert sorted(rows[0]) == ["heatmap", "path", "proba", "score", "target"]
+    engine = gradcam.GradCAM(efficientnet_lite.EfficientNetLite0(weights="imagenet"),
+                             preprocess=efficientnet_lite.preprocess_input)
+    expected = engine.compute(np.concatenate([gradcam.image_from_path(p, (224, 224)) for p in photos]))
+    heatmaps = np.stack([row["heatmap"] for row in rows])
+    assert heatmaps.dtype == np.float32 and heatmaps.shape == (len(photos), 1, 7, 7)
+    np.testing.assert_allclose(heatmaps, expected.heatmaps, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(np.stack([row["target"] for row in rows]), expected.targets)
+    np.testing.assert_allclose(np.stack([row["score"] for row in rows]), expected.scores, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(np.stack([row["proba"] for row in rows]), expected.probas, atol=1e-5, rtol=0)
