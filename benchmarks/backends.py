@@ -35,6 +35,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,6 +46,8 @@ import gradcam  # noqa: E402
 from gradcam.layers import find_layer  # noqa: E402
 
 BACKEND = keras.backend.backend()
+# Random weights: some maps are all zero, which is no concern for timing.
+warnings.filterwarnings("ignore", category=gradcam.EmptyMapWarning)
 MODELS = {
     "resnet50": ("ResNet50", keras.applications.ResNet50, "conv5_block3_out"),
     "mobilenet_v2": ("MobileNetV2", keras.applications.MobileNetV2, "out_relu"),
@@ -192,7 +195,7 @@ def main(argv=None):
     print(
         f"backend {BACKEND} ({', '.join(f'{k} {v}' for k, v in versions.items())}); "
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
-        f"median of {args.repeats} warm calls"
+        f"median of {args.repeats} warm calls; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'model':<12} {'call':<19} {'batch':>5} {'floor':>10} {'ours':>10} {'ratio':>6}   "
           "first call: floor, ours")
@@ -205,6 +208,7 @@ def main(argv=None):
                 f"{statistics.median(ours.ratios):>5.2f}x{tail}",
                 flush=True,
             )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ from gradcam.layers import find_layer  # noqa: E402
 # The keras.io recipe and eli5 call a model built on a list of inputs with one tensor,
 # which Keras accepts with this warning on every call.
 warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+# Random weights: some maps are all zero, which is no concern for timing.
+warnings.filterwarnings("ignore", category=gradcam.EmptyMapWarning)
 
 MODELS = {
     "resnet50": ("ResNet50", keras.applications.ResNet50, "conv5_block3_out"),
