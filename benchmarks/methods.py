@@ -39,6 +39,7 @@ import os
 import platform
 import statistics
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,7 @@ from backends import BACKEND, MODELS, TARGET, Row, block, first_call, make_floor
 
 from gradcam.layers import find_layer  # noqa: E402
 from gradcam.methods import METHODS, AblationCAM, ScoreCAM  # noqa: E402
+from gradcam.methods.base import EmptyMapWarning  # noqa: E402
 
 GRADIENT_ROWS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
 CHUNK = 32  # Score-CAM's and Ablation-CAM's perturbation_batch, and the floors' batch
@@ -163,6 +165,8 @@ def main(argv=None):
         help="Score-CAM's max_channels; 0 scores every channel (long). Default: 64",
     )
     args = parser.parse_args(argv)
+    # Random weights leave some maps empty; that is no concern of a timing.
+    warnings.filterwarnings("ignore", category=EmptyMapWarning)
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[BACKEND]
     print(
         f"backend {BACKEND} (keras {keras.__version__}, {module} {__import__(module).__version__}); "
