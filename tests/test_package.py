@@ -43,7 +43,9 @@ def test_make_lab_installs_jupyterlab_and_opens_the_tutorials():
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert any(req.startswith("jupyterlab") for req in project["project"]["optional-dependencies"]["lab"])
     # -n prints the recipe without running it; -o marks the environment as up to date.
-    done = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=root,
+    # --no-print-directory: under "make test" this make is a sub-make, which would print
+    # "make[1]: Entering directory" lines around the recipe.
+    done = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.installed-stamp", "lab"], cwd=root,
                           capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
     assert lines == [
@@ -68,7 +70,7 @@ def test_the_backends_are_extras_installed_and_tested_by_make():
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["jax"] == ["jax>=0.4.30"] and extras["torch"] == ["torch>=2.3"]
     # -W: the environment is out of date, so its recipe is printed too (-n runs nothing).
-    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "venv", "unit"], cwd=root,
+    done = subprocess.run(["make", "-n", "--no-print-directory", "-W", "pyproject.toml", "venv", "unit"], cwd=root,
                           capture_output=True, text=True, check=True)
     lines = [line.strip() for line in done.stdout.splitlines()]
     torch_first = lines.index('.venv/bin/python -m pip install --quiet "torch==2.13.0"')
