@@ -43,7 +43,7 @@ from gradcam.image import _check_image_shape, _to_rgb, doc_from_image, load_imag
 from gradcam.io.inputs import find_inputs
 from gradcam.targets import resolve_targets
 
-#: CPUs an :class:`Explainer` actor reserves (see the module's docstring).
+#: CPUs an :class:`Explainer` actor reserves (see :func:`explain_images`).
 ACTOR_CPUS = 0.5
 #: CPUs a task reading and decoding image files reserves.
 READ_CPUS = 0.25
@@ -154,10 +154,10 @@ class Explainer:
     have the model's size are used as they are (float arrays too).
 
     Args:
-        model: a built-in model's name (one of
-            :data:`gradcam.cli.arguments.BUILTIN_MODELS`), the path of a ``.keras`` file
-            (readable where the actor runs), or a function without arguments that returns a
-            Keras model. Defaults to ``"efficientnet_lite0"``.
+        model: a built-in model's name (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
+            ``"efficientnet_lite2"``), the path of a ``.keras`` file (readable where the
+            actor runs), or a function without arguments that returns a Keras model.
+            Defaults to ``"efficientnet_lite0"``.
         method: the class-activation method; ``"gradcam"``. Defaults to ``"gradcam"``.
         layer: the layer to explain, as for :class:`gradcam.GradCAM`. Defaults to ``None``
             (chosen automatically).
@@ -166,8 +166,8 @@ class Explainer:
         targets: ``None`` (each image's top prediction), or class indices and/or names
             explained for every image. Defaults to ``None``.
         preprocess: ``"auto"`` (the built-in models' own, ``(x - 127) / 128``; none for
-            other models), one of :data:`gradcam.cli.arguments.PREPROCESSING` (as
-            ``gradcam explain --preprocess``), a function applied to float32 RGB 0..255
+            other models), a name that ``gradcam explain --preprocess`` takes
+            (``"none"``, ``"lite"``, ``"tf"``, ``"caffe"``, ``"torch"``), a function applied to float32 RGB 0..255
             batches, or ``None`` (images go to the model as RGB 0..255). Defaults to
             ``"auto"``.
         image_size: ``(height, width)`` the model takes, or ``None`` for its input size
@@ -362,9 +362,9 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
             to ``0``.
 
     Returns:
-        A lazy ``ray.data.Dataset``: one row per image, the source's columns but
-        ``"image"`` (files give a ``"path"`` column) and ``target``, ``score``, ``proba``
-        and ``heatmap`` (see :class:`Explainer`).
+        A lazy ``ray.data.Dataset`` with one row per image, holding the source's columns
+        but ``"image"`` (files give a ``"path"`` column), and ``target``, ``score``,
+        ``proba`` and ``heatmap`` (see :class:`Explainer`).
 
     Raises:
         TypeError: ``source`` or ``model`` of another type.
