@@ -91,17 +91,22 @@ def _check_model(model) -> None:
         )
 
 
-def _check_preprocess(preprocess) -> None:
-    if not (preprocess is None or callable(preprocess) or preprocess == "auto" or preprocess in PREPROCESSING):
+def _checked(model, method, score, preprocess, image_size):
+    """Check the arguments that need no model: ``(engine class, image size or None)``."""
+    from gradcam.methods.base import SCORES
+
+    engine_type = engine_class(method)
+    _check_model(model)
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
+    if not (preprocess is None or callable(preprocess)
+            or (isinstance(preprocess, str) and preprocess in ("auto", *PREPROCESSING))):
         raise ValueError(
             f"preprocess must be 'auto', one of {', '.join(map(repr, PREPROCESSING))}, a function "
             f"or None; got {preprocess!r}."
         )
-
-
-def _image_size(image_size) -> tuple[int, int] | None:
     try:
-        return _check_image_shape(image_size)
+        return engine_type, _check_image_shape(image_size)
     except ValueError:
         raise ValueError(
             f"image_size must be (height, width) with two positive integers, or None; got {image_size!r}."
@@ -190,10 +195,7 @@ class Explainer:
 
     def __init__(self, model=DEFAULT_MODEL, method: str = "gradcam", layer=None, score: str = "auto",
                  targets=None, preprocess="auto", image_size=None):
-        engine_type = engine_class(method)
-        _check_model(model)
-        _check_preprocess(preprocess)
-        size = _image_size(image_size)
+        engine_type, size = _checked(model, method, score, preprocess, image_size)
         keras_model, builtin = _build_model(model, size)
         from gradcam.cli.model import image_shape_for
 
@@ -289,6 +291,8 @@ def _source_dataset(source, image_size, batch_size: int):
             "source must be a folder, an image file, a list of paths or a ray.data.Dataset; "
             f"got {type(source).__name__}."
         )
+    if not source:
+        raise ValueError("source is an empty list; expected image files or folders.")
     paths = [item.path for item in find_inputs(source)]
     return ray.data.from_items([{"path": path} for path in paths]).map_batches(
         _read_files, fn_kwargs={"image_size": image_size}, batch_size=batch_size,
@@ -368,18 +372,15 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
 
     Raises:
         TypeError: ``source`` or ``model`` of another type.
-        ValueError: an unknown method, model name or preprocessing; a model file that is
-            missing or not a Keras file; no image file in ``source``; a bad
+        ValueError: an unknown method, model name, score or preprocessing; a model file
+            that is missing or not a Keras file; no image file in ``source``; a bad
             ``image_size``, ``batch_size``, ``concurrency`` or ``num_gpus``.
 
     Example:
         >>> explained = explain_images("photos/", model="efficientnet_lite0", concurrency=2)
         >>> explained.write_parquet("explanations/")
     """
-    engine_class(method)
-    _check_model(model)
-    _check_preprocess(preprocess)
-    size = _image_size(image_size)
+    _, size = _checked(model, method, score, preprocess, image_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:

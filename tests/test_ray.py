@@ -141,6 +141,7 @@ def test_engine_class_knows_gradcam_and_lists_the_supported_methods():
     (dict(model="resnet_fifty"), ValueError, "unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
     (dict(model="missing.keras"), ValueError, "no model file at 'missing.keras'"),
     (dict(model=tiny_rgb()), TypeError, "model must be a built-in model's name"),
+    (dict(score="logits"), ValueError, "score must be one of 'auto', 'logit', 'output'; got 'logits'."),
     (dict(preprocess="bgr"), ValueError, "preprocess must be 'auto', one of 'none', 'lite'"),
     (dict(image_size=(224, 0)), ValueError, "image_size must be (height, width) with two positive integers, "
                                             "or None; got (224, 0)."),
@@ -159,6 +160,7 @@ def test_explain_images_checks_its_arguments_first(photos, kwargs, error, messag
 @pytest.mark.parametrize("source, error, message", [
     (42, TypeError, "source must be a folder, an image file, a list of paths or a ray.data.Dataset; got int."),
     ("no/such/folder", ValueError, "'no/such/folder' does not exist."),
+    ([], ValueError, "source is an empty list; expected image files or folders."),
 ])
 def test_explain_images_bad_sources(source, error, message):
     with pytest.raises(error) as raised:
