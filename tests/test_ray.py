@@ -100,6 +100,22 @@ def test_explainer_resizes_images_of_any_size_as_image_from_path(tiny_file, phot
     np.testing.assert_array_equal(out["target"], expected.targets)
 
 
+def test_explainer_converts_16_bit_and_one_channel_images_as_load_image(tiny_file, tmp_path):
+    """A 16-bit grayscale array (H, W) and an 8-bit (H, W, 1) one give the maps of
+    image_from_path on the same pixels saved as 16-bit and 8-bit grayscale PNG files."""
+    gray16 = (np.arange(48, dtype=np.uint16).reshape(6, 8) * 1300)
+    gray8 = (np.arange(48, dtype=np.uint8).reshape(6, 8) * 5)[..., np.newaxis]
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    Image.fromarray(gray8[..., 0]).save(tmp_path / "gray8.png")
+    images = np.empty(2, dtype=object)
+    images[0], images[1] = gray16, gray8
+    out = gradcam_ray.Explainer(model=tiny_file)({"image": images})
+    docs = np.concatenate([gradcam.image_from_path(tmp_path / name, (4, 4)) for name in ("gray16.png", "gray8.png")])
+    expected = gradcam.GradCAM(keras.models.load_model(tiny_file)).compute(docs)
+    np.testing.assert_allclose(out["heatmap"], expected.heatmaps, atol=1e-6)
+    np.testing.assert_allclose(out["score"], expected.scores, atol=1e-5)
+
+
 def test_explainer_empty_batch_keeps_the_columns_shapes(tiny_file):
     explainer = gradcam_ray.Explainer(model=tiny_file, targets=[1, 0])
     out = explainer({"image": np.zeros((0, 4, 4, 3), np.uint8), "path": np.array([], dtype=str)})

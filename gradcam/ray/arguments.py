@@ -1,0 +1,73 @@
+"""The arguments of :func:`~gradcam.ray.explain_images` and :class:`~gradcam.ray.Explainer`
+that can be checked without the model, in the script, before anything runs on Ray; and
+the method's engine class."""
+
+from __future__ import annotations
+
+import os
+
+from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
+from gradcam.image import _check_image_shape
+
+#: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
+DEFAULT_MODEL = BUILTIN_MODELS[0]
+
+
+def engine_class(method: str):
+    """The engine class that computes ``method``'s maps.
+
+    Args:
+        method: the name of a class-activation method; ``"gradcam"`` is supported.
+
+    Returns:
+        The engine class, e.g. :class:`gradcam.GradCAM`.
+
+    Raises:
+        ValueError: an unknown method; the message lists the supported ones.
+    """
+    from gradcam.methods import METHODS
+
+    supported = {"gradcam": METHODS["gradcam"]}
+    if not isinstance(method, str) or method not in supported:
+        raise ValueError(f"method must be one of {', '.join(map(repr, supported))}; got {method!r}.")
+    return supported[method]
+
+
+def check_model(model) -> None:
+    """Check ``model=`` without building it: a built-in name, a model file, a function."""
+    if isinstance(model, (str, os.PathLike)):
+        from gradcam.cli.model import check_model_file
+
+        try:
+            check_model_file(os.fspath(model))
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+    elif not callable(model) or hasattr(model, "layers"):
+        raise TypeError(
+            f"model must be a built-in model's name ({', '.join(BUILTIN_MODELS)}), the path of a "
+            f".keras file, or a function that returns a Keras model; got {type(model).__name__}. "
+            "The model is built inside each actor: to use a model object, save it with "
+            "model.save('model.keras') and pass the path, or pass a function that builds it."
+        )
+
+
+def checked(model, method, score, preprocess, image_size):
+    """Check the arguments that need no model: ``(engine class, image size or None)``."""
+    from gradcam.methods.base import SCORES
+
+    engine_type = engine_class(method)
+    check_model(model)
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
+    if not (preprocess is None or callable(preprocess)
+            or (isinstance(preprocess, str) and preprocess in ("auto", *PREPROCESSING))):
+        raise ValueError(
+            f"preprocess must be 'auto', one of {', '.join(map(repr, PREPROCESSING))}, a function "
+            f"or None; got {preprocess!r}."
+        )
+    try:
+        return engine_type, _check_image_shape(image_size)
+    except ValueError:
+        raise ValueError(
+            f"image_size must be (height, width) with two positive integers, or None; got {image_size!r}."
+        ) from None

@@ -1,0 +1,174 @@
+"""The :class:`Explainer`: the callable class that Ray Data's actors run, one model each."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from gradcam.cli.arguments import UsageError
+from gradcam.image import _to_rgb, doc_from_image
+from gradcam.ray.arguments import DEFAULT_MODEL, checked
+from gradcam.targets import resolve_targets
+
+#: The columns :class:`Explainer` adds.
+RESULT_COLUMNS = ("target", "score", "proba", "heatmap")
+
+
+def _build_model(model, image_size):
+    """Build the model inside the actor: ``(keras_model, builtin)``."""
+    if not isinstance(model, (str, os.PathLike)):
+        import keras
+
+        built = model()
+        if not isinstance(built, keras.Model):
+            raise TypeError(f"model() must return a Keras model; it returned {type(built).__name__}.")
+        return built, False
+    from gradcam.cli.model import load_model
+
+    try:
+        return load_model(os.fspath(model), image_size)
+    except UsageError as error:
+        raise ValueError(str(error)) from None
+
+
+def _preprocess_function(preprocess, builtin: bool) -> Callable | None:
+    if preprocess is None or callable(preprocess):
+        return preprocess
+    from gradcam.cli.model import preprocess_function
+
+    return preprocess_function(("lite" if builtin else "none") if preprocess == "auto" else preprocess)
+
+
+class Explainer:
+    """A callable class for ``ray.data.Dataset.map_batches``: Grad-CAM maps for a batch of
+    images, the model built once per actor.
+
+    It takes a batch (a dict of numpy arrays, ``batch_format="numpy"``) with an
+    ``"image"`` column, as ``ray.data.read_images`` gives it, and returns the batch without
+    that column, with these added:
+
+    * ``target``: int64 ``(K,)`` per row, the class explained by each map;
+    * ``score``: float32 ``(K,)``, the explained score (the logit of a softmax model);
+    * ``proba``: float32 ``(K,)``, the target's softmax probability (NaN when the model
+      does not end in a softmax);
+    * ``heatmap``: float32 ``(K, h, w)`` in [0, 1], at the layer's resolution.
+
+    Other columns (a ``"path"`` column, labels) are kept as they are. Images may have any
+    size: each is resized to the model's input size as :func:`gradcam.image_from_path`
+    does (bilinear, on 8-bit RGB values 0..255); one-channel and RGBA images are
+    converted to RGB as :func:`gradcam.load_image` converts files. Images that already
+    have the model's size are used as they are (float arrays too).
+
+    Args:
+        model: a built-in model's name (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
+            ``"efficientnet_lite2"``), the path of a ``.keras`` file (readable where the
+            actor runs), or a function without arguments that returns a Keras model.
+            Defaults to ``"efficientnet_lite0"``.
+        method: the class-activation method; ``"gradcam"``. Defaults to ``"gradcam"``.
+        layer: the layer to explain, as for :class:`gradcam.GradCAM`. Defaults to ``None``
+            (chosen automatically).
+        score: ``"auto"``, ``"logit"`` or ``"output"``, as for :class:`gradcam.GradCAM`.
+            Defaults to ``"auto"``.
+        targets: ``None`` (each image's top prediction), or class indices and/or names
+            explained for every image. Defaults to ``None``.
+        preprocess: ``"auto"`` (the built-in models' own, ``(x - 127) / 128``; none for
+            other models), a name that ``gradcam explain --preprocess`` takes
+            (``"none"``, ``"lite"``, ``"tf"``, ``"caffe"``, ``"torch"``), a function
+            applied to float32 RGB 0..255 batches, or ``None`` (images go to the model as
+            RGB 0..255). Defaults to ``"auto"``.
+        image_size: ``(height, width)`` the model takes, or ``None`` for its input size
+            (built-in models are built for ``image_size`` when given). Defaults to ``None``.
+
+    Raises:
+        TypeError: ``model`` is neither a name, a path nor a function, or the function
+            returns something else than a Keras model.
+        ValueError: an unknown method, model name or preprocessing; a model file that
+            cannot be loaded; a bad ``image_size``; a layer, score or target the model
+            does not have.
+
+    Example:
+        >>> ds = ray.data.read_images("s3://bucket/photos/", mode="RGB", include_paths=True)
+        >>> explained = ds.map_batches(
+        ...     Explainer, fn_constructor_kwargs={"model": "efficientnet_lite0"},
+        ...     batch_size=32, batch_format="numpy", num_cpus=ACTOR_CPUS,
+        ...     compute=ray.data.ActorPoolStrategy(size=2))
+    """
+
+    def __init__(self, model=DEFAULT_MODEL, method: str = "gradcam", layer=None, score: str = "auto",
+                 targets=None, preprocess="auto", image_size=None):
+        engine_type, size = checked(model, method, score, preprocess, image_size)
+        keras_model, builtin = _build_model(model, size)
+        from gradcam.cli.model import image_shape_for
+
+        try:
+            self._image_shape = image_shape_for(keras_model, size)
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+        self._engine = engine_type(keras_model, layer=layer, score=score,
+                                   preprocess=_preprocess_function(preprocess, builtin))
+        self._targets = None
+        if targets is not None:  # checked once, here: a class name the model lacks stops the actor
+            self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()
+        blank = np.zeros((1, *self._image_shape, 3), np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
+            blank = self._engine.compute(blank, targets=self._targets)  # compiles, gives the shapes
+        self._empty = {name: np.zeros((0, *value.shape[1:]), value.dtype)
+                       for name, value in self._columns(blank).items()}
+
+    def __call__(self, batch: dict) -> dict:
+        """Explain one batch.
+
+        Args:
+            batch: a dict of numpy arrays with an ``"image"`` column: ``(H, W, 3)``,
+                ``(H, W)`` or ``(H, W, 4)`` images, 8-bit (or 16-bit gray) of any size, or
+                numeric arrays of the model's size.
+
+        Returns:
+            The batch without ``"image"``, with the result columns added.
+
+        Raises:
+            ValueError: no ``"image"`` column; a column named like a result column; an
+                image that is neither of the model's size nor an 8-bit (or 16-bit gray)
+                image.
+        """
+        if "image" not in batch:
+            raise ValueError(f"The batch has no 'image' column; its columns: {', '.join(map(repr, batch))}.")
+        clash = [name for name in RESULT_COLUMNS if name in batch]
+        if clash:
+            raise ValueError(f"The batch already has a column {clash[0]!r}; the explanations add the columns "
+                             f"{', '.join(map(repr, RESULT_COLUMNS))}. Rename or drop it first.")
+        out = {name: value for name, value in batch.items() if name != "image"}
+        images = batch["image"]
+        if len(images) == 0:
+            return {**out, **self._empty}
+        docs = np.stack([self._model_image(image) for image in images])
+        result = self._engine.compute(docs, targets=self._targets, batch_size=len(docs))
+        return {**out, **self._columns(result)}
+
+    @staticmethod
+    def _columns(result) -> dict:
+        probas = result.probas if result.probas is not None else np.full(result.scores.shape, np.nan)
+        return {"target": result.targets.astype(np.int64), "score": result.scores.astype(np.float32),
+                "proba": probas.astype(np.float32), "heatmap": result.heatmaps}
+
+    def _model_image(self, image) -> np.ndarray:
+        """One image as float32 ``(height, width, 3)`` RGB 0..255 of the model's size."""
+        array = np.asarray(image)
+        if array.shape == (*self._image_shape, 3):
+            return array.astype(np.float32, copy=False)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
+        if not ((array.dtype == np.uint8 and channels in (1, 3, 4))
+                or (array.dtype == np.uint16 and channels == 1)):
+            raise ValueError(
+                f"Cannot explain an image of shape {np.shape(image)} and dtype {array.dtype}: expected "
+                f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
+                f"gives them), or arrays of the model's size {(*self._image_shape, 3)}."
+            )
+        return doc_from_image(_to_rgb(Image.fromarray(array)), self._image_shape)[0]
