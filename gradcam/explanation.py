@@ -41,8 +41,9 @@ class TargetExplanation:
     def empty(self) -> bool:
         """``True`` when the map is all zero: nothing in the layer's output raised the score.
 
-        :class:`~gradcam.GradCAM` warns about the first empty map it computes and names
-        the ways out (``score="output"``, another layer).
+        :class:`~gradcam.EmptyMapWarning` (once per calling line, through Python's warnings
+        filter) says so when a method computes an empty map, and names the ways out
+        (``score="output"``, another layer).
         """
         return not np.any(self.heatmap)
 
