@@ -41,11 +41,12 @@ def _ports(*names: str) -> list[str]:
 
 def _stop(processes: list[subprocess.Popen]) -> None:
     """Stop ``ray start --block`` processes: SIGTERM makes each stop its node's processes;
-    what is left after 30 s, the node's process group, is killed."""
+    what is left after 10 s (``ray start`` itself often is), the node's process group, is
+    killed."""
     for process in processes:
         if process.poll() is None:
             process.terminate()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 10
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(max(0.0, deadline - time.monotonic()))
