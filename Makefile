@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
-	$(PY) -m pip install --quiet -e ".[test,docs,jax,torch]"
+	$(PY) -m pip install --quiet -e ".[test,docs,jax,torch,ray]"
 	touch $(STAMP)
 
 venv: $(STAMP)

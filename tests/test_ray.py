@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("ray.data", reason="the ray extra is not installed")
+import ray
+import ray.data
 
-import ray  # noqa: E402
-
-import gradcam  # noqa: E402
-import gradcam.ray as gradcam_ray  # noqa: E402
-from gradcam.models import efficientnet_lite  # noqa: E402
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS  # noqa: E402
+import gradcam
+import gradcam.ray as gradcam_ray
+from gradcam.models import efficientnet_lite
+from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS
 
 RED = np.zeros((4, 4, 3), np.uint8)
 RED[..., 0] = np.arange(16).reshape(4, 4)

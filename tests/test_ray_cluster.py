@@ -16,14 +16,11 @@ import time
 
 import numpy as np
 import pytest
+import ray
 
-pytest.importorskip("ray.data", reason="the ray extra is not installed")
-
-import ray  # noqa: E402
-
-import gradcam  # noqa: E402
-import gradcam.ray as gradcam_ray  # noqa: E402
-from test_ray import tiny_rgb  # noqa: E402
+import gradcam
+import gradcam.ray as gradcam_ray
+from test_ray import tiny_rgb
 
 #: How long the nodes may take to start on a busy machine.
 START_SECONDS = 120
