@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from backends import BACKEND, MODELS, TARGET, Row, block, first_call, make_floor, time_rows  # noqa: E402
+from backends import BACKEND, MODELS, TARGET, Row, block, first_call, make_floor, ms, time_rows  # noqa: E402
 
 from gradcam.layers import find_layer  # noqa: E402
 from gradcam.methods import METHODS, AblationCAM, ScoreCAM  # noqa: E402
@@ -145,10 +145,6 @@ def bench_model(key, repeats, perturbation_repeats, scorecam_channels):
     ablation_ms = ms(ablation_row)
     results.append(("ablationcam", ablation_ms, 1000 * full_passes, ablation_ms / (1000 * full_passes), "-"))
     return title, channels, count, results, first
-
-
-def ms(row):
-    return 1000 * statistics.median(row.times)
 
 
 def main(argv=None):
