@@ -33,7 +33,7 @@ _SOURCES = {
     "plot_explanations": "gradcam.render",
     "show_prediction": "gradcam.api",
 }
-_MODULES = ("imagenet", "samples")
+_MODULES = ("imagenet", "metrics", "samples")
 
 
 def _method_classes() -> dict:

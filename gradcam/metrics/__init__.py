@@ -1,0 +1,45 @@
+"""Faithfulness and localisation metrics: numbers to compare explanations by.
+
+Every perturbation metric takes ``model, docs, heatmaps, targets`` (images ``(N, H, W, C)``
+as the user has them, maps ``(N, h, w)`` at any resolution, one target class per image),
+perturbs the images in the user's image space, applies ``preprocess`` (if given) and runs the
+perturbed images through the model in batches on the active Keras backend. It returns one
+float32 number per image.
+
+Modules: :mod:`~gradcam.metrics.maps` (upsampling and ranking a map's pixels, shared by all
+metrics), :mod:`~gradcam.metrics.scoring` (batched scores of perturbed images),
+:mod:`~gradcam.metrics.perturbation` (deletion, insertion), :mod:`~gradcam.metrics.confidence`
+(average drop, increase in confidence), :mod:`~gradcam.metrics.road`,
+:mod:`~gradcam.metrics.randomisation`, :mod:`~gradcam.metrics.localisation` (pointing games)
+and :mod:`~gradcam.metrics.plots`.
+"""
+
+import importlib
+
+# Public names and the module that defines each. Imported on first use, so that
+# ``import gradcam.metrics`` does not load Keras until a metric is used.
+_SOURCES = {
+    "deletion": "perturbation",
+    "insertion": "perturbation",
+    "average_drop": "confidence",
+    "increase_in_confidence": "confidence",
+    "road": "road",
+    "randomisation": "randomisation",
+    "pointing_game": "localisation",
+    "energy_pointing_game": "localisation",
+    "plot_curves": "plots",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'gradcam.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gradcam.metrics.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))
