@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
-	$(PY) -m pip install --quiet -e ".[test,docs,jax,torch,ray]"
+	$(PY) -m pip install --quiet -e ".[test,docs,jax,torch,ray,hub]"
 	touch $(STAMP)
 
 venv: $(STAMP)
