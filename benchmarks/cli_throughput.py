@@ -23,6 +23,7 @@ Usage::
 
     .venv/bin/python benchmarks/cli_throughput.py                 # 256 images, 3 repeats
     .venv/bin/python benchmarks/cli_throughput.py --images 64 --large 256 --repeats 1
+    .venv/bin/python benchmarks/cli_throughput.py --no-overlays   # heatmaps and summaries only
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def _process_cpu() -> float:
     return times.user + times.system
 
 
-def end_to_end(folder: str, batch_size: int) -> dict:
+def end_to_end(folder: str, batch_size: int, options=()) -> dict:
     """Run ``gradcam explain`` in-process, its pipeline timed; return its summary.json with
     ``timings`` and ``cpu_timings`` (per stage) and ``cpu_seconds`` (the whole process
     during the run) added."""
@@ -148,7 +149,8 @@ def end_to_end(folder: str, batch_size: int) -> dict:
 
     try:
         with mock.patch.object(explain_command, "explain_files", functools.wraps(pipeline.explain_files)(timed_run)):
-            status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet"])
+            status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet",
+                               *options])
         if status != 0:
             raise SystemExit(f"gradcam explain exited with status {status}")
         with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
@@ -160,7 +162,7 @@ def end_to_end(folder: str, batch_size: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def child_run(folder: str, batch_size: int) -> dict:
+def child_run(folder: str, batch_size: int, options=()) -> dict:
     """Run the command in a child process; return its peak RSS, wall time and rate."""
     out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
     # VmHWM: the peak resident set of this process image (ru_maxrss would include the
@@ -172,7 +174,7 @@ def child_run(folder: str, batch_size: int) -> dict:
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", code, "explain", folder, "--out", out, "--batch-size",
-             str(batch_size), "--quiet"],
+             str(batch_size), "--quiet", *options],
             capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         wall = time.perf_counter() - start
         if done.returncode != 0:
@@ -193,14 +195,17 @@ def main() -> None:
                         help="photos for the second memory measurement; 0 to skip (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of engine / end to end (default: 3)")
+    parser.add_argument("--no-overlays", action="store_true",
+                        help="run the command with --no-overlays (heatmaps and summaries only)")
     args = parser.parse_args()
+    options = ["--no-overlays"] if args.no_overlays else []
 
     workdir = tempfile.mkdtemp(prefix="gradcam-bench-")
     try:
         folder = os.path.join(workdir, "photos")
         source = make_folder(folder, args.images)
         print(f"{args.images} images: {source}; EfficientNet-Lite0, batch {args.batch_size}, "
-              f"{os.cpu_count()} CPU cores")
+              f"{os.cpu_count()} CPU cores{', --no-overlays' if args.no_overlays else ''}")
 
         model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
         engine = gradcam.GradCAM(model)
@@ -215,7 +220,7 @@ def main() -> None:
             rate, cpu = engine_alone(engine, docs, args.batch_size)
             engine_rates.append(rate)
             engine_cpus.append(cpu)
-            summary = end_to_end(folder, args.batch_size)
+            summary = end_to_end(folder, args.batch_size, options)
             summaries.append(summary)
             e2e_rates.append(summary["images_per_second"])
             print(f"round {round_}: engine alone {engine_rates[-1]:6.1f} images/s | end to end "
@@ -249,7 +254,7 @@ def main() -> None:
         for count in [args.images] + ([args.large] if args.large else []):
             if count != args.images:
                 make_folder(folder, count)
-            result = child_run(folder, args.batch_size)
+            result = child_run(folder, args.batch_size, options)
             print(f"  {count:5d} images: peak RSS {result['rss_mib']:7.1f} MiB | wall {result['wall']:6.1f} s "
                   f"including start-up and setup ({result['setup']:.1f} s) | run {result['rate']:.1f} images/s",
                   flush=True)

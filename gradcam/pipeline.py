@@ -83,6 +83,8 @@ class RunSettings:
         overlay_size: longest side of the overlays in pixels; ``0`` keeps the file's size.
         format: overlay format, one of :data:`gradcam.io.images.OVERLAY_FORMATS`.
         compress: compress PNG overlays (:func:`gradcam.io.images.encode_png`).
+        overlays: draw and save the overlays; ``False`` writes only the heatmaps and the
+            summaries (the overlay options are still checked, and otherwise unused).
         workers: threads decoding files and drawing overlays; ``None`` for one per CPU core.
         prefetch: decoded images held ahead of the engine (a memory bound); ``None`` for
             two batches.
@@ -100,6 +102,7 @@ class RunSettings:
     overlay_size: int = 320
     format: str = "jpg"
     compress: bool = False
+    overlays: bool = True
     workers: int | None = None
     prefetch: int | None = None
 
@@ -119,6 +122,8 @@ class RunSettings:
         _positive(self.overlay_size, "overlay_size", allow_zero=True)
         _positive(self.workers, "workers", allow_none=True)
         _positive(self.prefetch, "prefetch", allow_none=True)
+        if not isinstance(self.overlays, bool):
+            raise ValueError(f"overlays must be True or False; got {self.overlays!r}.")
         if not (isinstance(self.alpha_limit, (int, float)) and 0 <= self.alpha_limit <= 1):
             raise ValueError(f"alpha_limit must be a fraction in [0, 1]; got {self.alpha_limit!r}.")
         colorize(np.zeros((1, 1)), self.colormap, self.alpha_limit)  # an unknown colormap
@@ -150,7 +155,7 @@ class RunSettings:
             "targets": None if self.targets is None else list(self.targets),
             "batch_size": self.batch_size, "colormap": getattr(self.colormap, "name", self.colormap),
             "alpha_limit": self.alpha_limit, "overlay_size": self.overlay_size,
-            "format": self.format, "compress": self.compress,
+            "format": self.format, "compress": self.compress, "overlays": self.overlays,
         }
 
 
@@ -314,17 +319,17 @@ class _Pipeline:
                 image = load_image(item.path)
             with self.timed("resize"):
                 doc = doc_from_image(image, self.settings.image_shape)[0]
-                base = overlay_base(image, self.settings.overlay_size)
+                base = overlay_base(image, self.settings.overlay_size) if self.settings.overlays else None
             return _Decoded(item, doc, base)
         except Exception as error:  # any unreadable file: recorded, the run goes on
             return _Decoded(item, error=one_line(error))
 
-    def draw(self, entry: _Decoded, results: Result, position: int) -> list[ExplainedTarget]:
-        """Draw and save the overlays of one explained image; its explained targets."""
-        settings, targets = self.settings, []
+    def draw(self, entry: _Decoded, results: Result, position: int) -> list[str]:
+        """Draw and save the overlays of one explained image; their names, one per map."""
+        settings, names = self.settings, []
         for k, index in enumerate(results.targets[position].tolist()):
-            name, method = self.engine.classes.name(index), self.methods[k]
-            overlay = overlay_name(entry.item, index, name, settings.format, method)
+            overlay = overlay_name(entry.item, index, self.engine.classes.name(index), settings.format,
+                                   self.methods[k])
             with self.timed("overlay"):
                 picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
                                           colormap=settings.colormap,
@@ -334,9 +339,18 @@ class _Pipeline:
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 with atomic_file(destination, temporary_folder=self.folder.temporary) as file:
                     file.write(encode_image(picture, settings.format, settings.compress))
+            names.append(overlay)
+        return names
+
+    def explained_targets(self, results: Result, position: int, overlays) -> list[ExplainedTarget]:
+        """The explained targets of one image; ``overlays``: the overlay of each map, or
+        ``None`` for each when none is drawn."""
+        targets = []
+        for k, index in enumerate(results.targets[position].tolist()):
             proba = None if results.probas is None else float(results.probas[position, k])
-            targets.append(ExplainedTarget(index, name, float(results.scores[position, k]), proba, overlay,
-                                           empty=bool(results.empty[position, k]), method=method))
+            targets.append(ExplainedTarget(index, self.engine.classes.name(index), float(results.scores[position, k]),
+                                           proba, overlays[k], empty=bool(results.empty[position, k]),
+                                           method=self.methods[k]))
         return targets
 
     # -- the calling thread: batches through the engine ----------------------------------
@@ -394,7 +408,10 @@ class _Pipeline:
             return None
 
     def submit_drawing(self, chunk: list[_Decoded], results: Result | None) -> list[Future | None]:
-        """Start drawing a chunk's explained images; one future (or None) per entry."""
+        """Start drawing a chunk's explained images; one future (or None, for a failed
+        entry or when no overlays are drawn) per entry."""
+        if not self.settings.overlays:
+            return [None] * len(chunk)
         futures, position = [], 0
         for entry in chunk:
             if entry.error is None:
@@ -426,13 +443,16 @@ class _Pipeline:
             for entry, future in zip(batch.entries, batch.drawing):
                 if self.stop.is_set():
                     raise _Stopped
-                if future is not None:
-                    with self.timed("wait_draw"):
-                        try:
-                            targets = future.result()
-                        except Exception as error:  # e.g. a full disk: this image fails
-                            entry.error = f"cannot write the overlay of {entry.item.path!r}: {one_line(error)}"
+                if entry.error is None:
+                    overlays = [None] * len(self.methods)
+                    if future is not None:
+                        with self.timed("wait_draw"):
+                            try:
+                                overlays = future.result()
+                            except Exception as error:  # e.g. a full disk: this image fails
+                                entry.error = f"cannot write the overlay of {entry.item.path!r}: {one_line(error)}"
                     if entry.error is None:
+                        targets = self.explained_targets(batch.results, position, overlays)
                         with self.timed("summary"):
                             self.empty_maps += sum(t.empty for t in targets)
                             self.files.add(ImageResult(entry.item.path, self._top(batch.results, position),

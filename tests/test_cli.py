@@ -206,6 +206,32 @@ def test_overlay_formats(tmp_path, capsys, model_file, format, pillow_format):
     assert Image.open(overlay).format == pillow_format and Image.open(overlay).size == (64, 48)
 
 
+def test_no_overlays_writes_the_same_heatmaps_and_summaries_without_images(tmp_path, capsys, model_file):
+    photos, paths = two_photos(tmp_path)
+    args = ["explain", photos, "--model", model_file, "--target", "2", "--target", "0", "--method", "gradcam",
+            "--method", "layercam", "--batch-size", "1"]
+    assert run(capsys, *args, "--out", tmp_path / "drawn")[0] == 0
+
+    status, _, stderr = run(capsys, *args, "--out", tmp_path / "bare", "--no-overlays")
+
+    assert status == 0, stderr
+    assert sorted(os.listdir(tmp_path / "bare")) == sorted(RUN_FILES)
+    with np.load(tmp_path / "drawn" / "heatmaps.npz") as drawn, np.load(tmp_path / "bare" / "heatmaps.npz") as bare:
+        assert sorted(drawn) == sorted(bare)
+        for name in drawn:
+            np.testing.assert_array_equal(bare[name], drawn[name])
+    drawn, bare = summary(tmp_path / "drawn"), summary(tmp_path / "bare")
+    assert (drawn["overlays"], bare["overlays"]) == (True, False)
+    for with_images, without in zip(drawn["images"], bare["images"]):
+        assert [t["overlay"] for t in without["targets"]] == [None] * 4
+        assert all(t["overlay"].endswith(".jpg") for t in with_images["targets"])
+        for t in with_images["targets"]:
+            t["overlay"] = None
+        assert without == with_images
+    with open(tmp_path / "bare" / "summary.csv", newline="", encoding="utf-8") as file:
+        assert [row["overlay"] for row in csv.DictReader(file)] == [""] * 8
+
+
 def test_overlays_are_capped_at_the_overlay_size(tmp_path, capsys, model_file):
     photo(tmp_path / "wide.png", size=(800, 200))
     status, _, _ = run(capsys, "explain", tmp_path / "wide.png", "--model", model_file, "--out", tmp_path / "out",

@@ -55,6 +55,7 @@ def test_settings_are_checked_when_made():
         (dict(image_shape=(8, 8), colormap="viridiss"), "Unknown matplotlib colormap 'viridiss'."),
         (dict(image_shape=(8, 8), format="gif"), "overlay format must be one of jpg, png, webp; got 'gif'."),
         (dict(image_shape=(8, 8), compress=True), "compress applies to PNG overlays only"),
+        (dict(image_shape=(8, 8), overlays="no"), "overlays must be True or False; got 'no'."),
     ]:
         with pytest.raises(ValueError, match=message):
             RunSettings(**kwargs)
@@ -97,6 +98,27 @@ def test_a_run_writes_overlays_summaries_and_heatmaps_in_input_order(tmp_path, e
     assert summary["counts"] == {"images": 5, "ok": 5, "failed": 0, "empty_maps": report.empty_maps}
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
         [f"{n}.{k}.gradcam.png" for n in range(5) for k in (0, 2)] + ["heatmaps.npz", "summary.csv", "summary.json"])
+
+
+def test_without_overlays_nothing_is_drawn_and_the_maps_are_the_same(tmp_path, engine, monkeypatch):
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("an overlay was drawn")
+
+    monkeypatch.setattr(pipeline, "overlay_heatmap", no_drawing)
+    monkeypatch.setattr(pipeline, "overlay_base", no_drawing)
+    inputs = find_inputs([photos(tmp_path / "in", 3)])
+    settings = RunSettings((16, 16), targets=[1], batch_size=2, overlays=False)
+    with OutputFolder(tmp_path / "out") as folder:
+        report = explain_files(engine, inputs, folder, settings)
+    assert (report.ok, report.failed) == (3, [])
+    assert sorted(os.listdir(tmp_path / "out")) == ["heatmaps.npz", "summary.csv", "summary.json"]
+    docs = np.concatenate([gradcam.image_from_path(i.path, (16, 16)) for i in inputs])
+    with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
+        np.testing.assert_array_equal(npz["heatmaps"], engine.compute(docs, targets=[1]).heatmaps)
+    with open(tmp_path / "out" / "summary.json", encoding="utf-8") as file:
+        summary = json.load(file)
+    assert summary["overlays"] is False
+    assert [t["overlay"] for r in summary["images"] for t in r["targets"]] == [None] * 3
 
 
 def test_every_image_failing_keeps_the_shape_of_the_run(tmp_path, engine):

@@ -47,6 +47,8 @@ outputs, in --out:
                          method, score (the logit of softmax models),
                          probability (proba) and overlay file, and the layer
 
+With --no-overlays only heatmaps.npz and the summaries are written.
+
 Outputs of an earlier run are never replaced without --overwrite: the command
 stops (status 2) and names one. Each file is written under a temporary name,
 then renamed: an interrupted run leaves no half-written file, and the next run
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--compress", action="store_true",
                          help="with --format png: compress the PNGs, files about 40%% smaller, "
                               "the run about 10%% slower")
+    explain.add_argument("--no-overlays", dest="overlays", action="store_false",
+                         help="draw no overlays: write only heatmaps.npz and the summaries "
+                              "(the overlay options are then unused)")
     explain.add_argument("-q", "--quiet", action="store_true",
                          help="no progress display and no final report; errors are still shown")
 

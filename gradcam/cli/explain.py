@@ -46,7 +46,7 @@ def _settings(args, image_shape=(1, 1), preprocess=None, targets=None) -> RunSet
         return RunSettings(
             image_shape=image_shape, preprocess=preprocess, targets=targets, batch_size=args.batch_size,
             colormap=args.colormap, alpha_limit=args.alpha_limit, overlay_size=args.overlay_size,
-            format=args.format, compress=args.compress)
+            format=args.format, compress=args.compress, overlays=args.overlays)
     except ValueError as error:
         text = one_line(error)
         option = ("--colormap" if "colormap" in text else "--compress" if "compress" in text else "--format")

@@ -66,7 +66,8 @@ class ExplainedTarget:
         name: the class name, or ``None``.
         score: the explained score (a logit for softmax models).
         proba: the class's softmax probability, or ``None`` for models without a softmax.
-        overlay: the overlay file, relative to the output folder.
+        overlay: the overlay file, relative to the output folder; ``None`` when no overlay
+            was drawn (``--no-overlays``).
         empty: whether the map is all zero (no part of the layer's output raises the score).
         method: the method that made the map (a name of ``gradcam.METHODS``).
     """
@@ -75,7 +76,7 @@ class ExplainedTarget:
     name: str | None
     score: float
     proba: float | None
-    overlay: str
+    overlay: str | None
     empty: bool = False
     method: str = "gradcam"
 
@@ -190,7 +191,7 @@ class SummaryWriter:
         for t in result.targets:
             proba = "" if t.proba is None else f"{t.proba:.6g}"
             self._csv.writerow([result.path, "ok", "", self.layer, t.method, t.index, t.name or "",
-                                f"{t.score:.6g}", proba, "true" if t.empty else "false", t.overlay, top_text])
+                                f"{t.score:.6g}", proba, "true" if t.empty else "false", t.overlay or "", top_text])
         self._record({"path": result.path, "status": "ok", "layer": self.layer,
                       "top": [c.as_json() for c in result.top],
                       "targets": [t.as_json() for t in result.targets]})
