@@ -1,0 +1,274 @@
+"""The model randomisation test: does a map change when the model's weights do?
+
+Adebayo et al., "Sanity checks for saliency maps" (arXiv 1810.03292), cascading
+randomisation: the weights of the model are replaced by random ones layer by layer, from
+the top (the classifier) down, each step keeping the layers randomised before it; after
+each step the map is computed again and compared with the trained model's map by Spearman
+rank correlation. A map that depends on what the model learned loses its correlation
+quickly; one that stays correlated shows the image (its edges, say) more than the model.
+
+The test runs on a copy of the model: the user's model keeps its weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from gradcam.image import to_batch
+from gradcam.layers import find_layer, iter_layers
+from gradcam.methods import method_class
+from gradcam.methods.base import EmptyMapWarning, check_positive_int
+
+
+class RandomisationResult(NamedTuple):
+    """What :func:`randomisation` measures, for ``N`` images and ``S`` cascade steps.
+
+    Attributes:
+        correlations: float32 ``(N, S)``: Spearman's rank correlation between the trained
+            model's map of each image and its map after each step; NaN where either map is
+            constant (an all-zero map has no ranking).
+        layers: the ``S`` layers randomised, as paths from the outer model
+            (``"outer/inner"`` inside nested models), in the order of the steps: step
+            ``s`` has randomised ``layers[: s + 1]``.
+        heatmaps: float32 ``(N, S + 1, h, w)`` in [0, 1]: the trained model's map
+            (index 0), then the map after each step.
+        targets: int32 ``(N,)``: the class explained in each image.
+    """
+
+    correlations: np.ndarray
+    layers: tuple[str, ...]
+    heatmaps: np.ndarray
+    targets: np.ndarray
+
+
+def average_ranks(values) -> np.ndarray:
+    """The ranks of each row's values, 1 for the smallest; tied values share their
+    average rank (``[5, 1, 5, 3]`` -> ``[3.5, 1, 3.5, 2]``).
+
+    Args:
+        values: array ``(N, P)``.
+
+    Returns:
+        float64 array ``(N, P)``.
+    """
+    values = np.asarray(values)
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    size = values.shape[1]
+    position = np.broadcast_to(np.arange(size), values.shape)
+    starts = np.ones(values.shape, bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = np.ones(values.shape, bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, position, size - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty(values.shape, np.float64)
+    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=1)
+    return ranks
+
+
+def spearman(a, b) -> np.ndarray:
+    """Spearman's rank correlation between the rows of ``a`` and ``b``: Pearson's
+    correlation of their :func:`average_ranks`.
+
+    Args:
+        a: array ``(N, ...)``; each row is flattened.
+        b: array of the same shape as ``a``.
+
+    Returns:
+        float32 ``(N,)`` in [-1, 1]; NaN where a row of ``a`` or ``b`` is constant.
+
+    Raises:
+        ValueError: ``a`` and ``b`` have different shapes.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"Cannot correlate arrays of shapes {a.shape} and {b.shape}; expected equal shapes.")
+    ranks_a = average_ranks(a.reshape(len(a), -1))
+    ranks_b = average_ranks(b.reshape(len(b), -1))
+    ranks_a -= ranks_a.mean(axis=1, keepdims=True)
+    ranks_b -= ranks_b.mean(axis=1, keepdims=True)
+    norms = np.sqrt((ranks_a**2).sum(axis=1) * (ranks_b**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = (ranks_a * ranks_b).sum(axis=1) / norms
+    return np.where(norms > 0, np.clip(correlation, -1.0, 1.0), np.nan).astype(np.float32)
+
+
+def _per_image_targets(targets, count: int):
+    """``targets`` as an engine takes them: ``None``, or an ``(N, 1)`` array."""
+    if targets is None:
+        return None
+    if isinstance(targets, (str, int, np.integer)):
+        targets = [targets] * count
+    try:
+        targets = list(targets)
+    except TypeError:
+        raise TypeError(
+            f"targets must be None, a class index or name, or one per image; got {targets!r}."
+        ) from None
+    if len(targets) != count:
+        raise ValueError(f"targets has {len(targets)} entries for {count} images; expected one per image.")
+    column = np.empty((count, 1), dtype=object)
+    column[:, 0] = targets
+    return column
+
+
+def _copy(model):
+    """A Functional or Sequential copy of ``model`` with its weights."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model; got {type(model).__name__}.")
+    if not getattr(model, "inputs", None):
+        raise ValueError(
+            f"randomisation copies the model, and model {model.name!r} has no symbolic inputs "
+            "(a subclassed model, or one not built): use a built Functional or Sequential model."
+        )
+    try:
+        copy = keras.models.clone_model(model)
+    except Exception as error:  # clone_model refuses models it cannot rebuild
+        raise ValueError(
+            f"randomisation needs a copy of model {model.name!r}, and keras.models.clone_model "
+            f"could not make one ({type(error).__name__}: {error}); use a Functional or "
+            "Sequential model."
+        ) from error
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _weighted_layers(model) -> list:
+    """The layers with weights (not nested models), top first: ``[(path, layer)]``."""
+    found = [
+        (ref.path, ref.layer)
+        for ref in iter_layers(model)
+        if not isinstance(ref.layer, keras.Model) and ref.layer.weights
+    ]
+    return found[::-1]
+
+
+def _random_weights(path: str, layer, seeds: np.random.SeedSequence) -> list[np.ndarray]:
+    """New weights for ``layer``: a fresh layer of its configuration, built with its
+    initialisers, each random one seeded from ``seeds``."""
+    config = layer.get_config()
+    seeded = [
+        value["config"]
+        for key, value in config.items()
+        if key.endswith("_initializer") and isinstance(value, dict) and "seed" in value.get("config", {})
+    ]
+    for initializer, value in zip(seeded, seeds.generate_state(len(seeded))):
+        initializer["seed"] = int(value % (2**31 - 1))
+    fresh = type(layer).from_config(config)
+    try:
+        shape = layer.input.shape
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            f"Cannot randomise layer {path!r}: its input shape is unknown ({error}); use a "
+            "Functional or Sequential model whose layers are each called once."
+        ) from error
+    fresh.build(shape)
+    return fresh.get_weights()
+
+
+def randomisation(
+    model,
+    docs,
+    targets=None,
+    *,
+    method: str = "gradcam",
+    layer=None,
+    preprocess=None,
+    score: str = "auto",
+    max_steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> RandomisationResult:
+    """Cascading model randomisation (Adebayo et al., arXiv 1810.03292): how the maps
+    change as the model's weights are replaced by random ones, from the top layer down.
+
+    The model is copied (``keras.models.clone_model`` and its weights: ``model`` itself
+    is only read). The maps of the copy are computed, then its layers with weights are
+    re-initialised one at a time, from the output towards the input, each step keeping
+    the earlier steps' random weights; after each step the maps are computed again, for
+    the same classes, at the same layer. A layer gets new weights from its own
+    initialisers (``kernel_initializer``, ``bias_initializer``, a batch normalisation's
+    ``gamma_initializer`` and moving-statistics initialisers, ...), seeded from ``seed``:
+    the same ``seed`` gives the same random weights and the same result.
+
+    Each randomised map is compared with the trained model's map by Spearman's rank
+    correlation (tied values get their average rank), at the layer's resolution. A
+    constant map (an all-zero one: random weights often leave nothing positive) has no
+    ranking: its correlation is NaN, and :class:`~gradcam.EmptyMapWarning` is not issued
+    for the randomised models' maps.
+
+    Args:
+        model: a built Functional or Sequential Keras model (nested models inside are
+            randomised too, layer by layer).
+        docs: images ``(N, H, W, C)`` or one ``(H, W, C)``, as for the method's engine:
+            raw when ``preprocess`` is given, else ready for the model.
+        targets: the class explained in each image: ``None`` (each image's top
+            prediction by the trained model), one class index or name for all images, or
+            a list of one per image. Defaults to ``None``.
+        method: a name of :data:`gradcam.METHODS`. Defaults to ``"gradcam"``.
+        layer: the layer to explain, as for :func:`gradcam.explain_prediction`: ``None``
+            (automatic), a name, an ``"outer/inner"`` path, an index or a layer of
+            ``model``. Defaults to ``None``.
+        preprocess: the model's preprocessing, applied to a copy of ``docs``. Defaults
+            to ``None``.
+        score: the explained score, as for the method's engine: ``"auto"``, ``"logit"``
+            or ``"output"``. Defaults to ``"auto"``.
+        max_steps: randomise only the top ``max_steps`` layers with weights; ``None``
+            randomises them all. Defaults to ``None``.
+        seed: a non-negative integer from which each layer's initialiser seeds are
+            drawn. Defaults to ``0``.
+        batch_size: how many images go through the model at once. Defaults to ``32``.
+
+    Returns:
+        A :class:`RandomisationResult`: correlations ``(N, S)``, the layers of the ``S``
+        steps, the maps and the explained classes.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``docs`` is not a numeric array;
+            ``targets`` or ``preprocess`` of another type.
+        ValueError: an unknown ``method``; a model that cannot be copied (a subclassed
+            model) or has no layer with weights; ``targets`` with another length than
+            ``docs``, an unknown class or an index out of range; ``docs`` of the wrong
+            shape; ``max_steps``, ``seed`` or ``batch_size`` out of range; as for the
+            method's engine, a layer that cannot be explained.
+
+    Example:
+        >>> result = gradcam.metrics.randomisation(model, doc, method="gradcam", max_steps=5)
+        >>> result.layers           # the layers randomised, top first
+        >>> result.correlations     # (1, 5): near 0 for a map that depends on the weights
+    """
+    engine_class = method_class(method)
+    if max_steps is not None:
+        max_steps = check_positive_int(max_steps, "max_steps")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
+    copy = _copy(model)
+    path = find_layer(model, layer).path
+    engine = engine_class(copy, layer=path, score=score, preprocess=preprocess)
+    batch = to_batch(docs, name="docs")
+    original = engine.compute(batch, _per_image_targets(targets, len(batch)), batch_size)
+    explained = original.targets[:, :1]
+
+    steps = _weighted_layers(copy)[:max_steps]
+    if not steps:
+        raise ValueError(f"Model {model.name!r} has no layer with weights to randomise.")
+    maps = [original.heatmaps[:, 0]]
+    for step, (layer_path, randomised) in enumerate(steps):
+        seeds = np.random.SeedSequence([int(seed), step])
+        randomised.set_weights(_random_weights(layer_path, randomised, seeds))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyMapWarning)
+            maps.append(engine.heatmaps(batch, explained, batch_size)[:, 0])
+    heatmaps = np.stack(maps, axis=1).astype(np.float32)
+    correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(1, len(maps))], axis=1)
+    return RandomisationResult(
+        correlations=correlations,
+        layers=tuple(layer_path for layer_path, _ in steps),
+        heatmaps=heatmaps,
+        targets=explained[:, 0].astype(np.int32),
+    )
