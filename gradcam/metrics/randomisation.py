@@ -238,9 +238,13 @@ def randomisation(
             method's engine, a layer that cannot be explained.
 
     Example:
-        >>> result = gradcam.metrics.randomisation(model, doc, method="gradcam", max_steps=5)
-        >>> result.layers           # the layers randomised, top first
-        >>> result.correlations     # (1, 5): near 0 for a map that depends on the weights
+        >>> model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
+        >>> result = gradcam.metrics.randomisation(
+        ...     model, doc, max_steps=3, preprocess=efficientnet_lite.preprocess_input)
+        >>> result.layers
+        ('predictions', 'top_bn', 'top_conv')
+        >>> result.correlations.shape
+        (1, 3)
     """
     engine_class = method_class(method)
     if max_steps is not None:
