@@ -49,7 +49,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from keras import ops
 
-from gradcam import backend
+from gradcam import backend, hub
 from gradcam.capture import capture, model_info
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array, to_batch
@@ -171,7 +171,9 @@ class Method:
             :func:`~gradcam.image_from_path`); the engine gives ``preprocess`` a float32
             copy of them (the caller's array is never changed) and draws explanations on
             the raw images, in their true colours. ``None``: images are passed ready for
-            the model. Defaults to ``None``.
+            the model. A keras-hub ``ImageClassifier`` is explained with its own
+            ``preprocessor``, as ``predict()`` runs it, after ``preprocess``
+            (:mod:`gradcam.hub`). Defaults to ``None``.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
@@ -401,6 +403,10 @@ class Method:
                     f"preprocess returned {len(batch)} images for {len(pictures)}; it must keep "
                     "the batch as it is."
                 )
+        # keras-hub classifiers: their preprocessor, as model.predict() runs it; the maps
+        # then cover the part of each picture that it keeps (gradcam.hub)
+        model = self._alive()[0]
+        batch, pictures = hub.preprocess_samples(model, batch), hub.model_view(model, pictures)
         expected = self._input_shape
         if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
             what = "preprocess made a batch" if preprocess is not None else "got a batch"

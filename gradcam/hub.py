@@ -1,0 +1,132 @@
+"""keras-hub image classifiers: the preprocessing that their ``predict()`` applies.
+
+A ``keras_hub.models.ImageClassifier`` (``ResNetImageClassifier``,
+``EfficientNetImageClassifier``, ``ViTImageClassifier``...) may carry a ``preprocessor``
+that ``predict()``, ``fit()`` and ``evaluate()`` run on the images before the model
+sees them: it resizes them to the backbone's size and rescales their values. Calling the
+model itself (as every explanation does, ``model(x)``) skips that step, so the engine
+(:meth:`gradcam.methods.base.Method.compute`) runs it through
+:func:`preprocess_samples`: the explained scores are then the ones ``predict()`` gives.
+
+The preprocessor is read from the model at each call, as ``predict()`` reads it, so
+setting ``model.preprocessor = None`` explains the model on images that are ready for it.
+A ``preprocess=`` given to the engine runs first, on the user's images, and the
+preprocessor then runs on its output: the explained prediction is
+``model.predict(preprocess(images))``, the call the user would make.
+
+keras-hub's image converters resize to the backbone's size and, by default, keep the
+aspect ratio by cutting the largest centred window of the target shape
+(``crop_to_aspect_ratio``) or by padding the image with black (``pad_to_aspect_ratio``).
+A map then covers that window (or the padded image), not the whole picture:
+:func:`model_view` gives the part of each picture the model saw, at the picture's own
+resolution, and the explanations are drawn on it.
+
+This module is the only one that knows keras-hub, and it does not import it: a model can
+only be a keras-hub classifier once ``keras_hub`` has been imported, so the module looks
+for it in :data:`sys.modules`. gradcam works the same without keras-hub installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from keras import ops
+
+
+def image_classifier_preprocessor(model):
+    """The preprocessor that ``model.predict()`` runs on images, if ``model`` is a
+    keras-hub image classifier that has one.
+
+    Args:
+        model: any object (a Keras model, usually).
+
+    Returns:
+        ``model.preprocessor`` when ``model`` is a ``keras_hub.models.ImageClassifier``
+        whose ``preprocessor`` is set; ``None`` for any other model, and whenever
+        ``keras_hub`` has not been imported.
+    """
+    keras_hub = sys.modules.get("keras_hub")
+    classifier = getattr(getattr(keras_hub, "models", None), "ImageClassifier", None)
+    if classifier is None or not isinstance(model, classifier):
+        return None
+    return model.preprocessor
+
+
+def preprocess_samples(model, images: np.ndarray) -> np.ndarray:
+    """Run a keras-hub classifier's preprocessor on a batch, as ``model.predict()`` does.
+
+    Args:
+        model: the model that the batch is for.
+        images: ``(N, H, W, C)``, the images as the user would give them to
+            ``model.predict()`` (RGB 0..255 for keras-hub's own preprocessors).
+
+    Returns:
+        ``images`` itself when ``model`` has no keras-hub preprocessor
+        (:func:`image_classifier_preprocessor`); else the preprocessor's output for them,
+        as a numpy array (resized and rescaled: ``(N, h, w, C)`` at the backbone's size).
+
+    Raises:
+        ValueError: the preprocessor returns something else than one batch of as many
+            images.
+    """
+    if image_classifier_preprocessor(model) is None:
+        return images
+    # Task.preprocess_samples is what predict() maps over its dataset (labels are None).
+    # a float32 copy, as for the engine's preprocess: the caller's array is never touched
+    output = model.preprocess_samples(np.array(images, dtype=np.float32))
+    if isinstance(output, (tuple, list)) and len(output) == 1:
+        output = output[0]
+    shape = tuple(getattr(output, "shape", ()))
+    if len(shape) != 4 or shape[0] != len(images):
+        raise ValueError(
+            f"The preprocessor of keras-hub model {model.name!r} turned a batch of shape "
+            f"{images.shape} into {type(output).__name__} of shape {shape}; expected a batch "
+            f"of {len(images)} images (batch, height, width, channels)."
+        )
+    # keras-hub preprocesses with TensorFlow where it is installed, else on the backend
+    return ops.convert_to_numpy(output)
+
+
+def model_view(model, pictures: np.ndarray) -> np.ndarray:
+    """The part of each picture that a keras-hub classifier's preprocessor gives the model.
+
+    The image converter of a keras-hub preprocessor resizes every image to the backbone's
+    size; with ``crop_to_aspect_ratio`` it first cuts the largest centred window of the
+    target aspect ratio, with ``pad_to_aspect_ratio`` it pads the image with zeros (black)
+    to that ratio, both as ``keras.ops.image.resize`` does. A map covers exactly that
+    window or padded image, which this function returns at the picture's own resolution,
+    so that the map can be drawn on it.
+
+    Args:
+        model: the model that the pictures are for.
+        pictures: ``(N, H, W, C)``, the user's images (before any preprocessing).
+
+    Returns:
+        ``pictures`` itself when ``model`` has no keras-hub preprocessor, or one that does
+        not crop or pad (or whose image converter is not known); else a new array: the
+        centred ``(N, h, W)`` or ``(N, H, w)`` window, or the padded images.
+    """
+    preprocessor = image_classifier_preprocessor(model)
+    converter = getattr(preprocessor, "image_converter", None)
+    size = getattr(converter, "image_size", None)
+    if size is None:
+        return pictures
+    height, width = pictures.shape[1:3]
+    target_height, target_width = size
+    # the same integer arithmetic as keras.ops.image.resize
+    if getattr(converter, "crop_to_aspect_ratio", False):
+        crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
+        crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
+        top = int(float(height - crop_height) / 2)
+        left = int(float(width - crop_width) / 2)
+        return pictures[:, top : top + crop_height, left : left + crop_width].copy()
+    if getattr(converter, "pad_to_aspect_ratio", False):
+        pad_height = max(height, int(float(width * target_height) / target_width))
+        pad_width = max(width, int(float(height * target_width) / target_height))
+        top = int(float(pad_height - height) / 2)
+        left = int(float(pad_width - width) / 2)
+        padded = np.zeros((len(pictures), pad_height, pad_width) + pictures.shape[3:], pictures.dtype)
+        padded[:, top : top + height, left : left + width] = pictures
+        return padded
+    return pictures

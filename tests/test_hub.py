@@ -1,0 +1,215 @@
+"""keras-hub image classifiers are explained with their preprocessor (gradcam.hub).
+
+The classifiers are built from configs with random weights (nothing is downloaded): a
+ResNet and an EfficientNet, each with a preprocessor that rescales the images and resizes
+them to the backbone's size, as keras-hub's own presets do.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import gradcam
+from gradcam import hub
+
+# random weights leave some classes without positive evidence: their empty maps are expected
+pytestmark = pytest.mark.filterwarnings("ignore::gradcam.EmptyMapWarning")
+
+RAW = np.random.default_rng(0).uniform(0, 255, (2, 40, 48, 3)).astype(np.float32)
+
+
+def _resnet(crop=False, pad=False, activation="softmax", preprocessor=True):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 16], stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2],
+        block_type="basic_block", image_shape=(32, 32, 3),
+    )
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=1 / 255, offset=-0.5, crop_to_aspect_ratio=crop, pad_to_aspect_ratio=pad
+    )
+    return keras_hub.models.ResNetImageClassifier(
+        backbone=backbone, num_classes=5, activation=activation,
+        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(converter) if preprocessor else None,
+    )
+
+
+def _efficientnet():
+    keras.utils.set_random_seed(1)
+    backbone = keras_hub.models.EfficientNetBackbone(
+        stackwise_width_coefficients=[1.0, 1.0], stackwise_depth_coefficients=[1.0, 1.0],
+        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1], stackwise_input_filters=[8, 8],
+        stackwise_output_filters=[8, 16], stackwise_expansion_ratios=[1, 2],
+        stackwise_squeeze_and_excite_ratios=[0.25, 0.25], stackwise_strides=[1, 2],
+        stackwise_block_types=["v1", "v1"], stackwise_force_input_filters=[0, 0],
+        stackwise_nores_option=[False, False], num_features=16, input_shape=(32, 32, 3),
+    )
+    converter = keras_hub.layers.EfficientNetImageConverter(
+        image_size=(32, 32), scale=1 / 127.5, offset=-1, crop_to_aspect_ratio=False
+    )
+    return keras_hub.models.EfficientNetImageClassifier(
+        backbone=backbone, num_classes=4, activation="softmax",
+        preprocessor=keras_hub.models.EfficientNetImageClassifierPreprocessor(converter),
+    )
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return _resnet()
+
+
+@pytest.fixture(scope="module")
+def efficientnet():
+    return _efficientnet()
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["resnet", "efficientnet"])
+def test_scores_and_probabilities_are_predicts(name, request):
+    model = request.getfixturevalue(name)
+    predicted = model.predict(RAW, verbose=0)
+    classes = predicted.shape[1]
+    result = gradcam.GradCAM(model).compute(RAW, targets=list(range(classes)))
+    np.testing.assert_allclose(result.outputs, predicted, atol=1e-5)
+    np.testing.assert_allclose(result.probas, predicted, atol=1e-5)
+    # the scores are the logits whose softmax predict() returns
+    np.testing.assert_allclose(_softmax(result.scores), predicted, atol=1e-5)
+    # ... which the model called on the images without its preprocessor does not give
+    unprocessed = keras.ops.convert_to_numpy(model(keras.ops.image.resize(RAW, (32, 32))))
+    assert np.abs(unprocessed - predicted).max() > 1e-2
+
+
+def test_model_without_softmax_scores_are_predicts():
+    model = _resnet(activation=None)
+    predicted = model.predict(RAW, verbose=0)
+    result = gradcam.GradCAM(model).compute(RAW, targets=[0, 3])
+    np.testing.assert_allclose(result.scores, predicted[:, [0, 3]], atol=1e-5)
+    assert result.probas is None
+
+
+def test_explain_prediction_uses_the_preprocessor(resnet):
+    predicted = resnet.predict(RAW[:1], verbose=0)[0]
+    expl = gradcam.explain_prediction(resnet, RAW[:1], class_names=list("abcde"))
+    top = int(np.argmax(predicted))
+    assert (expl.targets[0].target, expl.targets[0].name) == (top, "abcde"[top])
+    assert expl.targets[0].proba == pytest.approx(float(predicted[top]), abs=1e-5)
+    # drawn on the user's image, in its true colours, at its own size
+    np.testing.assert_array_equal(np.asarray(expl.image), np.round(RAW[0]).astype(np.uint8))
+
+
+def test_users_preprocess_runs_first_on_the_raw_images(resnet):
+    def flip(x):
+        return x[:, :, ::-1]
+
+    predicted = resnet.predict(flip(RAW), verbose=0)
+    result = gradcam.GradCAM(resnet, preprocess=flip).compute(RAW, targets=[0, 1, 2, 3, 4])
+    np.testing.assert_allclose(result.probas, predicted, atol=1e-5)
+    through_api = gradcam.explain_prediction(resnet, RAW[:1], targets=[2], preprocess=flip)
+    assert through_api.targets[0].proba == pytest.approx(float(predicted[0, 2]), abs=1e-5)
+
+
+def test_the_callers_images_are_not_changed(resnet):
+    raw = RAW.copy()
+    gradcam.GradCAM(resnet).compute(raw)
+    np.testing.assert_array_equal(raw, RAW)
+
+
+def test_setting_the_preprocessor_to_none_explains_the_bare_model():
+    model = _resnet(preprocessor=False)
+    ready = RAW[:, :32, :32] / 255 - 0.5
+    result = gradcam.GradCAM(model).compute(ready, targets=[1])
+    np.testing.assert_allclose(result.probas[:, 0], model.predict(ready, verbose=0)[:, 1], atol=1e-5)
+
+
+def test_layers_inside_the_backbone(resnet):
+    automatic = gradcam.GradCAM(resnet)
+    assert automatic.layer == "res_net_backbone/stack1_block0_out"
+    everything = [0, 1, 2, 3, 4]
+    by_path = gradcam.GradCAM(resnet, layer="res_net_backbone/stack1_block0_out").compute(RAW, everything)
+    by_name = gradcam.GradCAM(resnet, layer="stack1_block0_out").compute(RAW, everything)
+    assert not by_path.empty.all()
+    np.testing.assert_array_equal(by_path.heatmaps, by_name.heatmaps)
+    np.testing.assert_array_equal(automatic.compute(RAW, everything).heatmaps, by_path.heatmaps)
+    # the 32 x 32 backbone input: / 4 by the stem, / 2 by stack 1
+    assert by_path.heatmaps.shape == (2, 5, 4, 4)
+    earlier = gradcam.GradCAM(resnet, layer="res_net_backbone/stack0_block0_out")
+    assert earlier.compute(RAW, everything).heatmaps.shape == (2, 5, 8, 8)
+
+
+def test_efficientnet_automatic_layer(efficientnet):
+    assert gradcam.GradCAM(efficientnet).layer == "efficient_net_backbone/top_activation"
+
+
+def test_a_cropping_preprocessor_draws_on_the_centred_window():
+    # 40 x 48 images, a 32 x 32 target: the converter keeps the centred 40 x 40 window
+    model = _resnet(crop=True)
+    (expl,) = gradcam.GradCAM(model).explain(RAW[:1])
+    np.testing.assert_array_equal(np.asarray(expl.image), np.round(RAW[0, :, 4:44]).astype(np.uint8))
+    assert expl.targets[0].proba == pytest.approx(float(model.predict(RAW[:1], verbose=0).max()), abs=1e-5)
+
+
+def test_a_padding_preprocessor_draws_on_the_padded_image():
+    # 40 x 48 images, a 32 x 32 target: padded with black to 48 x 48, 4 rows above
+    model = _resnet(pad=True)
+    (expl,) = gradcam.GradCAM(model).explain(RAW[:1])
+    expected = np.zeros((48, 48, 3), np.uint8)
+    expected[4:44] = np.round(RAW[0]).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(expl.image), expected)
+
+
+def test_model_view_crops_as_keras_resize_does():
+    model = _resnet(crop=True)
+    pictures = np.arange(2 * 5 * 9 * 1, dtype=np.float32).reshape(2, 5, 9, 1)
+    # target 32 x 32 (1:1): the centred 5 x 5 window of a 5 x 9 picture, columns 2..6
+    np.testing.assert_array_equal(hub.model_view(model, pictures), pictures[:, :, 2:7])
+    tall = pictures.transpose(0, 2, 1, 3)  # 9 x 5: rows 2..6
+    np.testing.assert_array_equal(hub.model_view(model, tall), tall[:, 2:7])
+
+
+def test_other_models_are_left_alone(resnet):
+    plain = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2), keras.layers.Flatten()])
+    assert hub.image_classifier_preprocessor(plain) is None
+    assert hub.image_classifier_preprocessor("not a model") is None
+    assert hub.preprocess_samples(plain, RAW) is RAW
+    assert hub.model_view(plain, RAW) is RAW
+    assert hub.image_classifier_preprocessor(resnet) is resnet.preprocessor
+
+
+def test_a_preprocessor_that_changes_the_batch_is_refused():
+    model = _resnet(preprocessor=False)
+    model.preprocessor = lambda x: x[0]
+    with pytest.raises(ValueError, match=r"preprocessor of keras-hub model .* turned a batch of shape "
+                                         r"\(2, 40, 48, 3\) into .* of shape \(40, 48, 3\); expected a batch of 2"):
+        gradcam.GradCAM(model).compute(RAW)
+
+
+def _run_python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_importing_gradcam_does_not_import_keras_hub():
+    out = _run_python("import sys, gradcam, gradcam.hub, gradcam.methods.base; print('keras_hub' in sys.modules)")
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_gradcam_works_without_keras_hub():
+    code = (
+        "import sys; sys.modules['keras_hub'] = None\n"  # makes `import keras_hub` fail
+        "import keras, numpy as np, gradcam\n"
+        "model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2),"
+        " keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])\n"
+        "print(gradcam.GradCAM(model).heatmaps(np.ones((1, 4, 4, 1)), targets=[0]).shape)\n"
+    )
+    assert _run_python(code).strip().splitlines()[-1] == "(1, 1, 3, 3)"
