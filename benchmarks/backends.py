@@ -15,6 +15,8 @@ one process on CPU:
   and backward to the layer's output for one class score. Compiled where the backend
   compiles: one ``tf.function``; one ``jax.jit`` of ``stateless_call`` with the weights
   as arguments; PyTorch eagerly, the body under ``torch.no_grad()``;
+* the floor from host memory: the same floor called on the numpy images, so that it
+  includes copying them to the device (on a GPU, what every numpy batch costs);
 * ours: ``gradcam.GradCAM(model).heatmaps(x)`` (top class) on the same images, at batch 1
   and batch 16, and ``gradcam.explain_prediction(model, x)`` at batch 1 (the engine from
   its cache, plus the explanation object: the picture rebuilt from the input, the
@@ -128,9 +130,9 @@ def block(value):
 
 # -- timing ------------------------------------------------------------------------------
 class Row:
-    def __init__(self, label, call, floor=None):
-        self.label, self.call, self.floor = label, call, floor
-        self.times, self.ratios = [], []
+    def __init__(self, label, call, floor=None, host_floor=None):
+        self.label, self.call, self.floor, self.host_floor = label, call, floor, host_floor
+        self.times, self.ratios, self.host_ratios = [], [], []
 
     def run(self):
         start = time.perf_counter()
@@ -149,6 +151,7 @@ def time_rows(rows, repeats):
             row.times.append(seconds)
             if row.floor is not None:
                 row.ratios.append(seconds / times[row.floor])
+                row.host_ratios.append(seconds / times[row.host_floor])
 
 
 def first_call(call):
@@ -170,13 +173,13 @@ def bench_model(key, batch, repeats):
     floor = make_floor(model, layer)
     cam = gradcam.GradCAM(model)
     first = {"floor": first_call(lambda: floor(t1)), "ours": first_call(lambda: cam.heatmaps(x1))}
-    floor1 = Row("floor", lambda: floor(t1))
-    floorb = Row("floor", lambda: floor(tb))
-    ours1 = Row("GradCAM.heatmaps", lambda: cam.heatmaps(x1), floor1)
-    oursb = Row("GradCAM.heatmaps", lambda: cam.heatmaps(xb, batch_size=batch), floorb)
-    explain1 = Row("explain_prediction", lambda: gradcam.explain_prediction(model, x1), floor1)
-    time_rows([floor1, ours1, explain1, floorb, oursb], repeats)
-    return title, first, [(1, floor1, ours1), (1, floor1, explain1), (batch, floorb, oursb)]
+    floor1, host1 = Row("floor", lambda: floor(t1)), Row("floor, host", lambda: floor(x1))
+    floorb, hostb = Row("floor", lambda: floor(tb)), Row("floor, host", lambda: floor(xb))
+    ours1 = Row("GradCAM.heatmaps", lambda: cam.heatmaps(x1), floor1, host1)
+    oursb = Row("GradCAM.heatmaps", lambda: cam.heatmaps(xb, batch_size=batch), floorb, hostb)
+    explain1 = Row("explain_prediction", lambda: gradcam.explain_prediction(model, x1), floor1, host1)
+    time_rows([floor1, host1, ours1, explain1, floorb, hostb, oursb], repeats)
+    return title, first, [(1, floor1, host1, ours1), (1, floor1, host1, explain1), (batch, floorb, hostb, oursb)]
 
 
 def ms(row):
@@ -198,14 +201,15 @@ def main(argv=None):
         f"median of {args.repeats} warm calls; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'model':<12} {'call':<19} {'batch':>5} {'floor':>10} {'ours':>10} {'ratio':>6}   "
-          "first call: floor, ours")
+          f"{'host floor':>10} {'ratio':>6}   first call: floor, ours")
     for key in args.models:
         title, first, results = bench_model(key, args.batch, args.repeats)
-        for i, (batch, floor, ours) in enumerate(results):
+        for i, (batch, floor, host, ours) in enumerate(results):
             tail = f"   {first['floor']:.1f} s, {first['ours']:.1f} s" if i == 0 else ""
             print(
                 f"{title:<12} {ours.label:<19} {batch:>5} {ms(floor):>8.1f}ms {ms(ours):>8.1f}ms "
-                f"{statistics.median(ours.ratios):>5.2f}x{tail}",
+                f"{statistics.median(ours.ratios):>5.2f}x   {ms(host):>8.1f}ms "
+                f"{statistics.median(ours.host_ratios):>5.2f}x{tail}",
                 flush=True,
             )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

@@ -90,3 +90,8 @@ def probe_gradients(forward, many):
 def to_numpy(array) -> np.ndarray:
     """An array's value as a numpy array."""
     return np.asarray(array)
+
+
+def fetch(tensors) -> list[np.ndarray]:
+    """Several tensors' values as numpy arrays, in their order."""
+    return list(jax.device_get(list(tensors)))

@@ -91,3 +91,8 @@ def probe_gradients(forward, many):
 def to_numpy(tensor) -> np.ndarray:
     """A tensor's value as a numpy array (copied to the CPU first if needed)."""
     return tensor.detach().cpu().numpy()
+
+
+def fetch(tensors) -> list[np.ndarray]:
+    """Several tensors' values as numpy arrays, in their order."""
+    return [to_numpy(tensor) for tensor in tensors]

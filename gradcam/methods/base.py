@@ -33,7 +33,7 @@ chunks padded to one size so that nothing is compiled again.
 Where things plug in:
 
 * **a backend** is a module of :mod:`gradcam.backend` with ``compile``,
-  ``probe_gradients`` and ``to_numpy``; the template calls nothing else of it;
+  ``probe_gradients``, ``to_numpy`` and ``fetch``; the template calls nothing else of it;
 * **a method** is a module of :mod:`gradcam.methods` with one :class:`Method` subclass,
   listed in :data:`gradcam.methods.METHODS`; its hooks see a :class:`Capture` of backend
   tensors and use ``keras.ops`` only, so one file serves every backend.
@@ -53,7 +53,7 @@ from gradcam import backend, hub
 from gradcam.capture import capture, model_info
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array, to_batch
-from gradcam.layers import find_layer
+from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
 SCORES = ("auto", "logit", "output")
@@ -157,9 +157,15 @@ class Method:
         model: a built Keras 3 model with one image input and one ``(batch, classes)``
             output: Sequential, Functional, either with nested models inside, or a
             subclassed ``keras.Model`` that has been called once on a batch of images.
-        layer: the layer to explain: ``None`` (the last layer with a 4-D output, looking
-            inside nested models), a name, an ``"outer/inner"`` path, an index into
-            ``model.layers``, or a ``keras.layers.Layer``. Defaults to ``None``.
+        layer: the layer to explain: ``None`` for the automatic choice (what the head's
+            pooling receives in a convolutional model; the last block's first
+            normalisation in a Vision Transformer; see :mod:`gradcam.layers`), a name,
+            an ``"outer/inner"`` path (also into layers that hold layers, e.g.
+            ``"vi_t_backbone/vit_encoder/transformer_block_2/ln_1"``), ``"input of
+            <name>"`` for the tensor a layer receives, an index into ``model.layers``, or
+            a ``keras.layers.Layer``. A layer with a 4-D output is explained as it is; a
+            token layer, ``(batch, tokens, channels)`` with ``g*g`` tokens or ``1 + g*g``
+            (a class token first, dropped), as a ``g x g`` grid. Defaults to ``None``.
         score: ``"auto"`` (logits when the model ends in a softmax, else the output),
             ``"logit"`` (require a final softmax and explain its input) or ``"output"``
             (explain the model's output as it is, e.g. a probability). Defaults to ``"auto"``.
@@ -174,12 +180,23 @@ class Method:
             the model. A keras-hub ``ImageClassifier`` is explained with its own
             ``preprocessor``, as ``predict()`` runs it, after ``preprocess``
             (:mod:`gradcam.hub`). Defaults to ``None``.
+        reshape: for layers of other layouts (Swin's windows, register tokens), a function
+            ``reshape(activations) -> (batch, height, width, channels)`` that turns the
+            layer's output for a batch of images into a grid. It is applied to the
+            activations and, image by image, to their gradients (as pytorch-grad-cam's
+            ``reshape_transform``), so it must be a rearrangement of the values that
+            treats each image alone (slicing, ``keras.ops.reshape``, ``transpose``), written
+            with ``keras.ops`` so that it traces and differentiates on every backend.
+            ``None``: 4-D outputs as they are, square token grids as above. Defaults to
+            ``None``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
+        TypeError: ``model`` is not a Keras model; ``preprocess`` or ``reshape`` is not
+            callable.
         ValueError: the model has several inputs or outputs, or is not built (a
-            subclassed model: never called); the layer cannot be found or has no 4-D
-            output; ``score`` is unknown or ``"logit"`` without a final softmax.
+            subclassed model: never called); the layer cannot be found, or its output is
+            neither 4-D nor a square grid of tokens (without ``reshape``); ``score`` is
+            unknown or ``"logit"`` without a final softmax.
         RuntimeError: Keras runs on a backend that cannot differentiate.
     """
 
@@ -192,22 +209,28 @@ class Method:
     #: How many perturbations go through the model at once.
     perturbation_batch: int = 32
 
-    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None):
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
+                 reshape=None):
         if self.perturbs not in PERTURBS:
             raise TypeError(f"{type(self).__name__}.perturbs must be one of {PERTURBS}; got {self.perturbs!r}.")
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
         if preprocess is not None and not callable(preprocess):
             raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
+        if reshape is not None and not callable(reshape):
+            raise TypeError(f"reshape must be a function or None; got {reshape!r}.")
         info = model_info(model)
         if score == "logit" and info.softmax is None:
             raise ValueError(
                 f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
                 "does not. Use score='output'."
             )
-        ref = find_layer(model, layer, shapes=info.layer_shapes)
+        ref = find_layer(model, layer, shapes=info.layer_shapes, reshape=reshape)
         self._backend = backend.current()
-        self.layer: str = ref.path
+        #: The explained tensor: a layer's path, or ``"input of <path>"``.
+        self.layer: str = ref.name
+        self.reshape = reshape
+        self._of_input = ref.of_input
         self.score = score
         self.classes = ClassNames(info.num_classes, class_names)
         self.preprocess = preprocess
@@ -315,13 +338,55 @@ class Method:
                 f"of model {self.model.name!r}; a class-activation map needs a layer that runs "
                 "exactly once."
             )
-        activations = recording.activations[0]
-        if len(activations.shape) != 4:
-            raise ValueError(
-                f"Layer {self.layer!r} produced a tensor of shape {tuple(activations.shape)}; a "
-                "class-activation map needs a 4-D (batch, height, width, channels) output."
-            )
-        return activations
+        return recording.activations[0]
+
+    def _grid(self, activations):
+        """The layer's output as a ``(batch, h, w, C)`` grid: as it is when 4-D, through
+        ``reshape`` when the engine has one, else a token layer's patches."""
+        if self.reshape is not None:
+            grid = self.reshape(activations)
+            if len(grid.shape) != 4:
+                raise ValueError(
+                    f"reshape turned the output of layer {self.layer!r}, shape "
+                    f"{tuple(activations.shape)}, into shape {tuple(grid.shape)}; it must return "
+                    "(batch, height, width, channels)."
+                )
+            return grid
+        if len(activations.shape) == 4:
+            return activations
+        if len(activations.shape) == 3:
+            try:
+                return tokens_to_grid(activations)
+            except ValueError as error:
+                raise ValueError(f"Layer {self.layer!r}: {error}") from None
+        raise ValueError(
+            f"Layer {self.layer!r} produced a tensor of shape {tuple(activations.shape)}; a "
+            "class-activation map needs a 4-D (batch, height, width, channels) output, a token "
+            "layer's (batch, tokens, channels), or reshape=."
+        )
+
+    def _grid_gradients(self, gradients, activations):
+        """``(K, N) + activations.shape[1:]`` gradients as ``(K, N, h, w, C)`` grids."""
+        if self.reshape is None and len(activations.shape) == 4:
+            return gradients
+        count = ops.shape(gradients)[0]
+        flat = ops.reshape(gradients, (-1,) + tuple(activations.shape[1:]))
+        grids = self._grid(flat)
+        return ops.reshape(grids, (count, -1) + tuple(grids.shape[1:]))
+
+    def _ungrid(self, perturbed, own):
+        """The layer's output for perturbed grids ``(B, h, w, C)``: its own output ``own``
+        (one image) with the grid's cells replaced, computed as ``own + R^T (perturbed -
+        R(own))`` for the grid map ``R`` (a rearrangement, so its transpose puts values
+        back where they came from; the backend differentiates it to get ``R^T``)."""
+        base = ops.broadcast_to(own, (perturbed.shape[0],) + tuple(own.shape[1:]))
+        delta = ops.cast(perturbed, base.dtype) - self._grid(base)
+
+        def forward(probe):
+            return ops.sum(self._grid(base + probe(base)) * delta)[None], None
+
+        gradients, _ = self._backend.probe_gradients(forward, False)
+        return base + gradients[0]
 
     def _scores(self, recording, outputs):
         outputs = ops.cast(outputs, "float32")
@@ -332,14 +397,15 @@ class Method:
     def _run_model(self, call, x, targets, probe):
         """One forward pass: ``(totals (K,), (A, y, targets, outputs))``."""
         _, layer, softmax = self._alive()
-        with capture(layer, softmax, probe=probe) as recording:
+        with capture(layer, softmax, probe=probe, of_input=self._of_input) as recording:
             outputs = call(x)
-        activations = self._one_activation(recording)
+        raw = self._one_activation(recording)
+        activations = self._grid(raw)
         scores, outputs = self._scores(recording, outputs)
         top = ops.cast(ops.argmax(outputs, axis=-1), "int32")[:, None]
         resolved = ops.where(ops.equal(targets, TOP), top, targets)
         y = ops.take_along_axis(scores, resolved, axis=1)
-        return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs)
+        return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs, raw)
 
     def _forward(self, call, x, targets, many):
         def forward(probe):
@@ -352,11 +418,11 @@ class Method:
                     f"The output of model {self.model.name!r} does not depend on layer "
                     f"{self.layer!r}; choose a layer on the path from the input to the output."
                 )
-            gradients = ops.cast(gradients, "float32")
+            gradients = ops.cast(self._grid_gradients(gradients, aux[-1]), "float32")
         else:
             _, aux = forward(None)
             gradients = None
-        activations, y, resolved, outputs = aux
+        activations, y, resolved, outputs, _ = aux
         probas = ops.take_along_axis(outputs, resolved, axis=1)
         if self.perturbs is not None:
             return activations, y, resolved, probas, outputs
@@ -374,8 +440,12 @@ class Method:
         _, layer, softmax = self._alive()
         perturbed = self.perturb(image, activations, index)
         if self.perturbs == "activations":
-            replace = ops.cast(perturbed, layer.compute_dtype)
-            with capture(layer, softmax, replace=replace) as recording:
+            grid = ops.cast(perturbed, layer.compute_dtype)
+
+            def replace(own):  # the layer's own output, for a grid of another layout
+                return grid if self.reshape is None and len(own.shape) == 4 else self._ungrid(grid, own)
+
+            with capture(layer, softmax, replace=replace, of_input=self._of_input) as recording:
                 outputs = call(image)
             self._one_activation(recording)
         else:
@@ -440,7 +510,7 @@ class Method:
         forward = self._function(("forward", many), lambda call, x, t: self._forward(call, x, t, many), signature)
         outputs = forward(x, wanted)
         if self.perturbs is None:
-            return [self._backend.to_numpy(t) for t in outputs]
+            return self._backend.fetch(outputs)
         activations, y, resolved, probas, model_outputs = outputs
         resolved_np = self._backend.to_numpy(resolved)
         perturbation_scores = self._perturbation_scores(x, activations, resolved_np)
@@ -454,7 +524,7 @@ class Method:
         ]
         finish = self._function(("finish", shape), self._finish, signature)
         maps = finish(x, activations, y, resolved, perturbation_scores)
-        return [self._backend.to_numpy(t) for t in (maps, y, resolved, probas, model_outputs)]
+        return self._backend.fetch((maps, y, resolved, probas, model_outputs))
 
     def _run(self, batch: np.ndarray, targets, batch_size) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
