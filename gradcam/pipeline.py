@@ -1,17 +1,22 @@
-"""Explaining many image files, streamed: what ``gradcam explain`` runs.
+"""Explaining or evaluating many image files, streamed: what ``gradcam explain`` and
+``gradcam evaluate`` run.
 
-The run is a pipeline, so that decoding and drawing overlap the model and memory stays
+A run is a pipeline, so that decoding and drawing overlap the model and memory stays
 flat whatever the number of files:
 
 1. worker threads (one per CPU core) read each file (:func:`gradcam.load_image`) and
-   resize it for the model (:func:`gradcam.image.doc_from_image`) and for the overlay
-   (:func:`overlay_base`), at most two batches ahead of the engine;
+   resize it for the model (:func:`gradcam.image.doc_from_image`) and, when overlays are
+   drawn, for the overlay (:func:`overlay_base`), at most two batches ahead of the engine;
 2. the calling thread stacks the decoded images into batches, preprocesses them and runs
    the engine of each method on them (:meth:`gradcam.GradCAM.compute`);
-3. the worker threads draw each overlay (:func:`gradcam.render.overlay_heatmap`) and save
-   it (:func:`gradcam.io.images.encode_image`, :func:`gradcam.io.files.atomic_file`);
+3. then the run's own step: :func:`explain_files` has the worker threads draw each
+   overlay (:func:`gradcam.render.overlay_heatmap`) and save it
+   (:func:`gradcam.io.images.encode_image`, :func:`gradcam.io.files.atomic_file`);
+   :func:`evaluate_files` runs each metric on each map in the calling thread (the
+   metrics run the model);
 4. a recording thread takes the images in input order and appends their results to the
-   run's summary and heatmap files (:class:`gradcam.io.summary.SummaryWriter`).
+   run's files (:class:`gradcam.io.summary.SummaryWriter`,
+   :class:`gradcam.io.evaluation.MetricsWriter`).
 
 Pillow, zlib and TensorFlow release the GIL while they decode, resize, encode and
 compute, so the threads share the CPU cores. A file that cannot be read is recorded as
@@ -19,8 +24,9 @@ failed and the run goes on. Every file is written under a temporary name in the 
 temporary folder, then renamed: an interrupted run leaves complete files or none.
 
 The threads pass typed records: :class:`_Decoded` (a worker to the engine's thread),
-:class:`_Batch` (the engine's thread to the recording thread) and
-:class:`~gradcam.io.summary.ExplainedTarget` (a drawing worker to the recording thread).
+:class:`_Batch` (the engine's thread to the recording thread) and, for overlays, the
+futures of the drawing workers. :class:`_Pipeline` is the template of a run; each kind of
+run (:class:`_Explaining`, :class:`_Evaluating`) overrides its step and its files.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from gradcam.image import doc_from_image, load_image
+from gradcam.io.evaluation import MetricsWriter
 from gradcam.io.files import atomic_file
 from gradcam.io.images import check_format, encode_image
 from gradcam.io.inputs import Input
@@ -186,6 +193,18 @@ class RunReport:
         return self.total / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class EvaluationReport(RunReport):
+    """What a run of :func:`evaluate_files` did: a :class:`RunReport`, and the metrics.
+
+    Attributes:
+        means: the mean value of each ``(method, metric)`` over the images explained and
+            their targets (NaN when no image was).
+    """
+
+    means: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
 def overlay_base(image: Image.Image, max_side: int | None = 320) -> Image.Image:
     """The picture an overlay is drawn on: ``image`` shrunk so that its longer side is at
     most ``max_side`` pixels; ``None`` or ``0`` keeps the full size.
@@ -244,11 +263,12 @@ class _Decoded:
 @dataclass(frozen=True)
 class _Batch:
     """A batch after the engines: its entries, the engines' results for the readable ones
-    (``None`` if none was), and each entry's drawing (``None`` if it failed)."""
+    (``None`` if none was), and what the run's step after the engines gave each entry
+    (``None`` for a failed one): a drawing's future, or metric values."""
 
     entries: list[_Decoded]
     results: Result | None
-    drawing: list[Future | None]
+    outcomes: list
 
 
 class _Stopped(Exception):
@@ -280,22 +300,29 @@ _UNTIMED = contextlib.nullcontext()
 
 
 class _Pipeline:
-    """One run of :func:`explain_files`.
+    """One run over image files: the template of :func:`explain_files` and
+    :func:`evaluate_files`.
 
-    Worker threads (a pool) decode files and draw overlays; the calling thread batches the
-    decoded images through the engine; a recording thread takes the drawn images in
-    input order and appends them to the run's files. Decoding runs ahead of the engine
-    by at most ``decoded_ahead`` images and drawing lags behind it by at most two
+    Worker threads (a pool) decode files; the calling thread batches the decoded images
+    through the engines, then runs the run's own step on them (:meth:`after_engine`:
+    drawing is handed to the workers, metrics run in the calling thread); a recording
+    thread takes the images in input order and appends them to the run's files
+    (:meth:`record_image`, :meth:`record_failed`). Decoding runs ahead of the engine by
+    at most ``decoded_ahead`` images and recording lags behind it by at most two
     batches, so memory stays bounded.
     """
 
-    def __init__(self, engines: list[Method], inputs: list[Input], folder: OutputFolder,
-                 settings: RunSettings, progress, header: Mapping[str, object], timer):
+    #: Whether the decoding keeps a picture to draw on (:func:`overlay_base`).
+    keeps_picture = False
+    #: Whether :meth:`after_engine` receives the batch's images as decoded (before
+    #: ``preprocess``).
+    keeps_images = False
+
+    def __init__(self, engines: list[Method], inputs: list[Input], settings: RunSettings, progress, timer):
         self.engines = engines
         self.engine = engines[0]  # the model's classes and the layer, shared by all
         # the method of each of the maps an image gets: each method's targets in turn
         self.methods = [engine.name for engine in engines for _ in range(settings.targets_per_image)]
-        self.folder = folder
         self.settings = settings
         self.progress = progress
         self.timed = timer or (lambda stage: _UNTIMED)
@@ -305,53 +332,43 @@ class _Pipeline:
         self.pool = ThreadPoolExecutor(settings.workers or os.cpu_count() or 2,
                                        thread_name_prefix="gradcam-worker", initializer=_background_priority)
         self.decoding: collections.deque[Future] = collections.deque()  # in input order
-        self.drawn: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)  # waiting to be recorded
+        self.done: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)  # waiting to be recorded
         self.stop = threading.Event()
         self.empty_maps = 0
-        self.files = SummaryWriter(folder, {**settings.as_json(), **header}, self.engine.layer,
-                                   len(self.methods), self.methods)
+        self.failed: list[tuple[str, str]] = []
+
+    # -- the run's own step, and its files -----------------------------------------------
+    def after_engine(self, chunk: list[_Decoded], images: np.ndarray | None, results: Result | None) -> list:
+        """In the calling thread, after the engines: one outcome per entry of ``chunk``
+        (``None`` for a failed entry), handed to :meth:`record_image`. ``images``: the
+        readable images as decoded, when :attr:`keeps_images`. May fail entries."""
+        raise NotImplementedError
+
+    def record_image(self, entry: _Decoded, results: Result, position: int, outcome) -> None:
+        """In the recording thread: record an explained image; may fail it (``entry.error``)."""
+        raise NotImplementedError
+
+    def record_failed(self, path: str, error: str) -> None:
+        """In the recording thread: record an input that could not be explained."""
+
+    def finish(self, report: RunReport) -> None:
+        """Write the run-level files (their problems raise :class:`OSError`)."""
+
+    def abort(self) -> None:
+        """Remove the run-level files' temporaries (the run was interrupted or failed)."""
 
     # -- worker threads ----------------------------------------------------------------
     def decode(self, item: Input) -> _Decoded:
-        """Read one file and resize it for the model and the overlay; never raises."""
+        """Read one file and resize it for the model (and the overlay); never raises."""
         try:
             with self.timed("decode"):
                 image = load_image(item.path)
             with self.timed("resize"):
                 doc = doc_from_image(image, self.settings.image_shape)[0]
-                base = overlay_base(image, self.settings.overlay_size) if self.settings.overlays else None
+                base = overlay_base(image, self.settings.overlay_size) if self.keeps_picture else None
             return _Decoded(item, doc, base)
         except Exception as error:  # any unreadable file: recorded, the run goes on
             return _Decoded(item, error=one_line(error))
-
-    def draw(self, entry: _Decoded, results: Result, position: int) -> list[str]:
-        """Draw and save the overlays of one explained image; their names, one per map."""
-        settings, names = self.settings, []
-        for k, index in enumerate(results.targets[position].tolist()):
-            overlay = overlay_name(entry.item, index, self.engine.classes.name(index), settings.format,
-                                   self.methods[k])
-            with self.timed("overlay"):
-                picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
-                                          colormap=settings.colormap,
-                                          alpha_limit=settings.alpha_limit).convert("RGB")
-            with self.timed("encode"):
-                destination = os.path.join(self.folder.path, *overlay.split("/"))
-                os.makedirs(os.path.dirname(destination), exist_ok=True)
-                with atomic_file(destination, temporary_folder=self.folder.temporary) as file:
-                    file.write(encode_image(picture, settings.format, settings.compress))
-            names.append(overlay)
-        return names
-
-    def explained_targets(self, results: Result, position: int, overlays) -> list[ExplainedTarget]:
-        """The explained targets of one image; ``overlays``: the overlay of each map, or
-        ``None`` for each when none is drawn."""
-        targets = []
-        for k, index in enumerate(results.targets[position].tolist()):
-            proba = None if results.probas is None else float(results.probas[position, k])
-            targets.append(ExplainedTarget(index, self.engine.classes.name(index), float(results.scores[position, k]),
-                                           proba, overlays[k], empty=bool(results.empty[position, k]),
-                                           method=self.methods[k]))
-        return targets
 
     # -- the calling thread: batches through the engine ----------------------------------
     def next_chunk(self) -> list[_Decoded] | None:
@@ -389,27 +406,126 @@ class _Pipeline:
             together["probas"] = np.concatenate([r.probas for r in results], axis=1)
         return results[0]._replace(**together)
 
-    def run_engine(self, chunk: list[_Decoded]) -> Result | None:
-        """One call of the engines on a chunk's readable images; if it fails, they all fail."""
+    def run_engine(self, chunk: list[_Decoded]) -> tuple[Result | None, np.ndarray | None]:
+        """One call of the engines on a chunk's readable images; if it fails, they all
+        fail. Returns the results and, when :attr:`keeps_images`, the images as decoded."""
         docs = [entry.doc for entry in chunk if entry.error is None]
         if not docs:
-            return None
+            return None, None
         try:
             with self.timed("preprocess"):
-                batch = self.preprocess(np.stack(docs))
+                images = np.stack(docs)
                 for entry in chunk:
                     entry.doc = None
+                # preprocess functions may scale their argument in place (keras.applications')
+                batch = self.preprocess(images.copy() if self.keeps_images else images)
             with self.timed("engine"):
-                return self.compute(batch)
+                return self.compute(batch), (images if self.keeps_images else None)
         except Exception as error:  # recorded per image; the run goes on
-            for entry in chunk:
-                if entry.error is None:
-                    entry.error = f"the model failed on a batch: {one_line(error)}"
-            return None
+            self.fail_batch(chunk, f"the model failed on a batch: {one_line(error)}")
+            return None, None
 
-    def submit_drawing(self, chunk: list[_Decoded], results: Result | None) -> list[Future | None]:
-        """Start drawing a chunk's explained images; one future (or None, for a failed
-        entry or when no overlays are drawn) per entry."""
+    @staticmethod
+    def fail_batch(chunk: list[_Decoded], error: str) -> None:
+        """Fail every entry of ``chunk`` still readable, with ``error``."""
+        for entry in chunk:
+            if entry.error is None:
+                entry.error = error
+
+    # -- the recording thread ------------------------------------------------------------
+    def record(self) -> None:
+        """Record each image, in input order."""
+        while True:
+            with self.timed("wait_engine"):
+                batch = _get(self.done, self.stop)
+            if batch is None:
+                return
+            position = 0
+            for entry, outcome in zip(batch.entries, batch.outcomes):
+                if self.stop.is_set():
+                    raise _Stopped
+                if entry.error is None:
+                    self.record_image(entry, batch.results, position, outcome)
+                    if entry.error is None:
+                        self.empty_maps += int(batch.results.empty[position].sum())
+                    position += 1
+                if entry.error is not None:
+                    with self.timed("summary"):
+                        self.failed.append((entry.item.path, entry.error))
+                        self.record_failed(entry.item.path, entry.error)
+                entry.base = None
+                if self.progress is not None:
+                    if entry.error is not None:
+                        self.progress.message(f"gradcam: skipped: {entry.error}")
+                    self.progress.update(1, failed=entry.error is not None)
+
+    # -- the whole run --------------------------------------------------------------------
+    def run(self, report: RunReport) -> RunReport:
+        start = time.perf_counter()
+        recorder = _Recorder(self.record)
+        recorder.start()
+        try:
+            while (chunk := self.next_chunk()) is not None:
+                results, images = self.run_engine(chunk)
+                outcomes = self.after_engine(chunk, images, results)
+                with self.timed("wait_writer"):
+                    _put(self.done, _Batch(chunk, results, outcomes), self.stop)
+                recorder.check()
+            with self.timed("wait_writer"):
+                _put(self.done, None, self.stop)
+                recorder.join()
+            recorder.check()
+            self.pool.shutdown()
+            report.failed, report.empty_maps = list(self.failed), self.empty_maps
+            report.seconds = time.perf_counter() - start
+            with self.timed("finish"):
+                self.finish(report)
+            report.seconds = time.perf_counter() - start
+            return report
+        except BaseException:
+            self.stop.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)  # a running task is one image
+            recorder.join()
+            self.abort()
+            raise
+
+
+class _Explaining(_Pipeline):
+    """A run of :func:`explain_files`: the workers draw and save the overlays; the
+    recording thread writes the summaries and the heatmaps."""
+
+    keeps_images = False
+
+    def __init__(self, engines, inputs, folder: OutputFolder, settings: RunSettings, progress,
+                 header: Mapping[str, object], timer):
+        super().__init__(engines, inputs, settings, progress, timer)
+        self.keeps_picture = settings.overlays
+        self.folder = folder
+        self.files = SummaryWriter(folder, {**settings.as_json(), **header}, self.engine.layer,
+                                   len(self.methods), self.methods)
+
+    def draw(self, entry: _Decoded, results: Result, position: int) -> list[str]:
+        """In a worker: draw and save the overlays of one explained image; their names,
+        one per map."""
+        settings, names = self.settings, []
+        for k, index in enumerate(results.targets[position].tolist()):
+            overlay = overlay_name(entry.item, index, self.engine.classes.name(index), settings.format,
+                                   self.methods[k])
+            with self.timed("overlay"):
+                picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
+                                          colormap=settings.colormap,
+                                          alpha_limit=settings.alpha_limit).convert("RGB")
+            with self.timed("encode"):
+                destination = os.path.join(self.folder.path, *overlay.split("/"))
+                os.makedirs(os.path.dirname(destination), exist_ok=True)
+                with atomic_file(destination, temporary_folder=self.folder.temporary) as file:
+                    file.write(encode_image(picture, settings.format, settings.compress))
+            names.append(overlay)
+        return names
+
+    def after_engine(self, chunk, images, results) -> list[Future | None]:
+        """Start drawing a chunk's explained images: one future per explained entry
+        (``None`` for a failed one, and for all when no overlays are drawn)."""
         if not self.settings.overlays:
             return [None] * len(chunk)
         futures, position = [], 0
@@ -421,7 +537,6 @@ class _Pipeline:
                 futures.append(None)
         return futures
 
-    # -- the recording thread ------------------------------------------------------------
     def _top(self, results: Result, position: int) -> tuple[TopClass, ...]:
         outputs = results.outputs[position]
         order = np.argsort(-outputs, kind="stable")[:TOP_CLASSES]
@@ -432,40 +547,27 @@ class _Pipeline:
                      score=None if softmax else float(outputs[i]))
             for i in order)
 
-    def record(self) -> None:
-        """Append each image's results to the run's files, in input order."""
-        while True:
-            with self.timed("wait_engine"):
-                batch = _get(self.drawn, self.stop)
-            if batch is None:
-                return
-            position = 0
-            for entry, future in zip(batch.entries, batch.drawing):
-                if self.stop.is_set():
-                    raise _Stopped
-                if entry.error is None:
-                    overlays = [None] * len(self.methods)
-                    if future is not None:
-                        with self.timed("wait_draw"):
-                            try:
-                                overlays = future.result()
-                            except Exception as error:  # e.g. a full disk: this image fails
-                                entry.error = f"cannot write the overlay of {entry.item.path!r}: {one_line(error)}"
-                    if entry.error is None:
-                        targets = self.explained_targets(batch.results, position, overlays)
-                        with self.timed("summary"):
-                            self.empty_maps += sum(t.empty for t in targets)
-                            self.files.add(ImageResult(entry.item.path, self._top(batch.results, position),
-                                                       tuple(targets), batch.results.heatmaps[position]))
-                    position += 1
-                if entry.error is not None:
-                    with self.timed("summary"):
-                        self.files.add_failed(entry.item.path, entry.error)
-                entry.base = None
-                if self.progress is not None:
-                    if entry.error is not None:
-                        self.progress.message(f"gradcam: skipped: {entry.error}")
-                    self.progress.update(1, failed=entry.error is not None)
+    def record_image(self, entry, results, position, outcome) -> None:
+        overlays = [None] * len(self.methods)
+        if outcome is not None:
+            with self.timed("wait_draw"):
+                try:
+                    overlays = outcome.result()
+                except Exception as error:  # e.g. a full disk: this image fails
+                    entry.error = f"cannot write the overlay of {entry.item.path!r}: {one_line(error)}"
+                    return
+        targets = []
+        for k, index in enumerate(results.targets[position].tolist()):
+            proba = None if results.probas is None else float(results.probas[position, k])
+            targets.append(ExplainedTarget(index, self.engine.classes.name(index), float(results.scores[position, k]),
+                                           proba, overlays[k], empty=bool(results.empty[position, k]),
+                                           method=self.methods[k]))
+        with self.timed("summary"):
+            self.files.add(ImageResult(entry.item.path, self._top(results, position), tuple(targets),
+                                       results.heatmaps[position]))
+
+    def record_failed(self, path, error) -> None:
+        self.files.add_failed(path, error)
 
     def map_size(self) -> tuple[int, int] | None:
         """The maps' ``(h, w)``, from one engine call on a blank image (used only when no
@@ -479,40 +581,67 @@ class _Pipeline:
         except Exception:  # the model fails: the run's images already say so
             return None
 
-    # -- the whole run --------------------------------------------------------------------
-    def run(self) -> RunReport:
-        start = time.perf_counter()
-        recorder = _Recorder(self.record)
-        recorder.start()
-        try:
-            while (chunk := self.next_chunk()) is not None:
-                results = self.run_engine(chunk)
-                batch = _Batch(chunk, results, self.submit_drawing(chunk, results))
-                with self.timed("wait_writer"):
-                    _put(self.drawn, batch, self.stop)
-                recorder.check()
-            with self.timed("wait_writer"):
-                _put(self.drawn, None, self.stop)
-                recorder.join()
-            recorder.check()
-            self.pool.shutdown()
-            report = RunReport(total=self.total, failed=list(self.files.failed), empty_maps=self.empty_maps,
-                               seconds=time.perf_counter() - start)
-            with self.timed("finish"):
-                self.files.commit({
-                    "counts": {"images": report.total, "ok": report.ok, "failed": len(report.failed),
-                               "empty_maps": report.empty_maps},
-                    "seconds": round(report.seconds, 3),
-                    "images_per_second": round(report.images_per_second, 2),
-                }, map_size=None if self.files.ok else self.map_size())
-            report.seconds = time.perf_counter() - start
-            return report
-        except BaseException:
-            self.stop.set()
-            self.pool.shutdown(wait=True, cancel_futures=True)  # a running task is one image
-            recorder.join()
-            self.files.abort()
-            raise
+    def finish(self, report) -> None:
+        self.files.commit({
+            "counts": {"images": report.total, "ok": report.ok, "failed": len(report.failed),
+                       "empty_maps": report.empty_maps},
+            "seconds": round(report.seconds, 3),
+            "images_per_second": round(report.images_per_second, 2),
+        }, map_size=None if self.files.ok else self.map_size())
+
+    def abort(self) -> None:
+        self.files.abort()
+
+
+class _Evaluating(_Pipeline):
+    """A run of :func:`evaluate_files`: after the engines, each metric on each map, in the
+    calling thread (the metrics run the model); the recording thread writes the values."""
+
+    keeps_images = True
+
+    def __init__(self, engines, inputs, folder: OutputFolder, settings: RunSettings, metrics, progress, timer):
+        super().__init__(engines, inputs, settings, progress, timer)
+        self.metrics = dict(metrics)
+        self.files = MetricsWriter(folder, list(self.metrics))
+
+    def after_engine(self, chunk, images, results) -> list[np.ndarray | None]:
+        """Each metric on each map of the chunk's explained images: float32
+        ``(maps, metrics)`` per explained entry, ``None`` for a failed one."""
+        if results is None:
+            return [None] * len(chunk)
+        model = self.engine.model
+        values = np.empty((len(images), len(self.methods), len(self.metrics)), np.float32)
+        for j, (name, metric) in enumerate(self.metrics.items()):
+            try:
+                with self.timed("metrics"):
+                    for k in range(len(self.methods)):
+                        values[:, k, j] = metric(model, images, results.heatmaps[:, k], results.targets[:, k],
+                                                 preprocess=self.settings.preprocess)
+            except Exception as error:  # recorded per image; the run goes on
+                self.fail_batch(chunk, f"the metric {name} failed on a batch: {one_line(error)}")
+                return [None] * len(chunk)
+        outcomes, position = [], 0
+        for entry in chunk:
+            outcomes.append(values[position] if entry.error is None else None)
+            position += entry.error is None
+        return outcomes
+
+    def record_image(self, entry, results, position, outcome) -> None:
+        targets = results.targets[position].tolist()
+        with self.timed("summary"):
+            self.files.add(entry.item.path, [
+                (method, index, self.engine.classes.name(index)) for method, index in zip(self.methods, targets)
+            ], outcome)
+
+    def record_failed(self, path, error) -> None:
+        self.files.add_failed(path, error)
+
+    def finish(self, report) -> None:
+        report.means = self.files.means()
+        self.files.commit()
+
+    def abort(self) -> None:
+        self.files.abort()
 
 
 class _Recorder(threading.Thread):
@@ -534,6 +663,13 @@ class _Recorder(threading.Thread):
     def check(self) -> None:
         if self.error is not None:
             raise self.error
+
+
+def _engine_list(engine) -> list:
+    engines = list(engine) if isinstance(engine, Sequence) else [engine]
+    if not engines:
+        raise ValueError("a run needs an engine; got an empty list.")
+    return engines
 
 
 def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], folder: OutputFolder,
@@ -577,7 +713,53 @@ def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], fo
         ...     report = explain_files(engine, find_inputs(["photos/"], "maps"), folder,
         ...                            RunSettings(image_shape=(224, 224)))
     """
-    engines = list(engine) if isinstance(engine, Sequence) else [engine]
-    if not engines:
-        raise ValueError("explain_files needs an engine; got an empty list.")
-    return _Pipeline(engines, list(inputs), folder, settings, progress, dict(header or {}), timer).run()
+    engines = _engine_list(engine)
+    run = _Explaining(engines, list(inputs), folder, settings, progress, dict(header or {}), timer)
+    return run.run(RunReport(total=len(inputs)))
+
+
+def evaluate_files(engine: Method | Sequence[Method], inputs: Sequence[Input], folder: OutputFolder,
+                   settings: RunSettings, metrics: Mapping[str, Callable], progress=None,
+                   timer: Callable[[str], AbstractContextManager] | None = None) -> EvaluationReport:
+    """Score the explanations of image files with metrics, writing ``metrics.csv``.
+
+    Each batch of images goes through every engine, then every metric runs on every map
+    (each method's targets in turn): ``metric(model, images, heatmaps, targets,
+    preprocess=settings.preprocess)`` with the images as decoded (RGB 0..255, before
+    ``preprocess``), ``heatmaps`` ``(N, h, w)`` and ``targets`` ``(N,)``, returning one
+    number per image, as the perturbation metrics of :mod:`gradcam.metrics` do.
+
+    Args:
+        engine: an engine, or a list of engines of one model and layer.
+        inputs: the :class:`~gradcam.io.inputs.Input` list.
+        folder: the output folder, entered; ``metrics.csv`` there is replaced (check
+            first with :func:`~gradcam.io.outputs.existing_outputs`).
+        settings: a :class:`RunSettings` (its overlay settings are unused).
+        metrics: the metrics by name, in the order of the columns of the summary, e.g.
+            ``{"deletion": functools.partial(gradcam.metrics.deletion, steps=50)}``.
+        progress: a :class:`gradcam.progress.Progress`, or ``None``. Defaults to ``None``.
+        timer: as for :func:`explain_files`, with the stage ``"metrics"`` instead of
+            the drawing stages. Defaults to ``None``.
+
+    Returns:
+        An :class:`EvaluationReport`: the failed inputs, and the mean of each method and
+        metric.
+
+    Raises:
+        ValueError: an empty list of engines or of metrics.
+        OSError: ``metrics.csv`` cannot be written.
+        KeyboardInterrupt: the run was interrupted; ``metrics.csv`` is not written.
+
+    Example:
+        >>> from gradcam import metrics
+        >>> with OutputFolder("scores") as folder:
+        ...     report = evaluate_files(engine, find_inputs(["photos/"], "scores"), folder,
+        ...                             RunSettings(image_shape=(224, 224)),
+        ...                             {"deletion": metrics.deletion})
+        >>> report.means[("gradcam", "deletion")]
+    """
+    engines = _engine_list(engine)
+    if not metrics:
+        raise ValueError("evaluate_files needs a metric; got none.")
+    run = _Evaluating(engines, list(inputs), folder, settings, metrics, progress, timer)
+    return run.run(EvaluationReport(total=len(inputs)))

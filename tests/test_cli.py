@@ -296,7 +296,7 @@ def test_all_zero_maps_are_marked_and_reported_once(tmp_path, capsys):
         (["--model", "resnet_fifty"], "--model: unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
         (["--model", "nowhere/model.keras"], "--model: no model file at 'nowhere/model.keras'"),
         (["--layer", "conv9"], "--layer: No layer named 'conv9' in model 'tiny'. Closest layer names: 'conv2', 'conv1'."),
-        (["--layer", "pool"], "--layer: Layer 'pool' has output shape (None, 6); Grad-CAM needs"),
+        (["--layer", "pool"], "--layer: Layer 'pool' has output shape (None, 6); "),
         (["--target", "tiger cat"], "--target: Cannot find class 'tiger cat': the model has 3 outputs and no class names"),
         (["--target", "7"], "--target: Target 7 is out of range: the model has 3 classes (0..2)."),
         (["--target", "\u00b2"], "--target: Cannot find class '\u00b2': the model has 3 outputs and no class names"),

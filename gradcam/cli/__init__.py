@@ -4,17 +4,19 @@
 
     gradcam explain photos/ --out gradcam-out
     gradcam explain cat.jpg --target "tiger cat" --target 281 --model efficientnet_lite2
+    gradcam evaluate photos/ --method gradcam --method layercam --metric deletion
     gradcam layers --model my_model.keras
 
 Modules: :mod:`~gradcam.cli.arguments` (the parser), :mod:`~gradcam.cli.model` (the
-model, its preprocessing and targets), :mod:`~gradcam.cli.memory` (whether a run fits),
-:mod:`~gradcam.cli.quiet` (TensorFlow's log lines), and one per command,
-:mod:`~gradcam.cli.explain` and :mod:`~gradcam.cli.layers`. The work is done by
-:mod:`gradcam.pipeline` with the library's engine.
+model, its preprocessing, class names and targets), :mod:`~gradcam.cli.memory` (whether a
+run fits), :mod:`~gradcam.cli.quiet` (TensorFlow's log lines), :mod:`~gradcam.cli.stream`
+(the checks, set-up and run shared by ``explain`` and ``evaluate``), and one per command,
+:mod:`~gradcam.cli.explain`, :mod:`~gradcam.cli.evaluate` and :mod:`~gradcam.cli.layers`.
+The work is done by :mod:`gradcam.pipeline` with the library's engine.
 
 Exit status: 0 when every input was explained, 1 when some inputs failed (they are
 listed, and the rest of the run completes) or the summary could not be written, 2 for a
-usage error (bad option, input path, model file, layer or class; outputs that would be
+usage error (bad option, input path, model file, class-names file, layer or class; outputs that would be
 overwritten without ``--overwrite``; an output folder in use by another run; a run that
 cannot fit in memory), 130 when interrupted.
 """
@@ -26,12 +28,12 @@ import signal
 import sys
 import threading
 
-from gradcam.cli import explain, layers
+from gradcam.cli import evaluate, explain, layers
 from gradcam.cli.arguments import UsageError, build_parser
 
 __all__ = ["UsageError", "build_parser", "main"]
 
-_COMMANDS = {"explain": explain.run, "layers": layers.run}
+_COMMANDS = {"explain": explain.run, "evaluate": evaluate.run, "layers": layers.run}
 
 
 @contextlib.contextmanager

@@ -10,6 +10,9 @@ from gradcam.io.images import OVERLAY_FORMATS
 BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")
 SCORES = ("auto", "logit", "output")
+#: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`.
+METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence")
+DEFAULT_METRICS = ("deletion", "insertion", "average_drop")
 DEFAULT_OUT = "gradcam-out"
 
 
@@ -27,6 +30,7 @@ examples:
   gradcam explain cat.jpg --target "tiger cat" --target 281 --out maps/
   gradcam explain photos/ --model my_model.keras --preprocess tf
   gradcam explain photos/ --method gradcam --method scorecam   two methods side by side
+  gradcam evaluate photos/ --method gradcam --method layercam   faithfulness metrics
   gradcam layers                       the layers Grad-CAM can explain
 """
 
@@ -68,6 +72,31 @@ exit status: 0 all inputs explained; 1 some inputs failed (reported, and listed
 in the summary; the others are done) or the summary could not be written;
 2 usage error (bad option, input path, model file, layer or class name, outputs
 in the way, --out in use by another run, not enough memory); 130 interrupted.
+"""
+
+
+EVALUATE_EPILOG = """\
+outputs, in --out:
+  metrics.csv            one row per image, method, target and metric: path,
+                         method, metric, target, target_name, value (and
+                         error: one row per image that failed, with why)
+and on standard output, at the end: the mean of each method and metric over the
+images and targets, and the number of images.
+
+metrics (gradcam.metrics; maps upsampled to the image, pixels ranked by heat):
+  deletion               area under the score as the hottest pixels are set to 0,
+                         in --steps steps; lower is better
+  insertion              area under the score as the hottest pixels are restored
+                         on a blurred image; higher is better
+  average_drop           max(0, Y - O) / Y: the score's drop when the image is
+                         multiplied by the map; lower is better
+  increase_in_confidence 1 when the map-weighted image scores higher, else 0
+The score is the target's probability when the model ends in a softmax, else
+its output. Each metric runs the model on many perturbed images (deletion with
+100 steps: 101 per image and map): a run takes far longer than explain's.
+
+Inputs, --model, --preprocess, targets, the output folder's lock, --overwrite
+and the exit status are as for 'gradcam explain'.
 """
 
 
@@ -114,12 +143,48 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="show TensorFlow's own log lines (hidden by default)")
 
 
+def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
+    """The options of the commands that stream image files through the engines."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    _add_common_options(parser)
+    parser.add_argument(
+        "--target", action="append", metavar="N|NAME",
+        help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
+             "(default: each image's top prediction)")
+    parser.add_argument(
+        "--class-names", metavar="FILE",
+        help="the model's class names, one per line in output order (UTF-8), for --target "
+             "NAME and the outputs (default: ImageNet's for 1000-class models)")
+    parser.add_argument(
+        "--method", action="append", metavar="NAME",
+        help="the class-activation method, a name of gradcam.METHODS: gradcam, gradcam++, "
+             "xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam...; repeat for "
+             f"several, {per_method} (default: gradcam)")
+    parser.add_argument("--layer", metavar="NAME",
+                        help="the layer to explain (default: the last layer with a 4-D output; "
+                             "see 'gradcam layers')")
+    parser.add_argument("--score", choices=SCORES, default="auto",
+                        help="the score explained: auto (the logit when the model ends in a "
+                             "softmax, else the output), logit, or output (default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help="output folder (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs of an earlier run in --out")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                        help="images per model call (default: %(default)s)")
+    parser.add_argument("--preprocess", choices=PREPROCESSING,
+                        help="input scaling (default: lite for the built-in models, none for "
+                             "model files; see below)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display and no final report; errors are still shown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gradcam`` command and its subcommands.
 
     Returns:
-        An :class:`argparse.ArgumentParser`; ``args.command`` is ``"explain"`` or
-        ``"layers"``.
+        An :class:`argparse.ArgumentParser`; ``args.command`` is ``"explain"``,
+        ``"evaluate"`` or ``"layers"``.
     """
     parser = argparse.ArgumentParser(
         prog="gradcam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,32 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and a summary.",
         epilog=EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     explain.set_defaults(command="explain")
-    explain.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
-    _add_common_options(explain)
-    explain.add_argument(
-        "--target", action="append", metavar="N|NAME",
-        help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
-             "(default: each image's top prediction)")
-    explain.add_argument(
-        "--method", action="append", metavar="NAME",
-        help="the class-activation method, a name of gradcam.METHODS: gradcam, gradcam++, "
-             "xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam...; repeat for "
-             "several, one overlay per method (default: gradcam)")
-    explain.add_argument("--layer", metavar="NAME",
-                         help="the layer to explain (default: the last layer with a 4-D output; "
-                              "see 'gradcam layers')")
-    explain.add_argument("--score", choices=SCORES, default="auto",
-                         help="the score explained: auto (the logit when the model ends in a "
-                              "softmax, else the output), logit, or output (default: %(default)s)")
-    explain.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                         help="output folder (default: %(default)s)")
-    explain.add_argument("--overwrite", action="store_true",
-                         help="replace outputs of an earlier run in --out")
-    explain.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
-                         help="images per model call (default: %(default)s)")
-    explain.add_argument("--preprocess", choices=PREPROCESSING,
-                         help="input scaling (default: lite for the built-in models, none for "
-                              "model files; see below)")
+    _add_run_options(explain, "one overlay per method")
     explain.add_argument("--colormap", default="viridis", metavar="NAME",
                          help="matplotlib colormap of the overlays (default: %(default)s)")
     explain.add_argument("--alpha-limit", type=_fraction, default=0.65, metavar="X",
@@ -178,8 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-overlays", dest="overlays", action="store_false",
                          help="draw no overlays: write only heatmaps.npz and the summaries "
                               "(the overlay options are then unused)")
-    explain.add_argument("-q", "--quiet", action="store_true",
-                         help="no progress display and no final report; errors are still shown")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score the explanations of image files with faithfulness metrics",
+        description="Explain the model's predictions on image files and folders "
+                    "(recursively) with each --method, score each map with each --metric, "
+                    "write the values to metrics.csv and print the mean of each method and "
+                    "metric.",
+        epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.set_defaults(command="evaluate")
+    _add_run_options(evaluate, "each scored")
+    evaluate.add_argument(
+        "--metric", action="append", choices=METRICS, metavar="NAME",
+        help=f"a metric of gradcam.metrics: {', '.join(METRICS)}; repeat for several "
+             f"(default: {' '.join(DEFAULT_METRICS)})")
+    evaluate.add_argument("--steps", type=_positive_int, default=100, metavar="N",
+                          help="deletion and insertion: pixels are removed or restored in N steps "
+                               "(default: %(default)s)")
+    evaluate.add_argument("--metric-batch-size", type=_positive_int, metavar="N",
+                          help="perturbed images per model call in the metrics (default: --batch-size)")
 
     layers = commands.add_parser(
         "layers", help="list the layers Grad-CAM can explain",

@@ -1,5 +1,6 @@
 """The command's model: checking the ``--model`` file, loading it, its input size, its
-preprocessing, the ``--target`` classes and the engine of each ``--method``."""
+preprocessing, its ``--class-names``, the ``--target`` classes and the engine of each
+``--method``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import zipfile
 
 from gradcam.cli.arguments import BUILTIN_MODELS, UsageError
+from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
 from gradcam.pipeline import one_line
 from gradcam.targets import resolve_targets
 
@@ -176,14 +178,45 @@ def method_classes(names) -> list:
         raise UsageError(f"--method: {one_line(error)}") from None
 
 
-def build_engines(model, classes, layer: str | None, score: str) -> list:
-    """One engine per method class, for ``--layer`` and ``--score``.
+def read_class_names_option(path: str | None) -> list[str] | None:
+    """The names of ``--class-names FILE`` (:func:`gradcam.io.class_names.read_class_names`),
+    or ``None`` without the option.
+
+    Raises:
+        UsageError: the file cannot be used; the message names it and the line at fault.
+    """
+    if path is None:
+        return None
+    try:
+        return read_class_names(path)
+    except ClassNamesError as error:
+        raise UsageError(f"--class-names: {error}") from None
+
+
+def check_class_names(names: list[str] | None, path: str | None, model) -> None:
+    """Check that ``--class-names`` names each of the model's outputs once.
+
+    Raises:
+        UsageError: more or fewer names than outputs.
+    """
+    if names is None:
+        return
+    from gradcam.capture import model_info
+
+    try:
+        check_class_count(names, model_info(model).num_classes, path)
+    except ClassNamesError as error:
+        raise UsageError(f"--class-names: {error}") from None
+
+
+def build_engines(model, classes, layer: str | None, score: str, class_names=None) -> list:
+    """One engine per method class, for ``--layer``, ``--score`` and ``--class-names``.
 
     Raises:
         UsageError: the layer cannot be found or explained, or the model cannot be.
     """
     try:
-        return [cls(model, layer=layer, score=score) for cls in classes]
+        return [cls(model, layer=layer, score=score, class_names=class_names) for cls in classes]
     except (TypeError, ValueError) as error:
         text = one_line(error)
         option = ("--score" if score != "auto" and "score" in text

@@ -20,8 +20,11 @@ from gradcam.io.images import OVERLAY_FORMATS
 from gradcam.io.inputs import Input
 from gradcam.io.lock import FolderLock
 
-#: The files a run writes in the output folder besides the overlays.
+#: The files a run of ``gradcam explain`` writes in the output folder besides the overlays.
 RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
+
+#: The files a run of ``gradcam evaluate`` writes in the output folder.
+EVALUATION_FILES = ("metrics.csv",)
 
 # The method is optional: the overlays of gradcam 0.1, which had none, are found too.
 _OVERLAY_NAME = re.compile(
@@ -46,22 +49,25 @@ def overlay_name(item: Input, index: int, class_name: str | None, format: str = 
     return f"{item.name}.{target_label(index, class_name)}.{method}.{format}"
 
 
-def existing_outputs(out_dir, inputs, limit: int = 5) -> list[str]:
-    """Files in ``out_dir`` that a run on ``inputs`` would write: its summary and heatmap
-    files, and any overlay of one of the inputs (whatever its class and format).
+def existing_outputs(out_dir, inputs, limit: int = 5, run_files=RUN_FILES, overlays: bool = True) -> list[str]:
+    """Files in ``out_dir`` that a run on ``inputs`` would write: its run-level files
+    and any overlay of one of the inputs (whatever its class and format).
 
     Args:
         out_dir: the output folder.
         inputs: the :class:`~gradcam.io.inputs.Input` list of the run.
         limit: stop after finding this many. Defaults to ``5``.
+        run_files: the run-level files: :data:`RUN_FILES` for ``gradcam explain``,
+            :data:`EVALUATION_FILES` for ``gradcam evaluate``. Defaults to :data:`RUN_FILES`.
+        overlays: whether to look for the inputs' overlays. Defaults to ``True``.
 
     Returns:
         Up to ``limit`` paths of existing files.
     """
     out_dir = os.fspath(out_dir)
-    found = [os.path.join(out_dir, f) for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
+    found = [os.path.join(out_dir, f) for f in run_files if os.path.exists(os.path.join(out_dir, f))]
     stems_in: dict[str, dict[str, str]] = {}
-    for item in inputs:
+    for item in inputs if overlays else ():
         if len(found) >= limit:
             break
         folder, _, stem = item.name.rpartition("/")

@@ -1,0 +1,114 @@
+"""``gradcam evaluate``: stream image files through the engines, score each map with the
+perturbation metrics of :mod:`gradcam.metrics`, write ``metrics.csv``
+(:func:`gradcam.pipeline.evaluate_files`) and print the mean of each method and metric.
+
+The checks, the set-up and the run are those shared with ``gradcam explain``
+(:mod:`gradcam.cli.stream`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from gradcam.cli.arguments import DEFAULT_METRICS, UsageError
+from gradcam.cli.stream import (
+    check_before_model,
+    output_folder,
+    refuse_existing,
+    report_empty_maps,
+    run_stream,
+    say,
+)
+from gradcam.io.outputs import EVALUATION_FILES
+from gradcam.pipeline import EvaluationReport, RunSettings, evaluate_files
+
+#: The metrics that take ``steps``.
+STEPPED_METRICS = ("deletion", "insertion")
+
+
+def metric_names(args) -> list[str]:
+    """The ``--metric`` names, in order (:data:`~gradcam.cli.arguments.DEFAULT_METRICS`
+    when none is given).
+
+    Raises:
+        UsageError: a name given twice.
+    """
+    names = list(args.metric or DEFAULT_METRICS)
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(f"--metric: {name!r} is given twice.")
+    return names
+
+
+def metric_functions(args) -> dict:
+    """The function of each ``--metric``, with ``--steps`` and ``--metric-batch-size``
+    bound: ``metric(model, images, heatmaps, targets, preprocess=...)``.
+
+    Raises:
+        UsageError: a name given twice.
+    """
+    from gradcam import metrics
+
+    batch_size = args.metric_batch_size or args.batch_size
+    functions = {}
+    for name in metric_names(args):
+        options = {"batch_size": batch_size}
+        if name in STEPPED_METRICS:
+            options["steps"] = args.steps
+        functions[name] = functools.partial(getattr(metrics, name), **options)
+    return functions
+
+
+def format_means(report: EvaluationReport, methods, metrics) -> str:
+    """The summary table: one row per method, one column per metric, each the mean over
+    the images and targets; then the number of images.
+
+    Example:
+        >>> print(format_means(report, ["gradcam"], ["deletion", "insertion"]))
+        method      deletion  insertion
+        gradcam       0.1235     0.6021
+        mean over 2 images (1 target each)
+    """
+    width = max(len("method"), *(len(m) for m in methods))
+    columns = [max(len(metric), 9) for metric in metrics]
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{m:>{c}}" for m, c in zip(metrics, columns))]
+    for method in methods:
+        values = [report.means.get((method, metric), math.nan) for metric in metrics]
+        lines.append(f"{method:<{width}}  " + "  ".join(f"{v:>{c}.4f}" for v, c in zip(values, columns)))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """``gradcam evaluate``: run the pipeline, print the table, return the exit status.
+
+    Raises:
+        UsageError: a bad option, model, layer, target, class-names file or input, an
+            output folder in use or in the way, or not enough memory.
+    """
+    names = metric_names(args)
+    checked = check_before_model(args)
+    with output_folder(args.out) as folder:
+        refuse_existing(args, checked.inputs, EVALUATION_FILES, overlays=False)
+
+        def settings(image_shape, preprocess, targets):
+            return RunSettings(image_shape=image_shape, preprocess=preprocess, targets=targets,
+                               batch_size=args.batch_size, overlays=False)
+
+        def work(setup, progress):
+            return evaluate_files(setup.engines, checked.inputs, folder, setup.settings, metric_functions(args),
+                                  progress=progress)
+
+        setup, report = run_stream(args, checked, folder, settings, work, "evaluating",
+                                   memory_batch_size=args.metric_batch_size)
+    if report is None:
+        return 1
+    report_empty_maps(report, setup, "scored as they are in metrics.csv")
+    failed = f"; {len(report.failed)} failed (listed in metrics.csv)" if report.failed else ""
+    say(args, f"gradcam: evaluated {report.ok} of {report.total} images with {', '.join(names)} in "
+        f"{report.seconds:.1f} s ({report.images_per_second:.2f} images/s){failed}. Values in "
+        f"{args.out}/{EVALUATION_FILES[0]}")
+    targets = setup.settings.targets_per_image
+    print(format_means(report, setup.header["methods"], names))
+    print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")
+    return 1 if report.failed else 0
