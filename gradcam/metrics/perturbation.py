@@ -1,0 +1,201 @@
+"""Deletion and insertion (Petsiuk et al., "RISE: Randomized Input Sampling for Explanation
+of Black-box Models", arXiv 1806.07421): the score as a map's pixels go, or come back, in
+rank order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcam.methods.base import check_positive_int
+from gradcam.metrics.maps import rank_pixels
+from gradcam.metrics.scoring import check_inputs, curve_area, perturbed_scores
+
+#: RISE's blur for insertion: a Gaussian of this kernel size and sigma.
+BLUR_KERNEL_SIZE = 11
+BLUR_SIGMA = 5.0
+
+
+def blur(image) -> np.ndarray:
+    """RISE's blurred image: a Gaussian of kernel size 11 and sigma 5, reflect-padded.
+
+    Each channel is convolved, separably, with the normalised kernel
+    ``g(x) = exp(-x**2 / (2 * 5**2))`` for ``x = -5..5``; the image is extended by
+    reflection about its edge pixels (``numpy.pad(..., mode="reflect")``, which reflects
+    again where an image is narrower than the kernel's reach).
+
+    Args:
+        image: ``(H, W, C)``.
+
+    Returns:
+        float32 ``(H, W, C)``, a new array.
+    """
+    offsets = np.arange(BLUR_KERNEL_SIZE) - BLUR_KERNEL_SIZE // 2
+    kernel = np.exp(-(offsets**2) / (2 * BLUR_SIGMA**2))
+    kernel /= kernel.sum()
+    reach = BLUR_KERNEL_SIZE // 2
+    height, width = image.shape[:2]
+    padded = np.pad(np.asarray(image, np.float64), ((reach, reach), (reach, reach), (0, 0)), mode="reflect")
+    rows = sum(k * padded[i : i + height] for i, k in enumerate(kernel))
+    return sum(k * rows[:, i : i + width] for i, k in enumerate(kernel)).astype(np.float32)
+
+
+def _check_baseline(baseline, shape) -> np.ndarray:
+    try:
+        value = np.asarray(baseline, np.float32)
+        np.broadcast_to(value, shape)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not np.isfinite(value).all():
+        raise ValueError(
+            f"baseline must be a finite number, or an array that broadcasts to one image "
+            f"{shape} (height, width, channels); got {baseline!r}."
+        )
+    return value
+
+
+def _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, start, end):
+    """Scores of ``where(rank < k_i, end(n), start(n))`` for ``k_i = round(i H W / steps)``."""
+    steps = check_positive_int(steps, "steps")
+    images, maps, targets, batch_size = check_inputs(model, docs, heatmaps, targets, preprocess, batch_size)
+    count, height, width = maps.shape
+    # position[n, y, x]: the rank of pixel (y, x) in map n (0 = the most relevant).
+    ranked = rank_pixels(maps)
+    position = np.empty_like(ranked)
+    np.put_along_axis(position, ranked, np.arange(height * width), axis=1)
+    position = position.reshape(count, height, width, 1)
+    changed = np.round(np.arange(steps + 1) * (height * width) / steps).astype(np.int64)
+    cache = {}
+
+    def perturb(n, indices):
+        if cache.get("n") != n:
+            cache.update(n=n, start=start(images, n), end=end(images, n))
+        chosen = position[n][None] < changed[indices][:, None, None, None]
+        return np.where(chosen, cache["end"], cache["start"]).astype(np.float32, copy=False)
+
+    curves = perturbed_scores(
+        model, perturb, count, steps + 1, targets, preprocess=preprocess, batch_size=batch_size
+    )
+    return curve_area(curves), curves
+
+
+def _result(area, curves, return_curves):
+    return (area, curves) if return_curves else area
+
+
+def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
+             baseline=0.0, return_curves: bool = False):
+    """Deletion: the target's score as the map's pixels are removed, most relevant first.
+
+    For ``i = 0..steps``, the first ``k_i = round(i * H * W / steps)`` pixels in the map's
+    ranking (:func:`~gradcam.metrics.maps.rank_pixels` of the map upsampled to the image:
+    descending value, ties by row-major index) are set to ``baseline`` in every channel;
+    ``round`` is Python's (halves to even). The curve is the target's score on each of the
+    ``steps + 1`` images (``c[0]`` on the image itself, ``c[steps]`` on the all-baseline
+    image) and the result its area by the trapezoid rule,
+    ``(c[0] / 2 + c[1] + ... + c[steps - 1] + c[steps] / 2) / steps``. A faithful map
+    makes the score fall fast: lower is better.
+
+    The images are perturbed in the caller's image space, then ``preprocess`` is applied,
+    ``batch_size`` perturbed images at a time (never all ``N * (steps + 1)`` at once). The
+    score is the target's output: its probability when the model ends in a softmax.
+
+    Args:
+        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
+            (raw when ``preprocess`` is given); never modified.
+        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
+            bilinearly to ``(H, W)``. Never modified.
+        targets: the class scored in each image: one index or name for all images, or one
+            per image.
+        preprocess: the model's preprocessing, applied to each batch of perturbed images,
+            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
+        batch_size: how many perturbed images go through the model at once.
+            Defaults to ``32``.
+        steps: the number of deletion steps; the model runs ``steps + 1`` times per
+            image. Defaults to ``100``.
+        baseline: the value removed pixels take: a number, or an array that broadcasts to
+            one image ``(H, W, C)`` (e.g. a colour per channel). Defaults to ``0.0``.
+        return_curves: also return the curves. Defaults to ``False``.
+
+    Returns:
+        float32 array ``(N,)``, the area under each image's curve; with
+        ``return_curves=True``, ``(area, curves)`` with float32 curves ``(N, steps + 1)``.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
+            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
+            int nor a str.
+        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
+            values in ``docs`` or ``heatmaps``; a target out of range; ``steps`` or
+            ``batch_size`` is not a positive integer; ``baseline`` is not finite or does
+            not broadcast to an image; ``preprocess`` changes the batch size or the
+            images do not fit the model.
+
+    Example:
+        >>> cam = gradcam.GradCAM(model, preprocess=preprocess_input)
+        >>> maps = cam.heatmaps(docs, targets=[281])[:, 0]
+        >>> deletion(model, docs, maps, 281, preprocess=preprocess_input)  # doctest: +SKIP
+        array([0.12, ...], dtype=float32)
+    """
+
+    def original(images, n):
+        return images[n].astype(np.float32)
+
+    def removed(images, n):
+        return np.broadcast_to(_check_baseline(baseline, images.shape[1:]), images.shape[1:])
+
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, original, removed)
+    return _result(area, curves, return_curves)
+
+
+def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
+              return_curves: bool = False):
+    """Insertion: the target's score as the map's pixels come back into a blurred image.
+
+    The start is the image blurred as RISE blurs it (:func:`blur`: a Gaussian of kernel
+    size 11 and sigma 5, reflect-padded, per channel). For ``i = 0..steps``, the first
+    ``k_i = round(i * H * W / steps)`` pixels in the map's ranking (as for
+    :func:`deletion`) take the original image's values in every channel; the curve is the
+    target's score on each of the ``steps + 1`` images (``c[0]`` on the blurred image,
+    ``c[steps]`` on the image itself) and the result its area by the trapezoid rule,
+    ``(c[0] / 2 + c[1] + ... + c[steps - 1] + c[steps] / 2) / steps``. A faithful map
+    makes the score rise fast: higher is better.
+
+    Args:
+        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
+            (raw when ``preprocess`` is given); never modified.
+        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
+            bilinearly to ``(H, W)``. Never modified.
+        targets: the class scored in each image: one index or name for all images, or one
+            per image.
+        preprocess: the model's preprocessing, applied to each batch of perturbed images,
+            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
+        batch_size: how many perturbed images go through the model at once.
+            Defaults to ``32``.
+        steps: the number of insertion steps; the model runs ``steps + 1`` times per
+            image. Defaults to ``100``.
+        return_curves: also return the curves. Defaults to ``False``.
+
+    Returns:
+        float32 array ``(N,)``, the area under each image's curve; with
+        ``return_curves=True``, ``(area, curves)`` with float32 curves ``(N, steps + 1)``.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
+            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
+            int nor a str.
+        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
+            values in ``docs`` or ``heatmaps``; a target out of range; ``steps`` or
+            ``batch_size`` is not a positive integer; ``preprocess`` changes the batch size
+            or the images do not fit the model.
+    """
+
+    def blurred(images, n):
+        return blur(images[n])
+
+    def original(images, n):
+        return images[n].astype(np.float32)
+
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, blurred, original)
+    return _result(area, curves, return_curves)

@@ -1,0 +1,191 @@
+"""Scores of perturbed images: made chunk by chunk, run through the model in batches.
+
+A metric describes its perturbations as a function ``perturb(n, steps)`` that returns the
+perturbed versions ``steps`` of image ``n``, ``(len(steps), H, W, C)`` float32, in the
+user's image space. :func:`perturbed_scores` asks it for ``batch_size`` images at a time
+(perturbations of one image, or of consecutive images, in one batch), applies the metric's
+``preprocess`` to them, runs them through the model with one compiled forward pass per
+batch (:mod:`gradcam.backend`), and keeps the target's output: the target's probability
+when the model ends in a softmax, which is simply its output. At most one batch of
+perturbed images exists at a time, however many images and steps there are.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+from keras import ops
+
+from gradcam import backend
+from gradcam.capture import model_info
+from gradcam.methods.base import check_positive_int
+from gradcam.metrics.maps import check_maps
+from gradcam.targets import ClassNames, resolve_targets
+
+# The compiled forward of each model, per input dtype, built on first use. Keyed weakly:
+# the compiled function holds its model weakly too, so the cache keeps no model alive.
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FORWARDS_LOCK = threading.Lock()
+
+
+def _target_outputs(call, x, targets):
+    """The model's output for each image's target: ``(B,)`` float32."""
+    outputs = ops.cast(call(x), "float32")
+    return ops.take_along_axis(outputs, ops.expand_dims(targets, 1), axis=1)[:, 0]
+
+
+def _forward(model, info):
+    with _FORWARDS_LOCK:
+        functions = _FORWARDS.setdefault(model, {})
+        key = (backend.current().__name__, info.input_dtype, info.input_shape)
+        if key not in functions:
+            signature = [((None,) + tuple(info.input_shape[1:]), info.input_dtype), ((None,), "int32")]
+            functions[key] = backend.current().compile(model, _target_outputs, signature)
+        return functions[key]
+
+
+def check_targets(targets, num_classes: int, count: int) -> np.ndarray:
+    """One class per image, as int32 ``(count,)``.
+
+    Args:
+        targets: a class index or name for every image, or a sequence of ``count`` of
+            them (one per image).
+        num_classes: the model's number of outputs.
+        count: the number of images.
+
+    Returns:
+        int32 array ``(count,)``.
+
+    Raises:
+        TypeError: a target that is neither an int nor a str.
+        ValueError: not one target per image; an index out of range; an unknown name.
+    """
+    classes = ClassNames(num_classes)
+    if isinstance(targets, (str, int, np.integer)) and not isinstance(targets, bool):
+        return resolve_targets(targets, classes, count)[:, 0]
+    if targets is None or isinstance(targets, bool):
+        raise TypeError(f"targets must be a class index or name, or one per image; got {targets!r}.")
+    try:
+        values = np.asarray(targets, dtype=object)
+    except Exception:  # objects numpy cannot convert
+        values = None
+    if values is None or values.ndim != 1 or len(values) != count:
+        shape = None if values is None else values.shape
+        raise ValueError(
+            f"Expected one target per image: {count} class indices or names, or one for all; "
+            f"got {targets!r} (shape {shape})."
+        )
+    return resolve_targets(values.reshape(count, 1), classes, count)[:, 0]
+
+
+def check_options(preprocess, batch_size) -> int:
+    """Check a metric's ``preprocess`` and ``batch_size``; return the batch size.
+
+    Raises:
+        TypeError: ``preprocess`` is neither ``None`` nor callable.
+        ValueError: ``batch_size`` is not a positive integer.
+    """
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
+    return check_positive_int(batch_size, "batch_size")
+
+
+def check_inputs(model, docs, heatmaps, targets, preprocess, batch_size):
+    """Check the arguments every perturbation metric takes.
+
+    Returns:
+        ``(images, maps, targets, batch_size)``: the images ``(N, H, W, C)`` (never to be
+        written to), the maps upsampled to float32 ``(N, H, W)``, int32 targets ``(N,)``
+        and the batch size.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable; ``docs``
+            or ``heatmaps`` is not an array of numbers; a target of another type.
+        ValueError: see :func:`~gradcam.metrics.maps.check_maps`, :func:`check_targets`
+            and :func:`check_options`; the model is not a built image classifier.
+    """
+    info = model_info(model)
+    batch_size = check_options(preprocess, batch_size)
+    images, maps = check_maps(docs, heatmaps)
+    return images, maps, check_targets(targets, info.num_classes, len(images)), batch_size
+
+
+def _model_batch(batch, preprocess, info, model):
+    if preprocess is not None:
+        count = len(batch)
+        batch = preprocess(batch)
+        if getattr(batch, "shape", (None,))[:1] != (count,):
+            raise ValueError(
+                f"preprocess returned {getattr(batch, 'shape', type(batch).__name__)} for a batch of "
+                f"{count} images; it must keep the batch as it is."
+            )
+    batch = np.asarray(batch, dtype=info.input_dtype)
+    expected = tuple(info.input_shape[1:])
+    if len(expected) != batch.ndim - 1 or any(e is not None and e != g for e, g in zip(expected, batch.shape[1:])):
+        what = "preprocess made images" if preprocess is not None else "the images are"
+        raise ValueError(
+            f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
+            f"{what} of shape {batch.shape[1:]}."
+        )
+    return batch
+
+
+def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preprocess, batch_size: int) -> np.ndarray:
+    """The target's score on each perturbation of each image.
+
+    Args:
+        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+        perturb: ``perturb(n, steps)`` returns perturbations ``steps`` (an int array) of
+            image ``n`` as a new float32 array ``(len(steps), H, W, C)``.
+        count: the number of images ``N``.
+        steps: the number of perturbations of each image ``P``.
+        targets: int32 ``(N,)``, the class scored for each image.
+        preprocess: applied to each batch of perturbed images (a float32 array of their own,
+            which it may change in place), or ``None``.
+        batch_size: how many perturbed images go through the model at once.
+
+    Returns:
+        float32 array ``(N, P)``.
+
+    Raises:
+        ValueError: ``preprocess`` changes the batch size, or the images do not have the
+            model's input shape.
+    """
+    info = model_info(model)
+    forward = _forward(model, info)
+    to_numpy = backend.current().to_numpy
+    total = count * steps
+    size = min(batch_size, total)
+    scores = np.empty(total, np.float32)
+    for start in range(0, total, size):
+        flat = np.arange(start, min(start + size, total))
+        images, indices = np.divmod(flat, steps)
+        batch = np.concatenate([perturb(n, indices[images == n]) for n in np.unique(images)])
+        # The last batch repeats its last image: every batch has one shape, compiled once.
+        padding = size - len(flat)
+        if padding:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], padding, axis=0)])
+        batch_targets = targets[np.concatenate([images, np.repeat(images[-1:], padding)])]
+        batch = _model_batch(batch.astype(np.float32, copy=False), preprocess, info, model)
+        scores[flat] = to_numpy(forward(batch, batch_targets.astype(np.int32)))[: len(flat)]
+    return scores.reshape(count, steps)
+
+
+def curve_area(curves) -> np.ndarray:
+    """The area under each curve by the trapezoid rule, on ``[0, 1]``.
+
+    ``(c[0] / 2 + c[1] + ... + c[S - 1] + c[S] / 2) / S`` for a curve of ``S + 1`` points
+    ``c[0..S]`` evenly spaced from 0 to 1.
+
+    Args:
+        curves: ``(N, S + 1)`` with ``S >= 1``.
+
+    Returns:
+        float32 array ``(N,)``.
+    """
+    curves = np.asarray(curves, np.float64)
+    steps = curves.shape[1] - 1
+    inner = curves[:, 1:-1].sum(axis=1)
+    return ((curves[:, 0] / 2 + inner + curves[:, -1] / 2) / steps).astype(np.float32)
