@@ -74,18 +74,21 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+@pytest.mark.parametrize("size", [(40, 48), (32, 32)], ids=["resized", "backbone-size"])
 @pytest.mark.parametrize("name", ["resnet", "efficientnet"])
-def test_scores_and_probabilities_are_predicts(name, request):
+def test_scores_and_probabilities_are_predicts(name, size, request):
+    # at the backbone's size, the model alone runs on raw images too, to other scores
     model = request.getfixturevalue(name)
-    predicted = model.predict(RAW, verbose=0)
+    images = RAW[:, : size[0], : size[1]]
+    predicted = model.predict(images, verbose=0)
     classes = predicted.shape[1]
-    result = gradcam.GradCAM(model).compute(RAW, targets=list(range(classes)))
+    result = gradcam.GradCAM(model).compute(images, targets=list(range(classes)))
     np.testing.assert_allclose(result.outputs, predicted, atol=1e-5)
     np.testing.assert_allclose(result.probas, predicted, atol=1e-5)
     # the scores are the logits whose softmax predict() returns
     np.testing.assert_allclose(_softmax(result.scores), predicted, atol=1e-5)
     # ... which the model called on the images without its preprocessor does not give
-    unprocessed = keras.ops.convert_to_numpy(model(keras.ops.image.resize(RAW, (32, 32))))
+    unprocessed = keras.ops.convert_to_numpy(model(keras.ops.image.resize(images, (32, 32))))
     assert np.abs(unprocessed - predicted).max() > 1e-2
 
 
