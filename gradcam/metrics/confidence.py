@@ -1,0 +1,104 @@
+"""Average drop and increase in confidence (Chattopadhyay et al., "Grad-CAM++: Improved
+Visual Explanations for Deep Convolutional Networks", arXiv 1710.11063): the target's score
+on the image seen through its map."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcam.metrics.scoring import check_inputs, perturbed_scores
+
+_ARGS_DOC = """
+    Args:
+        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
+            (raw when ``preprocess`` is given); never modified.
+        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
+            bilinearly to ``(H, W)``. Never modified.
+        targets: the class scored in each image: one index or name for all images, or one
+            per image.
+        preprocess: the model's preprocessing, applied to the images and the masked
+            images, or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
+        batch_size: how many images go through the model at once. Defaults to ``32``.
+"""
+
+
+def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
+    """``(Y, O)``: the target's score on each image and on the image times its map."""
+    images, maps, targets, batch_size = check_inputs(model, docs, heatmaps, targets, preprocess, batch_size)
+    maps = np.maximum(maps, 0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)[..., None]
+
+    def perturb(n, steps):
+        image = images[n].astype(np.float32)
+        return np.stack([image if step == 0 else image * maps[n] for step in steps])
+
+    scores = perturbed_scores(model, perturb, len(images), 2, targets, preprocess=preprocess, batch_size=batch_size)
+    return scores[:, 0], scores[:, 1]
+
+
+def average_drop(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32):
+    """Average drop: how much of the target's score is lost when only the map is shown.
+
+    ``Y`` is the target's score on the image, ``O`` its score on the image multiplied,
+    pixel by pixel and in every channel, by the map upsampled to the image (bilinearly)
+    and scaled to [0, 1] per image: negative values set to 0, then divided by the map's
+    maximum (maps from :mod:`gradcam.methods` are already in [0, 1] and stay as they are;
+    an all-zero map gives a black image). The result is ``max(0, Y - O) / Y`` per image;
+    the paper reports its mean over a data set, in percent. Lower is better.
+
+    The score is the target's output: its probability when the model ends in a softmax.
+    ``preprocess`` is applied after masking, so the image is masked in the caller's image
+    space (0 is black for RGB images in 0..255).
+    {args}
+    Returns:
+        float32 array ``(N,)`` in [0, 1].
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
+            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
+            int nor a str.
+        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
+            values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is not
+            a positive integer; ``preprocess`` changes the batch size or the images do not
+            fit the model; the score ``Y`` of an image is not positive (the drop is a
+            fraction of it: use a model that outputs probabilities).
+    """
+    unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
+    bad = np.nonzero(unmasked <= 0)[0]
+    if len(bad):
+        raise ValueError(
+            f"average_drop needs a positive score on each image (a probability); the target's "
+            f"score is {float(unmasked[bad[0]])} on image {int(bad[0])} (images {bad[:10].tolist()} "
+            "are not positive)."
+        )
+    return (np.maximum(0, unmasked - masked) / unmasked).astype(np.float32)
+
+
+def increase_in_confidence(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32):
+    """Increase in confidence: whether the target's score rises when only the map is shown.
+
+    ``Y`` and ``O`` as for :func:`average_drop` (the map scaled to [0, 1] per image:
+    negative values set to 0, divided by its maximum; an all-zero map gives a black image).
+    The result is ``1.0`` where ``O > Y``, else ``0.0``; the paper reports the share of
+    images, in percent, where the score rises. Higher is better.
+    {args}
+    Returns:
+        float32 array ``(N,)`` of 0.0 and 1.0.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
+            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
+            int nor a str.
+        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
+            values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is not
+            a positive integer; ``preprocess`` changes the batch size or the images do not
+            fit the model.
+    """
+    unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
+    return (masked > unmasked).astype(np.float32)
+
+
+average_drop.__doc__ = average_drop.__doc__.format(args=_ARGS_DOC)
+increase_in_confidence.__doc__ = increase_in_confidence.__doc__.format(args=_ARGS_DOC)
