@@ -553,6 +553,58 @@ def test_several_methods_one_overlay_each(tmp_path, capsys, model_file):
         (p, m, t) for p in ("a.png", "b.jpg") for m in ("gradcam++", "ablationcam") for t in ("2", "0")]
 
 
+def test_class_names_are_used_for_targets_summaries_and_overlay_names(tmp_path, capsys, model_file):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\nguinea pig\nbird\n\n", encoding="utf-8")
+    path = photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    status, _, stderr = run(capsys, "explain", path, "--model", model_file, "--out", out, "--class-names", names,
+                            "--target", "Guinea_Pig", "--target", "bird")
+    assert status == 0, stderr
+    report = summary(out)
+    assert report["class_names"] == str(names)
+    (record,) = report["images"]
+    assert [(t["index"], t["name"], t["overlay"]) for t in record["targets"]] == [
+        (1, "guinea pig", "a.1-guinea_pig.gradcam.jpg"), (2, "bird", "a.2-bird.gradcam.jpg")]
+    assert {c["name"] for c in record["top"]} == {"cat", "guinea pig", "bird"}
+    assert sorted(os.listdir(out)) == ["a.1-guinea_pig.gradcam.jpg", "a.2-bird.gradcam.jpg", *RUN_FILES]
+    with open(out / "summary.csv", newline="", encoding="utf-8") as file:
+        assert [row["target_name"] for row in csv.DictReader(file)] == ["guinea pig", "bird"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cat\ndog\n", "{file} ends at line 2: 2 names; expected 3, one per output of the model."),
+    ("cat\ndog\nbird\nfish\n", "{file}, line 4: 'fish' is one name too many; expected 3 names, one per output "
+                                 "of the model, and the file has 4."),
+    ("cat\n\nbird\n", "{file}, line 2: an empty class name; expected one name per line (blank lines only at "
+                       "the end)."),
+    ("cat\ndog\nDog\n", "{file}, line 3: 'Dog' repeats line 2 ('dog'); expected a different name for each class."),
+])
+def test_bad_class_names_files_are_usage_errors(tmp_path, capsys, model_file, text, message):
+    names = tmp_path / "names.txt"
+    names.write_text(text, encoding="utf-8")
+    photo(tmp_path / "in" / "a.png")
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--class-names", names, "--quiet")
+    assert status == 2
+    assert stderr.strip() == "gradcam: error: --class-names: " + message.format(file=repr(str(names)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_class_names_file_is_refused_before_tensorflow(tmp_path, model_file):
+    names = tmp_path / "names.txt"
+    with open(names, "wb") as file:
+        file.truncate(2**30)  # a sparse 1 GiB file: never read whole
+    photo(tmp_path / "in" / "a.png")
+    code = ("import sys; from gradcam.cli import main; status = main(sys.argv[1:]); "
+            "print('tensorflow' in sys.modules); sys.exit(status)")
+    done = run_child("explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                     "--class-names", names, code=code)
+    assert done.returncode == 2 and done.stdout == "False\n"
+    assert done.stderr == (f"gradcam: error: --class-names: '{names}' is larger than 1048576 bytes; expected a "
+                           "text file of class names, one per line.\n")
+
+
 def test_help_names_every_method(capsys):
     status, stdout, _ = run(capsys, "explain", "--help")
     assert status == 0
