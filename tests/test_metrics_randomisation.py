@@ -130,7 +130,7 @@ def test_randomisation_steps_go_into_nested_models_top_first():
         ({"method": "gradcamm"}, ValueError, "Unknown method 'gradcamm'"),
         ({"max_steps": 0}, ValueError, "max_steps must be a positive integer; got 0"),
         ({"seed": -1}, ValueError, "seed must be a non-negative integer; got -1"),
-        ({"targets": [0, 1]}, ValueError, "targets has 2 entries for 1 images"),
+        ({"targets": [0, 1]}, ValueError, r"Expected one target per image: 1 class indices or names"),
         ({"targets": 5}, ValueError, "Target 5 is out of range"),
     ],
 )

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gradcam.metrics.scoring import curve_area
+
 
 def _check_curve(label: str, curve) -> np.ndarray:
     """``curve`` as float64 ``(N, S + 1)``, checked."""
@@ -84,7 +86,7 @@ def plot_curves(curves, labels=None, ax=None, title: str | None = None, xlabel: 
         _, ax = plt.subplots()
     for label, mean in zip(labels, means):
         x = np.linspace(0.0, 1.0, len(mean))
-        area = (mean.sum() - (mean[0] + mean[-1]) / 2) / (len(mean) - 1)
+        area = curve_area(mean[np.newaxis])[0]
         ax.plot(x, mean, label=f"{label} (AUC {area:.3f})")
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel(xlabel)

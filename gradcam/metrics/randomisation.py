@@ -22,6 +22,7 @@ from gradcam.image import to_batch
 from gradcam.layers import find_layer, iter_layers
 from gradcam.methods import method_class
 from gradcam.methods.base import EmptyMapWarning, check_positive_int
+from gradcam.metrics.scoring import check_targets
 
 
 class RandomisationResult(NamedTuple):
@@ -96,25 +97,6 @@ def spearman(a, b) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = (ranks_a * ranks_b).sum(axis=1) / norms
     return np.where(norms > 0, np.clip(correlation, -1.0, 1.0), np.nan).astype(np.float32)
-
-
-def _per_image_targets(targets, count: int):
-    """``targets`` as an engine takes them: ``None``, or an ``(N, 1)`` array."""
-    if targets is None:
-        return None
-    if isinstance(targets, (str, int, np.integer)):
-        targets = [targets] * count
-    try:
-        targets = list(targets)
-    except TypeError:
-        raise TypeError(
-            f"targets must be None, a class index or name, or one per image; got {targets!r}."
-        ) from None
-    if len(targets) != count:
-        raise ValueError(f"targets has {len(targets)} entries for {count} images; expected one per image.")
-    column = np.empty((count, 1), dtype=object)
-    column[:, 0] = targets
-    return column
 
 
 def _copy(model):
@@ -255,7 +237,9 @@ def randomisation(
     path = find_layer(model, layer).path
     engine = engine_class(copy, layer=path, score=score, preprocess=preprocess)
     batch = to_batch(docs, name="docs")
-    original = engine.compute(batch, _per_image_targets(targets, len(batch)), batch_size)
+    if targets is not None:
+        targets = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis]
+    original = engine.compute(batch, targets, batch_size)
     explained = original.targets[:, :1]
 
     steps = _weighted_layers(copy)[:max_steps]
