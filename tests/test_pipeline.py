@@ -1,6 +1,7 @@
 """The streaming pipeline: its typed settings, drawing sizes, worker priority, and runs of
-:func:`explain_files` on a tiny model."""
+:func:`explain_files` and :func:`evaluate_files` on a tiny model."""
 
+import csv
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ import gradcam
 from gradcam import pipeline
 from gradcam.io.inputs import find_inputs
 from gradcam.io.outputs import OutputFolder
-from gradcam.pipeline import RunSettings, explain_files, overlay_base
+from gradcam.pipeline import RunSettings, evaluate_files, explain_files, overlay_base
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,53 @@ def test_the_timer_hook_sees_every_stage_in_the_thread_doing_it(tmp_path, engine
         "wait_engine": {"gradcam-record"}, "wait_draw": {"gradcam-record"}, "summary": {"gradcam-record"},
     }
     assert sum(stage == "decode" for stage, _ in seen) == 3
+
+
+def test_evaluate_gives_each_metric_the_images_as_decoded_and_each_map(tmp_path, engine):
+    photos(tmp_path / "in", 3)
+    (tmp_path / "in" / "3.png").write_text("not an image")
+    inputs = find_inputs([tmp_path / "in"])
+    calls = []
+
+    def halve_in_place(x):  # as keras.applications' preprocess_input scales float arrays
+        x /= 2
+        return x
+
+    def brightness(model, docs, heatmaps, targets, *, preprocess):
+        calls.append((model, docs.copy(), heatmaps.copy(), targets.copy(), preprocess))
+        return docs.mean(axis=(1, 2, 3)) + heatmaps.sum(axis=(1, 2)) + targets
+
+    def darkness(model, docs, heatmaps, targets, *, preprocess):
+        return -docs.mean(axis=(1, 2, 3))
+
+    plus = gradcam.GradCAMPlusPlus(engine.model)
+    settings = RunSettings((16, 16), preprocess=halve_in_place, targets=[2, 0], batch_size=2, overlays=False)
+    with OutputFolder(tmp_path / "out") as folder:
+        report = evaluate_files([engine, plus], inputs, folder, settings, {"brightness": brightness, "dark": darkness})
+    assert (report.ok, [os.path.basename(p) for p, _ in report.failed]) == (3, ["3.png"])
+    assert os.listdir(tmp_path / "out") == ["metrics.csv"]
+    docs = np.concatenate([gradcam.image_from_path(i.path, (16, 16)) for i in inputs[:3]])
+    maps = np.concatenate([e.compute(halve_in_place(docs.copy()), targets=[2, 0]).heatmaps for e in (engine, plus)],
+                          axis=1)
+    # two batches (2 images, then 1) x four maps (each method's targets in turn)
+    assert len(calls) == 8
+    for call, (start, stop, k) in zip(calls, [(0, 2, k) for k in range(4)] + [(2, 3, k) for k in range(4)]):
+        model, images, heatmaps, targets, preprocess = call
+        assert model is engine.model and preprocess is halve_in_place
+        np.testing.assert_array_equal(images, docs[start:stop])  # not halved
+        np.testing.assert_array_equal(heatmaps, maps[start:stop, k])
+        assert targets.tolist() == [[2, 0, 2, 0][k]] * (stop - start)
+    with open(tmp_path / "out" / "metrics.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3 * 4 * 2 + 1 and rows[-1]["error"].endswith("3.png' is not an image file Pillow can read.")
+    for n in range(3):
+        for k, method in enumerate(["gradcam", "gradcam", "gradcam++", "gradcam++"]):
+            bright, dark = rows[n * 8 + 2 * k: n * 8 + 2 * k + 2]
+            target = [2, 0, 2, 0][k]
+            assert (bright["method"], bright["metric"], bright["target"]) == (method, "brightness", str(target))
+            assert dark["metric"] == "dark"
+            expected = docs[n].mean() + maps[n, k].sum() + target
+            assert np.float32(bright["value"]) == np.float32(expected)
+            assert np.float32(dark["value"]) == np.float32(-docs[n].mean())
+    assert report.means[("gradcam++", "dark")] == pytest.approx(-docs.mean(axis=(1, 2, 3)).mean(), rel=1e-6)
+    assert list(report.means) == [(m, name) for m in ("gradcam", "gradcam++") for name in ("brightness", "dark")]
