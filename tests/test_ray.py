@@ -9,7 +9,9 @@ is ``arange(16)`` (4x4) therefore gives conftest's hand-computed values: logits
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 
 import keras
 import numpy as np
@@ -144,15 +146,49 @@ def test_explainer_bad_target_fails_at_start(tiny_file):
 # -- arguments, checked before anything runs -------------------------------------------------
 
 
-def test_engine_class_knows_gradcam_and_lists_the_supported_methods():
-    assert gradcam_ray.engine_class("gradcam") is gradcam.GradCAM
-    with pytest.raises(ValueError) as error:
-        gradcam_ray.engine_class("gradcam++")
-    assert str(error.value) == "method must be one of 'gradcam'; got 'gradcam++'."
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam"])
+def test_explainer_runs_each_method_as_its_engine(tiny_file, photos, method):
+    """Any method of METHODS: the maps of method_class(method) on image_from_path's arrays
+    (a gradient method and a perturbation one)."""
+    images = np.empty(len(photos), dtype=object)
+    images[:] = [np.asarray(Image.open(p)) for p in photos]
+    out = gradcam_ray.Explainer(model=tiny_file, method=method, targets=[0])({"image": images})
+    docs = np.concatenate([gradcam.image_from_path(p, (4, 4)) for p in photos])
+    engine = gradcam.methods.method_class(method)(keras.models.load_model(tiny_file))
+    expected = engine.heatmaps(docs, targets=[0])
+    gradcam_maps = gradcam.GradCAM(engine.model).heatmaps(docs, targets=[0])
+    assert np.abs(expected - gradcam_maps).max() > 0.5  # Grad-CAM's maps would not pass
+    np.testing.assert_allclose(out["heatmap"], expected, atol=1e-4, rtol=0)
+
+
+def test_ray_versions_older_than_the_minimum_are_refused(monkeypatch):
+    assert gradcam_ray.MINIMUM_RAY == (2, 9)
+    for version in ("2.9.0", "2.60.0", "3.0.0.dev0"):
+        gradcam_ray.check_ray_version(version)
+    with pytest.raises(ImportError) as error:
+        gradcam_ray.check_ray_version("2.8.1")
+    assert str(error.value) == ('gradcam.ray needs Ray 2.9 or newer; found Ray 2.8.1. Upgrade it: '
+                                'pip install -U "ray[data]>=2.9"')
+    with pytest.raises(ImportError, match="found Ray not-a-version"):
+        gradcam_ray.check_ray_version("not-a-version")
+    # importing the package reads ray.__version__
+    monkeypatch.setattr(ray, "__version__", "2.5.0")
+    monkeypatch.delitem(sys.modules, "gradcam.ray")
+    with pytest.raises(ImportError, match=r"^gradcam.ray needs Ray 2.9 or newer; found Ray 2.5.0\."):
+        importlib.import_module("gradcam.ray")
+
+
+def test_builtin_models_are_read_at_their_native_size():
+    from gradcam.ray.arguments import builtin_image_size
+
+    assert [builtin_image_size(name) for name in ("efficientnet_lite0", "efficientnet_lite1",
+                                                   "efficientnet_lite2")] == [(224, 224), (240, 240), (260, 260)]
+    assert efficientnet_lite.EfficientNetLite2(weights=None).input_shape == (None, 260, 260, 3)
+    assert builtin_image_size("model.keras") is None and builtin_image_size(tiny_rgb) is None
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(method="scorecam"), ValueError, "method must be one of 'gradcam'; got 'scorecam'."),
+    (dict(method="gradcam+"), ValueError, "Unknown method 'gradcam+'; the methods are 'gradcam', 'gradcam++', "),
     (dict(model="resnet_fifty"), ValueError, "unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
     (dict(model="missing.keras"), ValueError, "no model file at 'missing.keras'"),
     (dict(model=tiny_rgb()), TypeError, "model must be a built-in model's name"),
@@ -228,3 +264,14 @@ def test_explain_images_equals_gradcam_heatmaps_in_parquet(local_ray, photos, tm
     np.testing.assert_array_equal(np.stack([row["target"] for row in rows]), expected.targets)
     np.testing.assert_allclose(np.stack([row["score"] for row in rows]), expected.scores, atol=1e-3, rtol=0)
     np.testing.assert_allclose(np.stack([row["proba"] for row in rows]), expected.probas, atol=1e-5, rtol=0)
+
+
+def test_explain_images_runs_the_method_asked_for(local_ray, photos, tiny_file):
+    """method= reaches the actors: Grad-CAM++'s maps (far from Grad-CAM's on this model)."""
+    explained = gradcam_ray.explain_images(photos, model=tiny_file, method="gradcam++", targets=[0],
+                                           batch_size=4, concurrency=1)
+    rows = sorted(explained.take_all(), key=lambda row: row["path"])
+    assert [row["path"] for row in rows] == photos
+    docs = np.concatenate([gradcam.image_from_path(p, (4, 4)) for p in photos])
+    expected = gradcam.GradCAMPlusPlus(keras.models.load_model(tiny_file)).heatmaps(docs, targets=[0])
+    np.testing.assert_allclose(np.stack([row["heatmap"] for row in rows]), expected, atol=1e-4, rtol=0)

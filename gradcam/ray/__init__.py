@@ -22,7 +22,10 @@ Requires Ray Data: ``pip install "gradcam[ray]"``.
 
 from __future__ import annotations
 
+import importlib
+
 try:
+    import ray
     import ray.data  # noqa: F401
 except ImportError as error:  # the "ray" extra is not installed
     raise ImportError(
@@ -30,16 +33,57 @@ except ImportError as error:  # the "ray" extra is not installed
         f"(or \"ray[data]\"). ({error})"
     ) from error
 
-from gradcam.ray.arguments import DEFAULT_MODEL, engine_class
-from gradcam.ray.explain import ACTOR_CPUS, READ_CPUS, explain_images
-from gradcam.ray.explainer import RESULT_COLUMNS, Explainer
+#: The oldest Ray release :mod:`gradcam.ray` supports, as ``(major, minor)``.
+MINIMUM_RAY = (2, 9)
 
-__all__ = [
-    "ACTOR_CPUS",
-    "DEFAULT_MODEL",
-    "READ_CPUS",
-    "RESULT_COLUMNS",
-    "Explainer",
-    "engine_class",
-    "explain_images",
-]
+
+def check_ray_version(version: str) -> None:
+    """Refuse a Ray release older than :data:`MINIMUM_RAY`.
+
+    Args:
+        version: a Ray version string, e.g. ``ray.__version__``.
+
+    Raises:
+        ImportError: ``version`` is older than :data:`MINIMUM_RAY` (or not a version);
+            the message names the version found and the one needed.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    needed = ".".join(map(str, MINIMUM_RAY))
+    try:
+        found = Version(version).release[:2]
+    except (InvalidVersion, TypeError):
+        found = None
+    if found is None or found < MINIMUM_RAY:
+        raise ImportError(
+            f"gradcam.ray needs Ray {needed} or newer; found Ray {version}. Upgrade it: "
+            f"pip install -U \"ray[data]>={needed}\""
+        )
+
+
+check_ray_version(ray.__version__)
+
+# Loaded on first use: the tasks that read image files import this package, and need
+# neither the command line's modules nor the Explainer's.
+_SOURCES = {
+    "ACTOR_CPUS": "gradcam.ray.explain",
+    "DEFAULT_MODEL": "gradcam.ray.arguments",
+    "READ_CPUS": "gradcam.ray.reading",
+    "RESULT_COLUMNS": "gradcam.ray.explainer",
+    "Explainer": "gradcam.ray.explainer",
+    "explain_images": "gradcam.ray.explain",
+}
+
+__all__ = sorted([*_SOURCES, "MINIMUM_RAY", "check_ray_version"])
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'gradcam.ray' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))

@@ -1,6 +1,5 @@
 """The arguments of :func:`~gradcam.ray.explain_images` and :class:`~gradcam.ray.Explainer`
-that can be checked without the model, in the script, before anything runs on Ray; and
-the method's engine class."""
+that can be checked without the model, in the script, before anything runs on Ray."""
 
 from __future__ import annotations
 
@@ -13,24 +12,14 @@ from gradcam.image import _check_image_shape
 DEFAULT_MODEL = BUILTIN_MODELS[0]
 
 
-def engine_class(method: str):
-    """The engine class that computes ``method``'s maps.
+def builtin_image_size(model) -> tuple[int, int] | None:
+    """A built-in model's native ``(height, width)``; ``None`` for any other ``model``."""
+    if not (isinstance(model, str) and model in BUILTIN_MODELS):
+        return None
+    from gradcam.models.efficientnet_lite import _VARIANTS  # the builders' own input sizes
 
-    Args:
-        method: the name of a class-activation method; ``"gradcam"`` is supported.
-
-    Returns:
-        The engine class, e.g. :class:`gradcam.GradCAM`.
-
-    Raises:
-        ValueError: an unknown method; the message lists the supported ones.
-    """
-    from gradcam.methods import METHODS
-
-    supported = {"gradcam": METHODS["gradcam"]}
-    if not isinstance(method, str) or method not in supported:
-        raise ValueError(f"method must be one of {', '.join(map(repr, supported))}; got {method!r}.")
-    return supported[method]
+    size = _VARIANTS["Lite" + model.rsplit("lite", 1)[1]].size
+    return size, size
 
 
 def check_model(model) -> None:
@@ -53,9 +42,10 @@ def check_model(model) -> None:
 
 def checked(model, method, score, preprocess, image_size):
     """Check the arguments that need no model: ``(engine class, image size or None)``."""
+    from gradcam.methods import method_class
     from gradcam.methods.base import SCORES
 
-    engine_type = engine_class(method)
+    engine_type = method_class(method)
     check_model(model)
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")

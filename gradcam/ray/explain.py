@@ -3,42 +3,32 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 
-import numpy as np
 import ray
 import ray.data
 
-from gradcam.image import doc_from_image, load_image
 from gradcam.io.inputs import find_inputs
-from gradcam.ray.arguments import DEFAULT_MODEL, checked
+from gradcam.ray.arguments import DEFAULT_MODEL, builtin_image_size, checked
 from gradcam.ray.explainer import Explainer
+from gradcam.ray.reading import READ_CPUS, read_files
 
 #: CPUs an :class:`Explainer` actor reserves (see :func:`explain_images`).
 ACTOR_CPUS = 0.5
-#: CPUs a task reading and decoding image files reserves.
-READ_CPUS = 0.25
 
 
-def _read_files(batch: dict, image_size=None) -> dict:
-    """Decode the files of a ``"path"`` column as :func:`gradcam.load_image` does, resized
-    to ``image_size`` when it is given; 8-bit RGB arrays in an ``"image"`` column."""
-    images = []
-    for path in batch["path"]:
-        image = load_image(str(path))
-        images.append(np.asarray(image) if image_size is None
-                      else doc_from_image(image, image_size)[0].astype(np.uint8))
-    if len({image.shape for image in images}) == 1:
-        return {**batch, "image": np.stack(images)}
-    column = np.empty(len(images), dtype=object)  # images of several sizes: one array each
-    for i, image in enumerate(images):
-        column[i] = image
-    return {**batch, "image": column}
+def _reading_pool(tasks: int) -> dict:
+    """``map_batches`` arguments that run at most ``tasks`` reading tasks at a time (none
+    where Ray cannot cap a pool of tasks: ``TaskPoolStrategy`` takes a size since 2.10)."""
+    if "size" in inspect.signature(ray.data.TaskPoolStrategy).parameters:
+        return {"compute": ray.data.TaskPoolStrategy(size=tasks)}
+    return {}
 
 
-def _source_dataset(source, image_size, batch_size: int):
-    """``source`` as a dataset with an ``"image"`` column (and ``"path"`` for files)."""
+def _source_paths(source):
+    """The image files of ``source``, or ``source`` itself when it is a dataset."""
     if isinstance(source, ray.data.Dataset):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -50,10 +40,24 @@ def _source_dataset(source, image_size, batch_size: int):
         )
     if not source:
         raise ValueError("source is an empty list; expected image files or folders.")
-    paths = [item.path for item in find_inputs(source)]
-    return ray.data.from_items([{"path": path} for path in paths]).map_batches(
-        _read_files, fn_kwargs={"image_size": image_size}, batch_size=batch_size,
-        batch_format="numpy", num_cpus=READ_CPUS)
+    return [item.path for item in find_inputs(source)]
+
+
+def _source_dataset(source, read_size, batch_size: int):
+    """``source`` (a dataset, or files from :func:`_source_paths`) as a dataset with an
+    ``"image"`` column (and ``"path"`` for files), the files resized to ``read_size``
+    where they are read when it is not ``None``."""
+    if isinstance(source, ray.data.Dataset):
+        return source
+    # At most one reading task per CPU of the cluster at a time: Ray keeps about that many
+    # worker processes started, and each further task would start a new Python process,
+    # which on a small machine competes with the actors' own start-up (importing
+    # TensorFlow) for the cores; a task decodes a batch several times faster than an actor
+    # explains it.
+    tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ray.data.from_items([{"path": path} for path in source]).map_batches(
+        read_files, fn_kwargs={"image_size": read_size}, batch_size=batch_size,
+        batch_format="numpy", num_cpus=READ_CPUS, **_reading_pool(tasks))
 
 
 def _check_concurrency(concurrency) -> None:
@@ -75,8 +79,6 @@ def _actor_pool(concurrency, num_gpus: float):
         return ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     if concurrency is not None:
         return ray.data.ActorPoolStrategy(size=concurrency)
-    if not ray.is_initialized():
-        ray.init()
     if num_gpus:
         return ray.data.ActorPoolStrategy(size=max(1, int(ray.cluster_resources().get("GPU", 0) // num_gpus)))
     return ray.data.ActorPoolStrategy(size=max(1, sum(node["Alive"] for node in ray.nodes())))
@@ -85,7 +87,7 @@ def _actor_pool(concurrency, num_gpus: float):
 def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", layer=None, score: str = "auto",
                    targets=None, preprocess="auto", image_size=None, batch_size: int = 32,
                    concurrency=None, num_gpus: float = 0) -> ray.data.Dataset:
-    """Explain a whole set of images on Ray: a ``ray.data.Dataset`` of Grad-CAM maps.
+    """Explain a whole set of images on Ray: a ``ray.data.Dataset`` of class-activation maps.
 
     Files are found as ``gradcam explain`` finds them (folders recursively, hidden files
     skipped) and decoded as :func:`gradcam.load_image` decodes them, by Ray tasks of
@@ -95,9 +97,13 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     ``num_gpus`` GPUs) each: half a CPU, so that an actor never takes the last CPU of a
     node from the tasks that read the images it waits for (with a full CPU per actor,
     two actors on a machine of two CPUs leave none, and the run never ends).
-    TensorFlow in an actor uses all of its node's cores whatever it reserves.
+    TensorFlow in an actor uses all of its node's cores whatever it reserves. At most one
+    reading task per CPU of the cluster runs at a time. Files are resized where they are
+    read when the model's input size is known beforehand (``image_size=``, or a built-in
+    model), so that smaller arrays travel to the actors and the actors only explain.
 
-    Nothing runs until the result is consumed: ``.write_parquet(folder)``,
+    Ray is started on this machine (``ray.init()``) if it is not running yet. Nothing
+    else runs until the result is consumed: ``.write_parquet(folder)``,
     ``.iter_batches()``, ``.take_all()``...
 
     Args:
@@ -106,15 +112,15 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         model: a built-in model's name, a ``.keras`` file's path, or a function returning
             a Keras model, built in each actor (see :class:`Explainer`). Defaults to
             ``"efficientnet_lite0"``.
-        method: the class-activation method; ``"gradcam"``. Defaults to ``"gradcam"``.
+        method: the class-activation method, a name of :data:`gradcam.methods.METHODS`
+            (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...). Defaults to ``"gradcam"``.
         layer: the layer to explain. Defaults to ``None`` (chosen automatically).
         score: ``"auto"``, ``"logit"`` or ``"output"``. Defaults to ``"auto"``.
         targets: ``None`` (top prediction) or class indices and/or names explained for
             every image. Defaults to ``None``.
         preprocess: as for :class:`Explainer`. Defaults to ``"auto"``.
         image_size: ``(height, width)`` for the model, or ``None`` for its input size.
-            When given, files are resized where they are read, so smaller arrays travel
-            to the actors. Defaults to ``None``.
+            Defaults to ``None``.
         batch_size: images per model call. Defaults to ``32``.
         concurrency: the number of actors, ``(min, max)`` for a pool that grows with the
             work, or ``None`` for one per node of the cluster (one per ``num_gpus`` GPUs
@@ -143,7 +149,10 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:
         raise ValueError(f"num_gpus must be a number of GPUs, 0 or more; got {num_gpus!r}.")
     _check_concurrency(concurrency)
-    dataset = _source_dataset(source, size, batch_size)
+    source = _source_paths(source)
+    if not ray.is_initialized():
+        ray.init()
+    dataset = _source_dataset(source, size or builtin_image_size(model), batch_size)
     settings = dict(model=model, method=method, layer=layer, score=score, targets=targets,
                     preprocess=preprocess, image_size=size)
     return dataset.map_batches(

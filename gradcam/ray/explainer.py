@@ -44,8 +44,8 @@ def _preprocess_function(preprocess, builtin: bool) -> Callable | None:
 
 
 class Explainer:
-    """A callable class for ``ray.data.Dataset.map_batches``: Grad-CAM maps for a batch of
-    images, the model built once per actor.
+    """A callable class for ``ray.data.Dataset.map_batches``: class-activation maps (Grad-CAM
+    by default) for a batch of images, the model built once per actor.
 
     It takes a batch (a dict of numpy arrays, ``batch_format="numpy"``) with an
     ``"image"`` column, as ``ray.data.read_images`` gives it, and returns the batch without
@@ -68,7 +68,8 @@ class Explainer:
             ``"efficientnet_lite2"``), the path of a ``.keras`` file (readable where the
             actor runs), or a function without arguments that returns a Keras model.
             Defaults to ``"efficientnet_lite0"``.
-        method: the class-activation method; ``"gradcam"``. Defaults to ``"gradcam"``.
+        method: the class-activation method, a name of :data:`gradcam.methods.METHODS`
+            (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...). Defaults to ``"gradcam"``.
         layer: the layer to explain, as for :class:`gradcam.GradCAM`. Defaults to ``None``
             (chosen automatically).
         score: ``"auto"``, ``"logit"`` or ``"output"``, as for :class:`gradcam.GradCAM`.
