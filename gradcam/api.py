@@ -12,7 +12,8 @@ from gradcam.image import to_batch
 from gradcam.methods import Method, method_class
 from gradcam.render import format_as_image
 
-# model -> {(method, layer key, score, class names): engine}; an entry goes when its model does.
+# model -> {(method, layer key, score, class names, reshape): engine}; an entry goes when
+# its model does.
 # An engine serves every preprocess function (explain_prediction passes it per call), so
 # a new lambda on each call neither grows the cache nor compiles anything again.
 _ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -26,10 +27,12 @@ def _layer_key(layer):
     return ("layer", id(layer))
 
 
-def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam") -> Method:
+def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam",
+               reshape=None) -> Method:
     """Return the cached engine of ``method`` for this model and layer.
 
-    Engines are built once per (model, method, layer, score, class names) and reused; the
+    Engines are built once per (model, method, layer, score, class names, reshape
+    function) and reused; the
     cache holds models weakly, so a model that is deleted elsewhere is freed with its
     engines. Safe to call from several threads: each engine is built once.
 
@@ -39,6 +42,8 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
         score: as for :class:`~gradcam.GradCAM`. Defaults to ``"auto"``.
         class_names: as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
         method: a name of :data:`gradcam.METHODS`. Defaults to ``"gradcam"``.
+        reshape: as for :class:`~gradcam.GradCAM`; the same function object reuses the
+            engine. Defaults to ``None``.
 
     Returns:
         The method's engine (a :class:`~gradcam.methods.base.Method`), without
@@ -50,7 +55,7 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
             score (see :class:`~gradcam.GradCAM`).
     """
     cls = method_class(method)
-    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names))
+    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names), reshape)
     with _ENGINES_LOCK:
         try:
             engines = _ENGINES.setdefault(model, {})
@@ -58,14 +63,16 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
             engines = {}
         engine = engines.get(key)
         if engine is None:
-            engine = cls(model, layer=layer, score=score, class_names=class_names)
+            options = {} if reshape is None else {"reshape": reshape}
+            engine = cls(model, layer=layer, score=score, class_names=class_names, **options)
             engine._strong_model = None
             engines[key] = engine
     return engine
 
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
-                       class_names=None, preprocess=None, method: str = "gradcam") -> Explanation:
+                       class_names=None, preprocess=None, method: str = "gradcam",
+                       reshape=None) -> Explanation:
     """Explain one prediction of a Keras image classifier with Grad-CAM or another method.
 
     Args:
@@ -76,9 +83,11 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
         targets: ``None`` for the top prediction, or a list of class indices and/or class
             names (``["tiger cat", 243]``); several targets share one forward pass.
             Defaults to ``None``.
-        layer: the layer to explain: ``None`` (automatic: the last layer with a 4-D
-            output, inside nested models too), a name or ``"outer/inner"`` path, an index
-            or a ``keras.layers.Layer``. Defaults to ``None``.
+        layer: the layer to explain: ``None`` (automatic: what the head's pooling
+            receives, or a Vision Transformer's last block's first normalisation; inside
+            nested models too), a name or ``"outer/inner"`` path, ``"input of <name>"``,
+            an index or a ``keras.layers.Layer``; a token layer's output is read as a grid
+            of patches. Defaults to ``None``.
         image: the picture to draw on (a PIL image or an array); ``None`` draws on ``doc``
             itself (rebuilt as a picture when it is preprocessed). Defaults to ``None``.
         score: ``"auto"``, ``"logit"`` or ``"output"``; see :class:`GradCAM`.
@@ -92,6 +101,9 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
         method: the class-activation method, a name of :data:`gradcam.METHODS`
             (``"gradcam"``, ``"gradcam++"``, ``"ablationcam"``...); its engine is built
             once per model, layer and score, and reused. Defaults to ``"gradcam"``.
+        reshape: a function that turns the layer's output for a batch into ``(batch,
+            height, width, channels)``, for token layouts other than a square grid (with
+            or without a class token); see :class:`GradCAM`. Defaults to ``None``.
 
     Returns:
         An :class:`Explanation` with one :class:`TargetExplanation` per target.
@@ -123,7 +135,8 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             f"(shape {batch.shape}). Use gradcam.{method_class(method).__name__}(model)"
             ".explain(docs) for batches."
         )
-    engine = engine_for(model, layer=layer, score=score, class_names=class_names, method=method)
+    engine = engine_for(model, layer=layer, score=score, class_names=class_names, method=method,
+                        reshape=reshape)
     images = None if image is None else [image]
     return engine._explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
 
@@ -138,7 +151,7 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
         model: as for :func:`explain_prediction`.
         doc: as for :func:`explain_prediction`.
         **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names``,
-            ``preprocess`` and ``method`` go to :func:`explain_prediction`; ``resampling_filter``,
+            ``preprocess``, ``method`` and ``reshape`` go to :func:`explain_prediction`; ``resampling_filter``,
             ``colormap`` and ``alpha_limit`` go to :func:`format_as_image`.
 
     Returns:

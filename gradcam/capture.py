@@ -15,11 +15,17 @@ layer for one call of the model, in one of three modes:
   gives a zero tensor that the backend differentiates against: the gradient with respect
   to the probe is the gradient with respect to ``A`` (see :mod:`gradcam.backend`), and
   nothing about the model has to be rebuilt or split;
-* **replace**: the layer returns given activations instead of computing its own, so the
-  rest of the model runs on them: a batch of ``B`` perturbed activations for an input
-  batch of one image runs the model from the layer onward ``B`` times at once. Tensors
-  from before the layer that reach past it (a skip connection around the layer) keep
-  their batch of one and are broadcast over the ``B``.
+* **replace**: the layer returns given activations instead of computing its own (or,
+  given a function, what the function makes of its own output), so the rest of the
+  model runs on them: a batch of ``B`` perturbed activations for an input batch of one
+  image runs the model from the layer onward ``B`` times at once. Tensors from before
+  the layer that reach past it (a skip connection around the layer) keep their batch of
+  one and are broadcast over the ``B``.
+
+Each mode reads the layer's output, or, with ``of_input=True``, the tensor the layer
+receives (its first argument): what a head's pooling receives when an operation that is
+not a layer made it (a residual ``+``), which has no layer of its own to wrap. Either
+way the wrapped object is a layer, so every method and backend works on both alike.
 
 When the model ends in a softmax, the same capture records the softmax's input, the
 logits, by wrapping the softmax itself (a ``Softmax`` layer's ``call``, or the
@@ -40,6 +46,9 @@ The user's model is never modified in a way another thread could see:
 * the attributes are restored in ``finally``: an attribute the wrapper shadowed is put
   back, one that did not exist is deleted, so ``vars(layer)`` is as before.
 
+Layers held by other layers (not models) have no symbolic output either: for a model
+that has some, the same trace records their shapes.
+
 Subclassed models (a ``keras.Model`` subclass with its own ``call``) have no symbolic
 graph: their input shape comes from their first call, and their layers' output shapes,
 the number of classes and the softmax that ends them from one symbolic trace of the
@@ -55,7 +64,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from gradcam.layers import iter_layers
+from gradcam.layers import has_sublayers, iter_layers
 
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -85,8 +94,10 @@ class ModelInfo:
         num_classes: the size of the ``(batch, classes)`` output.
         softmax: where the softmax that ends the model is (see :func:`find_softmax`), or
             ``None`` when the model does not end in one.
-        layer_shapes: for subclassed models, each layer's traced output shape (layers
-            called once), in call order; ``None`` for models with a symbolic graph.
+        layer_shapes: each layer's traced output shape (layers called once, nested and
+            inside other layers), in the order their calls return: for subclassed models,
+            and for models with a symbolic graph whose layers hold layers (a keras-hub
+            backbone's encoder); ``None`` for other models with a symbolic graph.
     """
 
     input_shape: tuple
@@ -128,16 +139,27 @@ def _wrapped(patches):
                     object.__delattr__(obj, name)
 
 
-def _layer_call(original, owner, recording, probe, replace):
+def _read(tensor, recording, probe, replace):
+    """The tensor the wrapped layer goes on with: recorded, probed or replaced."""
+    if replace is not None:
+        tensor = replace(tensor) if callable(replace) else replace
+        recording.activations.append(tensor)
+        return tensor
+    recording.activations.append(tensor)
+    return tensor if probe is None else tensor + probe(tensor)
+
+
+def _layer_call(original, owner, recording, probe, replace, of_input):
     def call(*args, **kwargs):
         if threading.get_ident() != owner:
             return original(*args, **kwargs)
-        if replace is not None:
-            recording.activations.append(replace)
-            return replace
-        output = original(*args, **kwargs)
-        recording.activations.append(output)
-        return output if probe is None else output + probe(output)
+        if of_input:
+            if not args:  # called as layer(inputs=x)
+                return original(_read(kwargs.pop("inputs"), recording, probe, replace), **kwargs)
+            return original(_read(args[0], recording, probe, replace), *args[1:], **kwargs)
+        if replace is not None and not callable(replace):
+            return _read(None, recording, probe, replace)
+        return _read(original(*args, **kwargs), recording, probe, replace)
 
     return call
 
@@ -152,7 +174,7 @@ def _softmax_input(original, owner, recording):
 
 
 @contextlib.contextmanager
-def capture(layer=None, softmax=None, probe=None, replace=None):
+def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False):
     """Record (and probe or replace) ``layer``'s output while this thread calls the model.
 
     Args:
@@ -161,8 +183,12 @@ def capture(layer=None, softmax=None, probe=None, replace=None):
             record as the logits, or ``None``. Defaults to ``None``.
         probe: ``probe(activation) -> zero tensor`` added to the layer's output (the
             backend's probe), or ``None``. Defaults to ``None``.
-        replace: a tensor for the layer to return instead of its own output, or
+        replace: a tensor for the layer to return instead of its own output, a function
+            of the layer's own output that returns the tensor to go on with, or
             ``None``. Defaults to ``None``.
+        of_input: read (probe, replace) the tensor the layer receives, its first
+            argument, instead of its output; the layer then runs on what is read.
+            Defaults to ``False``.
 
     Yields:
         A :class:`Recording`, filled as the model runs inside the block.
@@ -176,7 +202,9 @@ def capture(layer=None, softmax=None, probe=None, replace=None):
     recording = Recording()
     patches = []
     if layer is not None:
-        patches.append((layer, "call", lambda original: _layer_call(original, owner, recording, probe, replace)))
+        patches.append(
+            (layer, "call", lambda original: _layer_call(original, owner, recording, probe, replace, of_input))
+        )
     if softmax is not None:
         obj, name = softmax
         patches.append((obj, name, lambda original: _softmax_input(original, owner, recording)))
@@ -272,11 +300,18 @@ def _graph_model_info(model: keras.Model) -> ModelInfo:
             "model with one output. Build a keras.Model(model.inputs, model.outputs[i]) for the "
             "output to explain."
         )
+    input_shape = tuple(inputs[0].shape)
+    input_dtype = keras.backend.standardize_dtype(inputs[0].dtype)
+    num_classes = _check_classifier_output(model, outputs[0].shape)
+    layer_shapes = None
+    if has_sublayers(model):  # layers inside layers: only a trace knows their shapes
+        layer_shapes, _, _ = _trace(model, input_shape, input_dtype)
     return ModelInfo(
-        input_shape=tuple(inputs[0].shape),
-        input_dtype=keras.backend.standardize_dtype(inputs[0].dtype),
-        num_classes=_check_classifier_output(model, outputs[0].shape),
+        input_shape=input_shape,
+        input_dtype=input_dtype,
+        num_classes=num_classes,
         softmax=find_softmax(model),
+        layer_shapes=layer_shapes,
     )
 
 
@@ -303,6 +338,37 @@ def _merged(shapes: list) -> tuple:
     return tuple(dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes))
 
 
+def _trace(model, input_shape, input_dtype):
+    """Trace the model once, symbolically: ``(layer_shapes, calls, outputs)``, where
+    ``layer_shapes`` holds the output shape of each layer (nested, and inside other
+    layers) called once, in the order the calls returned, and ``calls`` is the last
+    trace's ``[(layer, output)]``."""
+    layers = [
+        ref.layer for ref in iter_layers(model, sublayers=True) if not isinstance(ref.layer, keras.layers.InputLayer)
+    ]
+    traces = []  # (calls, outputs) of each trace the backend runs
+
+    def trace(x):
+        calls = []
+        with _record_calls(layers, calls):
+            outputs = model(x, training=False)
+        traces.append((calls, outputs))
+        return outputs
+
+    _SymbolicCall(trace)(keras.KerasTensor(input_shape, input_dtype))
+    calls, outputs = traces[-1]
+    counts: dict = {}
+    for layer, _ in calls:
+        counts[layer] = counts.get(layer, 0) + 1
+    seen: dict = {}
+    for trace_calls, _ in traces:
+        for layer, output in trace_calls:
+            if counts.get(layer) == 1 and hasattr(output, "shape"):
+                seen.setdefault(layer, []).append(_static(output.shape))
+    layer_shapes = {layer: _merged(seen[layer]) for layer, _ in calls if layer in seen}
+    return layer_shapes, calls, outputs
+
+
 def _subclassed_model_info(model: keras.Model) -> ModelInfo:
     name = f"Model {model.name!r} is a subclassed keras.Model ({type(model).__name__})"
     config = model.get_build_config() if model.built else None
@@ -319,32 +385,12 @@ def _subclassed_model_info(model: keras.Model) -> ModelInfo:
         )
     input_shape = _check_image_input(model, shape)
     input_dtype = keras.backend.standardize_dtype(model.input_dtype)
-    layers = [ref.layer for ref in iter_layers(model) if not isinstance(ref.layer, keras.layers.InputLayer)]
-    traces = []  # (calls, outputs) of each trace the backend runs
-
-    def trace(x):
-        calls = []
-        with _record_calls(layers, calls):
-            outputs = model(x, training=False)
-        traces.append((calls, outputs))
-        return outputs
-
-    _SymbolicCall(trace)(keras.KerasTensor(input_shape, input_dtype))
-    calls, outputs = traces[-1]
+    layer_shapes, calls, outputs = _trace(model, input_shape, input_dtype)
     if isinstance(outputs, (list, tuple, dict)) or not hasattr(outputs, "shape"):
         raise ValueError(
             f"{name} returns {type(outputs).__name__}; a class-activation map explains a model "
             "with one (batch, classes) output."
         )
-    counts: dict = {}
-    for layer, _ in calls:
-        counts[layer] = counts.get(layer, 0) + 1
-    seen: dict = {}
-    for trace_calls, _ in traces:
-        for layer, output in trace_calls:
-            if counts.get(layer) == 1 and hasattr(output, "shape"):
-                seen.setdefault(layer, []).append(_static(output.shape))
-    layer_shapes = {layer: _merged(seen[layer]) for layer, _ in calls if layer in seen}
     softmax = None
     for layer, output in reversed(calls):  # the layers whose output the model returns
         if output is not outputs:

@@ -94,6 +94,33 @@ def test_replace_broadcasts_a_skip_connection_around_the_layer():
     np.testing.assert_allclose(outputs[:, 0], [1, 5], atol=1e-5)
 
 
+def test_input_of_a_layer_is_recorded_probed_and_replaced(tiny):
+    # The pooling's input is the conv's output: the same tensor, read on the other side.
+    pool = tiny.get_layer("pool")
+    with capture(pool, find_softmax(tiny), of_input=True) as recording:
+        tiny(X)
+    np.testing.assert_allclose(numpy(recording.activations[0]), ACTIVATIONS, atol=1e-5)
+    np.testing.assert_allclose(numpy(recording.logits[0]), LOGITS[None], atol=1e-5)
+    with capture(pool, find_softmax(tiny), probe=ops.ones_like, of_input=True) as recording:
+        tiny(X)
+    np.testing.assert_allclose(numpy(recording.logits[0]), [[2.3, -4.3]], atol=1e-5)
+    ablated = ACTIVATIONS * np.array([[0, 1], [1, 0]], np.float32)[:, None, None, :]
+    with capture(pool, find_softmax(tiny), replace=ops.convert_to_tensor(ablated), of_input=True) as recording:
+        tiny(X)
+    np.testing.assert_allclose(numpy(recording.logits[0]), [[-1, -1.5], [3, -3]], atol=1e-5)
+    assert "call" not in vars(pool)
+
+
+def test_replace_by_a_function_of_the_layers_own_output(tiny):
+    # The function sees the conv's own output and returns a batch of two: A and 2A.
+    def twice(own):
+        return ops.concatenate([own, own * 2], axis=0)
+
+    with capture(tiny.get_layer("conv"), find_softmax(tiny), replace=twice) as recording:
+        tiny(X)
+    np.testing.assert_allclose(numpy(recording.logits[0]), [LOGITS, LOGITS * 2], atol=1e-5)
+
+
 def test_probe_and_replace_together_is_an_error(tiny):
     with pytest.raises(ValueError, match="a probe or a replacement, not both"):
         with capture(tiny.get_layer("conv"), probe=ops.zeros_like, replace=ops.zeros((1, 2, 2, 2))):

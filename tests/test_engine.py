@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from conftest import (
+    CONV_KERNEL, DENSE_KERNEL,
     FLATTEN_OUTPUT_MAP_0, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map,
     make_flatten, make_functional, make_nested, make_separate_softmax, make_sequential,
     make_subclassed, tracing_count,
 )
 import gradcam
 from gradcam import GradCAM, backend
-from gradcam.capture import find_softmax
+from gradcam.capture import capture, find_softmax
 from gradcam.methods.base import Capture, EmptyMapWarning
 
 EMPTY_WARNING = "maps at layer .* are all zero"
@@ -304,3 +305,82 @@ def test_many_layers_of_one_model_do_not_trigger_the_retracing_warning(monkeypat
         logger.removeHandler(handler)
     assert [m for m in messages if "retracing" in m] == []
 
+
+
+# -- the automatic layer: what the head's pooling receives ---------------------------------
+# The "residual" classifier, same input x = arange(16): the tiny conv (A0 = [[10, 18], [42,
+# 50]], A1 = -5), then a 1x1 conv "block" that keeps channel 0 only (B = [A0, 0]), then an
+# operation, not a layer, adds them: R = conv + block = [2 A0, A1]; pooling [60, -5], Dense
+# W (softmax). Logits z = [6 - 1, -6 - 1.5] = [5, -7.5]; top class 0.
+# The automatic layer is R, the pooling's input: alpha = W[:, 0] / 4 = [0.025, 0.05],
+# L = ReLU(0.05 A0 - 0.25) = [[0.25, 0.65], [1.85, 2.25]], / 2.25. Explaining the last
+# layer instead ("block", B): L = ReLU(0.025 A0) = A0 / 50, another map.
+RESIDUAL_MAP = np.array([[0.25, 0.65], [1.85, 2.25]], np.float32) / 2.25
+BLOCK_MAP = np.array([[10, 18], [42, 50]], np.float32) / 50
+
+
+def make_residual():
+    inputs = keras.Input((4, 4, 1), name="image")
+    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
+    block = keras.layers.Conv2D(2, 1, use_bias=False, name="block")
+    features = conv(inputs)
+    residual = features + block(features)  # an operation: no layer outputs this tensor
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
+    dense = keras.layers.Dense(2, use_bias=False, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(pool(residual)), name="residual")
+    conv.set_weights([CONV_KERNEL])
+    block.set_weights([np.array([[1, 0], [0, 0]], np.float32).reshape(1, 1, 2, 2)])
+    dense.set_weights([DENSE_KERNEL])
+    return model, residual
+
+
+def test_automatic_layer_is_the_pooling_input_made_by_an_operation():
+    model, residual = make_residual()
+    cam = GradCAM(model)
+    assert cam.layer == "input of pool"
+    # the captured tensor is the residual sum, as a sub-model ending there computes it
+    expected = keras.Model(model.inputs[0], residual)(X)
+    np.testing.assert_allclose(numpy(_captured(cam)), numpy(expected), atol=1e-5)
+    result = cam.compute(X)
+    assert result.targets.tolist() == [[0]]
+    np.testing.assert_allclose(result.scores[0, 0], 5.0, atol=1e-5)
+    assert_map(result.heatmaps[0, 0], RESIDUAL_MAP)
+
+
+def numpy(tensor):
+    return backend.current().to_numpy(tensor)
+
+
+def _captured(cam):
+    """The tensor ``cam`` reads, from one capture of its model on ``X``."""
+    model, layer, _ = cam._alive()
+    with capture(layer, of_input=cam._of_input) as recording:
+        model(X, training=False)
+    return recording.activations[0]
+
+
+def test_explicit_layers_still_read_outputs_and_input_of_reads_inputs():
+    model, _ = make_residual()
+    assert_map(GradCAM(model, layer="block").heatmaps(X)[0, 0], BLOCK_MAP)
+    assert_map(GradCAM(model, layer="input of pool").heatmaps(X)[0, 0], RESIDUAL_MAP)
+    with pytest.raises(ValueError, match=r"Layer 'pool' has output shape \(None, 2\)"):
+        GradCAM(model, layer="pool")
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "xgradcam", "hirescam", "layercam", "eigencam",
+                                    "scorecam", "ablationcam"])
+def test_every_method_reads_the_pooling_input(method):
+    # Each method on the pooling's input equals the method on a model whose last layer
+    # makes the same tensor (an Add layer in place of the operation).
+    model, _ = make_residual()
+    parts, _ = make_residual()  # other layers with the same weights
+    inputs = keras.Input((4, 4, 1))
+    features = parts.get_layer("conv")(inputs)
+    summed = keras.layers.Add(name="sum")([features, parts.get_layer("block")(features)])
+    twin = keras.Model(inputs, parts.get_layer("predictions")(parts.get_layer("pool")(summed)))
+    cls = gradcam.methods.method_class(method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyMapWarning)
+        ours = cls(model).heatmaps(X, targets=[0, 1])
+        theirs = cls(twin, layer="sum").heatmaps(X, targets=[0, 1])
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
