@@ -33,6 +33,8 @@ import sys
 import numpy as np
 from keras import ops
 
+from gradcam import backend
+
 
 def image_classifier_preprocessor(model):
     """The preprocessor that ``model.predict()`` runs on images, if ``model`` is a
@@ -85,7 +87,7 @@ def preprocess_samples(model, images: np.ndarray) -> np.ndarray:
             f"of {len(images)} images (batch, height, width, channels)."
         )
     # keras-hub preprocesses with TensorFlow where it is installed, else on the backend
-    return ops.convert_to_numpy(output)
+    return backend.current().to_numpy(output) if ops.is_tensor(output) else np.asarray(output)
 
 
 def model_view(model, pictures: np.ndarray) -> np.ndarray:
