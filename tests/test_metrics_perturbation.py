@@ -103,6 +103,20 @@ def test_preprocess_runs_after_perturbing_on_a_copy():
     np.testing.assert_array_equal(maps, X[..., 0])
 
 
+def test_batches_of_batch_size_then_powers_of_two():
+    # 45 perturbations (steps=44) in batches of 32: 32, then 8 + 4 + 1 for the rest.
+    sizes = []
+
+    def preprocess(batch):
+        sizes.append(len(batch))
+        return batch
+
+    _, curves = deletion(make_linear(), X, X[..., 0], 0, steps=44, preprocess=preprocess, return_curves=True)
+    assert sizes == [32, 8, 4, 1]
+    k = np.round(np.arange(45) * 12 / 44).astype(int)
+    np.testing.assert_array_equal(curves, [[largest_removed(i) for i in k]])
+
+
 def test_integer_images_are_scored_in_float():
     docs = X.astype(np.uint8)
     _, curves = deletion(make_linear(), docs, X[..., 0], 1, steps=2, baseline=0.5, return_curves=True)
@@ -174,7 +188,7 @@ def test_arrays_unchanged():
         (dict(heatmaps=np.zeros((2, 3, 4))), ValueError, "one map per image: docs has 1 images"),
         (dict(heatmaps=np.full((1, 3, 4), np.nan)), ValueError, r"heatmaps \[0\] contain NaN"),
         (dict(preprocess="scale"), TypeError, "preprocess must be a function or None; got 'scale'"),
-        (dict(preprocess=lambda b: b[:1]), ValueError, r"preprocess returned \(1, 3, 4, 1\) for a batch of 3"),
+        (dict(preprocess=lambda b: b[:1]), ValueError, r"preprocess returned \(1, 3, 4, 1\) for a batch of 2"),
         (dict(docs=np.zeros((1, 4, 4, 1))), ValueError, r"expects images of shape \(3, 4, 1\).*of shape \(4, 4, 1\)"),
         (dict(model="model"), TypeError, "model must be a keras.Model; got str"),
     ],

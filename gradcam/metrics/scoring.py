@@ -3,9 +3,9 @@
 A metric describes its perturbations as a function ``perturb(n, steps)`` that returns the
 perturbed versions ``steps`` of image ``n``, ``(len(steps), H, W, C)`` float32, in the
 user's image space. :func:`perturbed_scores` asks it for ``batch_size`` images at a time
-(perturbations of one image, or of consecutive images, in one batch), applies the metric's
-``preprocess`` to them, runs them through the model with one compiled forward pass per
-batch (:mod:`gradcam.backend`), and keeps the target's output: the target's probability
+(perturbations of one image, or of consecutive images, in one batch; the rest in batches
+of decreasing powers of two), applies the metric's ``preprocess`` to them, runs them
+through the model with one compiled forward pass per batch (:mod:`gradcam.backend`), and keeps the target's output: the target's probability
 when the model ends in a softmax, which is simply its output. At most one batch of
 perturbed images exists at a time, however many images and steps there are.
 """
@@ -132,6 +132,21 @@ def _model_batch(batch, preprocess, info, model):
     return batch
 
 
+def _batch_sizes(total: int, batch_size: int) -> list[int]:
+    """Batches of ``batch_size``, then the rest as decreasing powers of two.
+
+    JAX compiles once per batch shape: splitting the rest so (``45 = 32 + 8 + 4 + 1``)
+    bounds the shapes any call can use to ``log2(batch_size) + 2``, all compiled once,
+    where padding the rest to ``batch_size`` would waste up to ``batch_size - 1`` passes.
+    """
+    sizes = [batch_size] * (total // batch_size)
+    rest = total % batch_size
+    while rest:
+        sizes.append(1 << (rest.bit_length() - 1))
+        rest -= sizes[-1]
+    return sizes
+
+
 def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preprocess, batch_size: int) -> np.ndarray:
     """The target's score on each perturbation of each image.
 
@@ -157,19 +172,15 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
     forward = _forward(model, info)
     to_numpy = backend.current().to_numpy
     total = count * steps
-    size = min(batch_size, total)
     scores = np.empty(total, np.float32)
-    for start in range(0, total, size):
-        flat = np.arange(start, min(start + size, total))
+    start = 0
+    for size in _batch_sizes(total, batch_size):
+        flat = np.arange(start, start + size)
+        start += size
         images, indices = np.divmod(flat, steps)
         batch = np.concatenate([perturb(n, indices[images == n]) for n in np.unique(images)])
-        # The last batch repeats its last image: every batch has one shape, compiled once.
-        padding = size - len(flat)
-        if padding:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], padding, axis=0)])
-        batch_targets = targets[np.concatenate([images, np.repeat(images[-1:], padding)])]
         batch = _model_batch(batch.astype(np.float32, copy=False), preprocess, info, model)
-        scores[flat] = to_numpy(forward(batch, batch_targets.astype(np.int32)))[: len(flat)]
+        scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
     return scores.reshape(count, steps)
 
 
