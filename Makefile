@@ -20,7 +20,8 @@ TORCH ?= torch==2.13.0
 # The tests that run once per Keras backend: what does not depend on the backend must
 # give the same results on each. The whole suite runs on TensorFlow.
 BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.py tests/test_api.py \
-                 tests/test_methods.py $(wildcard tests/test_method_*.py)
+                 tests/test_methods.py $(wildcard tests/test_method_*.py) \
+                 $(wildcard tests/test_metrics_*.py)
 OTHER_BACKENDS := jax torch
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
