@@ -88,9 +88,10 @@ def test_a_run_writes_overlays_summaries_and_heatmaps_in_input_order(tmp_path, e
         report = explain_files(engine, inputs, folder, settings, header={"model": "tiny"})
     assert (report.total, report.ok, report.failed) == (5, 5, [])
     docs = np.concatenate([gradcam.image_from_path(i.path, (16, 16)) for i in inputs])
-    expected = engine.compute(docs, targets=[2, 0])
+    # in the run's batches of 2: on some backends a map's last bits depend on the batch
+    expected = np.concatenate([engine.compute(docs[n:n + 2], targets=[2, 0]).heatmaps for n in range(0, 5, 2)])
     with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
-        np.testing.assert_array_equal(npz["heatmaps"], expected.heatmaps)
+        np.testing.assert_array_equal(npz["heatmaps"], expected)
         assert npz["paths"].tolist() == [i.path for i in inputs]
     with open(tmp_path / "out" / "summary.json", encoding="utf-8") as file:
         summary = json.load(file)
@@ -115,7 +116,8 @@ def test_without_overlays_nothing_is_drawn_and_the_maps_are_the_same(tmp_path, e
     assert sorted(os.listdir(tmp_path / "out")) == ["heatmaps.npz", "summary.csv", "summary.json"]
     docs = np.concatenate([gradcam.image_from_path(i.path, (16, 16)) for i in inputs])
     with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
-        np.testing.assert_array_equal(npz["heatmaps"], engine.compute(docs, targets=[1]).heatmaps)
+        expected = [engine.compute(docs[n:n + 2], targets=[1]).heatmaps for n in (0, 2)]  # the run's batches
+        np.testing.assert_array_equal(npz["heatmaps"], np.concatenate(expected))
     with open(tmp_path / "out" / "summary.json", encoding="utf-8") as file:
         summary = json.load(file)
     assert summary["overlays"] is False
@@ -211,8 +213,9 @@ def test_evaluate_gives_each_metric_the_images_as_decoded_and_each_map(tmp_path,
     assert (report.ok, [os.path.basename(p) for p, _ in report.failed]) == (3, ["3.png"])
     assert os.listdir(tmp_path / "out") == ["metrics.csv"]
     docs = np.concatenate([gradcam.image_from_path(i.path, (16, 16)) for i in inputs[:3]])
-    maps = np.concatenate([e.compute(halve_in_place(docs.copy()), targets=[2, 0]).heatmaps for e in (engine, plus)],
-                          axis=1)
+    maps = np.concatenate([  # in the run's batches, 2 images then 1
+        np.concatenate([e.compute(halve_in_place(docs[n:n + 2].copy()), targets=[2, 0]).heatmaps for e in (engine, plus)],
+                       axis=1) for n in (0, 2)])
     # two batches (2 images, then 1) x four maps (each method's targets in turn)
     assert len(calls) == 8
     for call, (start, stop, k) in zip(calls, [(0, 2, k) for k in range(4)] + [(2, 3, k) for k in range(4)]):
