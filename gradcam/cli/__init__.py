@@ -76,6 +76,6 @@ def main(argv=None) -> int:
         print(f"gradcam: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ngradcam: interrupted; files already written are complete, the summary and "
-              "heatmaps were not written.", file=sys.stderr)
+        print("\ngradcam: interrupted; files already written are complete, the run's summaries, "
+              "heatmaps or metrics.csv were not written.", file=sys.stderr)
         return 130
