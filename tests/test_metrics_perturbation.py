@@ -205,3 +205,15 @@ def test_clear_errors(kwargs, error, message):
 def test_bad_baseline(baseline):
     with pytest.raises(ValueError, match=r"baseline must be a finite number, or an array that broadcasts to one image \(3, 4, 1\)"):
         deletion(make_linear(), X, X[..., 0], 0, steps=2, baseline=baseline)
+
+
+def test_the_compiled_forward_keeps_no_model_alive():
+    import gc
+    import weakref
+
+    model = make_linear()
+    deletion(model, X, X[..., 0], 0, steps=2)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

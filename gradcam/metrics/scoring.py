@@ -24,7 +24,7 @@ from gradcam.methods.base import check_positive_int
 from gradcam.metrics.maps import check_maps
 from gradcam.targets import ClassNames, resolve_targets
 
-# The compiled forward of each model, per input dtype, built on first use. Keyed weakly:
+# The compiled forward of each model, built on first use. Keyed weakly:
 # the compiled function holds its model weakly too, so the cache keeps no model alive.
 _FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FORWARDS_LOCK = threading.Lock()
@@ -38,12 +38,10 @@ def _target_outputs(call, x, targets):
 
 def _forward(model, info):
     with _FORWARDS_LOCK:
-        functions = _FORWARDS.setdefault(model, {})
-        key = (backend.current().__name__, info.input_dtype, info.input_shape)
-        if key not in functions:
+        if model not in _FORWARDS:
             signature = [((None,) + tuple(info.input_shape[1:]), info.input_dtype), ((None,), "int32")]
-            functions[key] = backend.current().compile(model, _target_outputs, signature)
-        return functions[key]
+            _FORWARDS[model] = backend.current().compile(model, _target_outputs, signature)
+        return _FORWARDS[model]
 
 
 def check_targets(targets, num_classes: int, count: int) -> np.ndarray:
