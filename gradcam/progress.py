@@ -12,6 +12,12 @@ import threading
 import time
 
 
+def format_rate(rate: float) -> str:
+    """A rate for the progress line: one decimal from 1 per second up (``"21.4"``), two
+    significant digits below (``"0.044"``), so that a slow command never shows ``0.0``."""
+    return f"{rate:.1f}" if rate >= 1 or rate == 0 else f"{rate:.2g}"
+
+
 def format_duration(seconds: float) -> str:
     """``75.4`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"``; ``"?"`` when unknown."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
@@ -78,7 +84,7 @@ class Progress:
         rate = self.rate()
         eta = (self.total - self.done) / rate if rate > 0 else None
         text = (f"{self.done:>{width}}/{self.total} {self.unit} {percent:3d}% | "
-                f"{rate:.1f} {self.unit}/s | ETA {format_duration(eta)}")
+                f"{format_rate(rate)} {self.unit}/s | ETA {format_duration(eta)}")
         return text + (f" | {self.failed} failed" if self.failed else "")
 
     def update(self, done: int = 1, failed: int = 0) -> None:

@@ -61,3 +61,9 @@ def test_disabled_shows_only_messages():
     progress.message("gradcam: skipped: x")
     progress.close()
     assert stream.getvalue() == "gradcam: skipped: x\n"
+
+
+def test_slow_rates_keep_two_significant_digits():
+    from gradcam.progress import format_rate
+
+    assert [format_rate(r) for r in (21.44, 1.0, 0.0444, 0.5, 0.0)] == ["21.4", "1.0", "0.044", "0.5", "0.0"]
