@@ -1,25 +1,34 @@
-"""How fast does ``gradcam.ray.explain_images`` run beside ``gradcam explain``, and does
-its work divide between the nodes of a cluster?
+"""How fast does ``gradcam.ray.explain_images`` run beside ``gradcam explain``, where does
+a whole run's time go, and does its work divide between the nodes of a cluster?
 
 1. **One machine**, in one process, on a folder of ``--images`` photos (copies of the
    bundled samples, as ``benchmarks/cli_throughput.py`` makes them), ``--repeats``
-   alternating rounds of:
+   alternating rounds of two **whole runs**, each timed from its call to its last result:
 
-   * **engine alone**: ``GradCAM.compute`` on the images already decoded, resized and
-     preprocessed (warm), for scale;
-   * **gradcam explain**: the command line's ``main`` in-process
-     (``cli_throughput.end_to_end``), its rate as its ``summary.json`` reports it: over
-     the run, after loading the model and compiling (``setup``, not counted). The command
-     always draws and writes the overlays (JPEG, 320 px); it has no option to skip them;
-   * **explain_images**: ``explain_images(folder, concurrency=N)`` on a local Ray
-     (``ray.init(num_cpus=<cores>)``), for each ``--concurrency``, consumed with
+   * **gradcam explain --no-overlays**: the command line's ``main`` in-process (this
+     process has imported TensorFlow already): loading the model, compiling, reading,
+     explaining, writing ``heatmaps.npz`` and the summaries. Its rate **after set-up** is
+     the one its ``summary.json`` reports (without loading the model and compiling);
+   * **gradcam explain --no-overlays in a new process** (``python -m gradcam explain``),
+     for scale: its whole run includes starting Python and importing TensorFlow, as an
+     actor's start-up does;
+   * **explain_images**: ``explain_images(folder, concurrency=N)`` on a local Ray started
+     beforehand (``ray.init(num_cpus=<cores>)``), for each ``--concurrency``, consumed with
      ``iter_batches``. Its rate **after start-up** is the images divided by the time from
      the Explainer's first batch to its last, as Ray Data's statistics report it ("blocks
-     produced in"): before it, the actors start a Python process each, import TensorFlow,
-     build the model and compile (the start-up, printed, like the command's setup). The
-     rate of the **whole run** counts from the call.
+     produced in").
 
-2. **Two nodes** on this machine (``ray start --head --num-cpus=1`` and ``ray start
+   Each run's **fixed cost** is its whole time less its images at its rate after
+   start-up; from the medians the script prints the image count from which
+   ``explain_images``'s whole-run rate reaches 70% of the command's.
+
+2. **Phases** of one more ``explain_images`` run (one actor): when the actor's worker
+   process started, when it had imported ``gradcam.ray`` (the class arrives), Keras and
+   TensorFlow, built the model and compiled (the Explainer's constructor), its batches,
+   and the reading tasks' time; measured by a subclass of the Explainer that records
+   timestamps.
+
+3. **Two nodes** on this machine (``ray start --head --num-cpus=1`` and ``ray start
    --address=... --num-cpus=1``, see ``tests/test_ray_cluster.py``), ``concurrency=2``:
    the images each node's actor explained, from Ray Data's statistics (batches per node
    times the batch size), and the rates as above. Ray Data is told to wait for both
@@ -35,10 +44,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import glob
+import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,74 +61,192 @@ sys.path.insert(0, ROOT)
 sys.path.insert(1, os.path.join(ROOT, "tests"))
 
 import ray  # noqa: E402
+import ray.data  # noqa: E402
 
-import gradcam  # noqa: E402  (after the path set-up, so the checkout is benchmarked)
-import gradcam.ray  # noqa: E402
-from cli_throughput import end_to_end, engine_alone, make_folder  # noqa: E402
-from gradcam.models import efficientnet_lite  # noqa: E402
+import gradcam.ray  # noqa: E402  (after the path set-up, so the checkout is benchmarked)
+from cli_throughput import make_folder  # noqa: E402
+from gradcam import cli  # noqa: E402
+from gradcam.ray import explain as explain_module  # noqa: E402
 from test_ray_cluster import START_SECONDS, two_node_cluster  # noqa: E402
+
+TARGET = 0.7  # explain_images's whole-run rate, as a fraction of gradcam explain's
+
+
+def gradcam_explain(folder: str, batch_size: int) -> dict:
+    """A whole ``gradcam explain --no-overlays`` run in this process: its rates and fixed
+    cost (the whole time less its images at its rate after set-up)."""
+    out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
+    try:
+        start = time.perf_counter()
+        status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet",
+                           "--no-overlays"])
+        whole = time.perf_counter() - start
+        if status != 0:
+            raise SystemExit(f"gradcam explain exited with status {status}")
+        with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
+            summary = json.load(file)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    images, after = summary["counts"]["images"], summary["images_per_second"]
+    return {"images": images, "whole": images / whole, "after": after, "fixed": whole - images / after}
+
+
+def gradcam_explain_process(folder: str, batch_size: int) -> dict:
+    """A whole ``python -m gradcam explain --no-overlays`` run in a new process."""
+    out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
+    try:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gradcam", "explain", folder, "--out", out, "--batch-size",
+                        str(batch_size), "--quiet", "--no-overlays"], check=True, cwd=ROOT,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
+        whole = time.perf_counter() - start
+        with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
+            summary = json.load(file)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    images, after = summary["counts"]["images"], summary["images_per_second"]
+    return {"images": images, "whole": images / whole, "after": after, "fixed": whole - images / after}
 
 
 def timed_run(folder: str, batch_size: int, concurrency: int) -> dict:
-    """Run ``explain_images`` to the end: its rates, its start-up and the Explainer's
+    """Run ``explain_images`` to the end: its rates, its fixed cost and the Explainer's
     batches per node (see :func:`explainer_stats`)."""
     start = time.perf_counter()
     explained = gradcam.ray.explain_images(folder, batch_size=batch_size, concurrency=concurrency)
     total = sum(len(batch["path"]) for batch in explained.iter_batches(batch_size=None))
     whole = time.perf_counter() - start
     seconds, batches, nodes, rows = explainer_stats(explained.stats())
-    return {"images": total, "whole": total / whole, "after": total / seconds, "startup": whole - seconds,
+    return {"images": total, "whole": total / whole, "after": total / seconds, "fixed": whole - seconds,
             "batches": batches, "nodes": nodes, "rows": rows}
 
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
+def _section(stats: str, operator: str) -> str:
+    return stats.split(f"MapBatches({operator})", 1)[1].split("\nOperator ", 1)[0]
+
+
+def _produced_in(section: str) -> float:
+    value, unit = re.search(r"blocks produced in ([\d.]+)(us|ms|s)\b", section).groups()
+    return float(value) * _UNITS[unit]
+
+
 def explainer_stats(stats: str) -> tuple[float, list[int], int, tuple[int, int]]:
     """From ``Dataset.stats()``, the Explainer's: seconds from its first batch to its last
     (Ray Data's "blocks produced in"), batches per node (the min and max: both nodes'
     counts when there are two), nodes, and rows per batch (min, max)."""
-    section = stats.split("MapBatches(Explainer)", 1)[1].split("\nOperator ", 1)[0]
-    value, unit = re.search(r"blocks produced in ([\d.]+)(us|ms|s)\b", section).groups()
+    section = _section(stats, "Explainer")
     low, high, _, nodes = re.search(
         r"Tasks per node: (\d+) min, (\d+) max, (\d+) mean; (\d+) nodes used", section).groups()
     rows_low, rows_high = re.search(r"Output rows per task: (\d+) min, (\d+) max", section).groups()
-    return float(value) * _UNITS[unit], [int(low), int(high)], int(nodes), (int(rows_low), int(rows_high))
+    return _produced_in(section), [int(low), int(high)], int(nodes), (int(rows_low), int(rows_high))
+
+
+def break_even(cli_run: dict, ray_run: dict) -> float | None:
+    """The image count from which ``ray_run``'s whole-run rate is :data:`TARGET` of
+    ``cli_run``'s, each run being ``fixed + images / after`` seconds; ``None`` when its
+    rate after start-up is below :data:`TARGET` of the command's (never)."""
+    slope = 1 / cli_run["after"] - TARGET / ray_run["after"]
+    if slope <= 0:
+        return None
+    return max(0.0, (TARGET * ray_run["fixed"] - cli_run["fixed"]) / slope)
+
+
+class PhaseExplainer(gradcam.ray.Explainer):
+    """The Explainer, recording when its process started and each step of its start-up
+    and batches (``time.time()``), returned in a ``"phases"`` column with the first batch."""
+
+    def __init__(self, **settings):
+        self._phases = {"worker process started": _process_start(), "gradcam.ray imported": time.time()}
+        import keras  # noqa: F401
+
+        self._phases["Keras and TensorFlow imported"] = time.time()
+        super().__init__(**settings)
+        self._phases["model built and compiled"] = time.time()
+        self._batches = []
+
+    def __call__(self, batch: dict) -> dict:
+        start = time.time()
+        out = super().__call__(batch)
+        self._batches.append((start, time.time()))
+        out["phases"] = np.array([json.dumps({**self._phases, "batches": self._batches})] * len(out["heatmap"]))
+        return out
+
+
+def _process_start() -> float:
+    """When this process started, as ``time.time()``."""
+    with open("/proc/self/stat", encoding="ascii") as file:
+        ticks = int(file.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime", encoding="ascii") as file:
+        uptime = float(file.read().split()[0])
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def phases(folder: str, batch_size: int) -> None:
+    """One ``explain_images`` run's timeline, with the PhaseExplainer in the actor."""
+    start = time.time()
+    dataset = explain_module._source_dataset(
+        explain_module._source_paths(folder), (224, 224), batch_size)
+    explained = dataset.map_batches(
+        PhaseExplainer, fn_constructor_kwargs={"model": "efficientnet_lite0"}, batch_size=batch_size,
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=explain_module.ACTOR_CPUS)
+    last = None
+    for batch in explained.iter_batches(batch_size=None):
+        last = batch["phases"][-1]
+    end = time.time()
+    timeline = json.loads(last)
+    batches = timeline.pop("batches")
+    reading = _produced_in(_section(explained.stats(), "read_files"))
+    print(f"\nphases of one explain_images run (1 actor, {len(batches)} batches), seconds from the call:")
+    for name, when in timeline.items():
+        print(f"  {when - start:6.2f}  {name}")
+    print(f"  {batches[0][0] - start:6.2f}  first batch begins ({batches[0][1] - batches[0][0]:.2f} s)")
+    rest = [b - a for a, b in batches[1:]]
+    if rest:
+        print(f"  {batches[-1][1] - start:6.2f}  last batch ends (the others: median "
+              f"{statistics.median(rest):.2f} s per batch of {batch_size})")
+    print(f"  {end - start:6.2f}  last row in the script; the reading tasks took {reading:.2f} s from "
+          "their first batch to their last")
 
 
 def one_machine(folder: str, args) -> None:
-    paths = sorted(glob.glob(os.path.join(folder, "*")))
-    engine = gradcam.GradCAM(efficientnet_lite.EfficientNetLite0(weights="imagenet"))
-    docs = efficientnet_lite.preprocess_input(
-        np.concatenate([gradcam.image_from_path(p, (224, 224)) for p in paths]))
-    engine.compute(docs[: args.batch_size])  # compile
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    rates: dict[str, list[float]] = {}
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    runs: dict[str, list[dict]] = {}
     try:
+        gradcam_explain(folder, args.batch_size)  # once before: the first run imports the command's modules
         for round_ in range(1, args.repeats + 1):
             line = []
-            rates.setdefault("engine alone", []).append(engine_alone(engine, docs, args.batch_size)[0])
-            summary = end_to_end(folder, args.batch_size)
-            rates.setdefault("gradcam explain", []).append(summary["images_per_second"])
-            line.append(f"engine alone {rates['engine alone'][-1]:.1f}, gradcam explain "
-                        f"{summary['images_per_second']:.1f} (setup {summary['setup_seconds']:.1f} s)")
+            run = gradcam_explain(folder, args.batch_size)
+            runs.setdefault("gradcam explain --no-overlays", []).append(run)
+            line.append(f"gradcam explain {run['whole']:.1f} whole run, {run['after']:.1f} after set-up")
+            run = gradcam_explain_process(folder, args.batch_size)
+            runs.setdefault("the same, a new process", []).append(run)
+            line.append(f"in a new process {run['whole']:.1f} whole run")
             for concurrency in args.concurrency:
                 run = timed_run(folder, args.batch_size, concurrency)
-                assert run["images"] == len(paths), run
+                assert run["images"] == args.images, run
                 key = f"explain_images, {concurrency} actor{'s' * (concurrency > 1)}"
-                rates.setdefault(key + ", after start-up", []).append(run["after"])
-                rates.setdefault(key + ", whole run", []).append(run["whole"])
-                line.append(f"{key}: {run['after']:.1f} after a start-up of {run['startup']:.1f} s, "
-                            f"{run['whole']:.1f} whole run")
-            print(f"round {round_} (images/s): " + "; ".join(line), flush=True)
+                runs.setdefault(key, []).append(run)
+                line.append(f"{key}: {run['whole']:.1f} whole run, {run['after']:.1f} after a start-up of "
+                            f"{run['fixed']:.1f} s")
+            print(f"round {round_} (images/s, load {os.getloadavg()[0]:.1f}): " + "; ".join(line), flush=True)
+        if args.phases:
+            phases(folder, args.batch_size)
     finally:
         ray.shutdown()
-    cli = statistics.median(rates["gradcam explain"])
-    print(f"\nmedians of {args.repeats} rounds, {len(paths)} images, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU cores:")
-    for name, values in rates.items():
-        print(f"  {name:<45} {statistics.median(values):6.1f} images/s  {statistics.median(values) / cli:6.1%} "
-              "of gradcam explain")
+    medians = {name: {key: statistics.median(run[key] for run in values) for key in ("whole", "after", "fixed")}
+               for name, values in runs.items()}
+    cli_run = medians["gradcam explain --no-overlays"]
+    print(f"\nmedians of {args.repeats} rounds, {args.images} images, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPU cores (images/s; the whole run's share of gradcam explain's whole run):")
+    print(f"  {'':<32} {'whole run':>9} {'share':>7} {'after start-up':>15} {'fixed cost':>11} {'70% from':>9}")
+    for name, run in medians.items():
+        images = break_even(cli_run, run)
+        print(f"  {name:<32} {run['whole']:9.1f} {run['whole'] / cli_run['whole']:7.1%} {run['after']:15.1f} "
+              f"{run['fixed']:9.1f} s {'never' if images is None else f'{images:,.0f}':>9}")
+    print("  (70% from: the image count from which the whole-run rate reaches 70% of gradcam explain's)")
 
 
 def two_nodes(folder: str, args) -> None:
@@ -130,7 +259,7 @@ def two_nodes(folder: str, args) -> None:
     print(f"\ntwo nodes of 1 CPU on this machine, 2 actors, {run['images']} images, batch {args.batch_size}:")
     print(f"  nodes whose actor explained images: {run['nodes']}; batches per node: {batches[0]} and "
           f"{batches[1]}{images}")
-    print(f"  {run['after']:.1f} images/s after a start-up of {run['startup']:.1f} s; "
+    print(f"  {run['after']:.1f} images/s after a start-up of {run['fixed']:.1f} s; "
           f"{run['whole']:.1f} images/s whole run")
 
 
@@ -141,6 +270,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds on one machine (default: 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2],
                         help="explain_images actor counts on one machine (default: 1 2)")
+    parser.add_argument("--no-phases", dest="phases", action="store_false",
+                        help="skip the run that records the actor's phases")
     parser.add_argument("--no-cluster", action="store_true", help="skip the two-node cluster")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gradcam-bench-") as workdir:

@@ -183,7 +183,7 @@ def test_builtin_models_are_read_at_their_native_size():
 
     assert [builtin_image_size(name) for name in ("efficientnet_lite0", "efficientnet_lite1",
                                                    "efficientnet_lite2")] == [(224, 224), (240, 240), (260, 260)]
-    assert efficientnet_lite.EfficientNetLite2(weights=None).input_shape == (None, 260, 260, 3)
+    assert efficientnet_lite.EfficientNetLite1(weights=None).input_shape == (None, 240, 240, 3)
     assert builtin_image_size("model.keras") is None and builtin_image_size(tiny_rgb) is None
 
 

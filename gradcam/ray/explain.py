@@ -21,7 +21,7 @@ ACTOR_CPUS = 0.5
 
 def _reading_pool(tasks: int) -> dict:
     """``map_batches`` arguments that run at most ``tasks`` reading tasks at a time (none
-    where Ray cannot cap a pool of tasks: ``TaskPoolStrategy`` takes a size since 2.10)."""
+    with a Ray whose ``TaskPoolStrategy`` takes no size: older releases cannot cap tasks)."""
     if "size" in inspect.signature(ray.data.TaskPoolStrategy).parameters:
         return {"compute": ray.data.TaskPoolStrategy(size=tasks)}
     return {}
