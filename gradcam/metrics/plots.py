@@ -27,7 +27,9 @@ def _check_curve(label: str, curve) -> np.ndarray:
     return array
 
 
-def plot_curves(curves, labels=None, ax=None, title: str | None = None, xlabel: str = "fraction of pixels", ylabel: str = "score"):
+def plot_curves(
+    curves, labels=None, ax=None, title: str | None = None, xlabel: str = "fraction of pixels", ylabel: str = "score"
+):
     """Draw deletion or insertion curves of several methods in one figure: one line per
     method, the mean of its images' curves, with its area under the curve in the legend.
 
