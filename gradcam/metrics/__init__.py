@@ -25,6 +25,7 @@ _SOURCES = {
     "increase_in_confidence": "confidence",
     "road": "road",
     "randomisation": "randomisation",
+    "RandomisationResult": "randomisation",
     "pointing_game": "localisation",
     "energy_pointing_game": "localisation",
     "plot_curves": "plots",
