@@ -266,6 +266,12 @@ def _check_usable(model: keras.Model, ref: LayerRef, shapes: dict | None, reshap
     return ref
 
 
+def explained_shape(ref: LayerRef, shapes: dict | None = None) -> tuple | None:
+    """The shape of the tensor ``ref`` names: the layer's input when :attr:`LayerRef.of_input`,
+    else its output (see :func:`output_shape`); ``None`` where it is not known."""
+    return _input_shape(ref.layer) if ref.of_input else output_shape(ref.layer, shapes)
+
+
 def _input_shape(layer) -> tuple | None:
     try:
         inputs = layer.input

@@ -107,3 +107,67 @@ def test_subclassed_model_layers_in_call_order():
     assert [ref.path for ref in spatial_layers(model, shapes)] == ["early", "conv"]
     assert find_layer(model, shapes=shapes).path == "conv"
     assert find_layer(model, 1, shapes=shapes).path == "early"
+
+
+# -- the automatic choice: what the head's pooling receives; token layers; paths ----------
+def test_automatic_choice_is_the_pooling_input_when_an_operation_made_it():
+    from test_engine import make_residual
+    from gradcam.layers import LayerRef, explained_shape
+
+    model, _ = make_residual()
+    ref = find_layer(model)
+    assert ref == LayerRef(model.get_layer("pool"), "pool", of_input=True)
+    assert ref.name == "input of pool" and explained_shape(ref) == (None, 2, 2, 2)
+    assert find_layer(model, "input of pool") == ref
+    assert find_layer(model, "block") == LayerRef(model.get_layer("block"), "block")
+
+
+def test_automatic_choice_skips_1x1_maps_after_the_pooling():
+    # MobileNetV3's head: pooling that keeps 1x1 maps, 1x1 convolutions, then Flatten
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, name="features")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+    x = keras.layers.Conv2D(5, 1, name="logits")(x)
+    model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="mnv3_head")
+    assert find_layer(model).path == "features"
+
+
+def test_automatic_choice_inside_a_nested_model_ending_in_an_operation():
+    base_in = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", name="conv")(base_in)
+    base = keras.Model(base_in, features * 2.0, name="base")  # the base ends in an operation
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(x), name="wrapped")
+    assert find_layer(model).name == "input of pool"
+
+
+def test_token_layers_are_usable_and_bad_counts_are_refused():
+    from test_tokens import make_tokens, make_vit
+    from gradcam.layers import token_grid, usable_layers
+
+    assert [token_grid(n) for n in (4, 5, 6, 16, 17, 197, 1)] == [(0, 2), (1, 2), None, (0, 4), (1, 4), (1, 14), None]
+    assert [ref.path for ref in usable_layers(make_tokens(1))] == ["conv", "patches", "tokens"]
+    with pytest.raises(ValueError, match=r"Layer 'tokens': 6 tokens .* do not make a square grid"):
+        find_layer(make_tokens(2), "tokens")
+    assert find_layer(make_tokens(2), "tokens", reshape=lambda t: t).path == "tokens"
+    vit = make_vit()
+    assert find_layer(vit).path == "ln_1"  # not the patch embedding convolution
+
+
+def test_cli_layers_marks_the_input_of_the_pooling(tmp_path, capsys):
+    import argparse
+
+    from test_engine import make_residual
+    from gradcam.cli import layers as layers_command
+
+    model, _ = make_residual()
+    model.save(tmp_path / "residual.keras")
+    args = argparse.Namespace(model=str(tmp_path / "residual.keras"), image_size=None, verbose=False)
+    assert layers_command.run(args) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  conv           (2, 2, 2)",
+        "  block          (2, 2, 2)",
+        "* input of pool  (2, 2, 2)",
+        "* = the automatic choice, used when --layer is not given",
+    ]

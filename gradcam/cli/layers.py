@@ -1,4 +1,4 @@
-"""``gradcam layers``: the layers of a model that Grad-CAM can explain."""
+"""``gradcam layers``: the layers of a model that a class-activation map can explain."""
 
 from __future__ import annotations
 
@@ -11,28 +11,35 @@ from gradcam.pipeline import one_line
 def run(args) -> int:
     """Print the layers usable for Grad-CAM, the automatic one marked; return 0.
 
+    Layers with a 4-D output show ``(height, width, channels)``, token layers ``(tokens,
+    channels)``. When the automatic choice is the input of a layer (what the head's
+    pooling receives, made by an operation such as a residual ``+``), it is printed last
+    as ``input of <layer>``, the value that ``--layer`` takes for it.
+
     Raises:
         UsageError: a bad model, or one without a layer usable for Grad-CAM.
     """
     with tensorflow_quiet(enabled=not args.verbose):
         from gradcam.capture import model_info
-        from gradcam.layers import find_layer, output_shape, spatial_layers
+        from gradcam.layers import explained_shape, find_layer, output_shape, usable_layers
 
         model, _ = load_model(args.model, args.image_size)
         try:
             shapes = model_info(model).layer_shapes  # a subclassed model's, from a trace
         except (TypeError, ValueError) as error:
             raise UsageError(f"--model: {one_line(error)}") from None
-        layers = spatial_layers(model, shapes)
+        layers = usable_layers(model, shapes)
         if not layers:
-            raise UsageError(f"--model: {args.model!r} has no layer with a 4-D output; Grad-CAM "
-                             "explains convolutional image models.")
-        chosen = find_layer(model, None, shapes=shapes).path
-    width = max(len(ref.path) for ref in layers)
+            raise UsageError(f"--model: {args.model!r} has no layer with a 4-D output or a grid of "
+                             "tokens; Grad-CAM explains image models.")
+        chosen = find_layer(model, None, shapes=shapes)
+    rows = [(ref.name, output_shape(ref.layer, shapes)[1:], ref == chosen) for ref in layers]
+    if chosen.of_input:
+        rows.append((chosen.name, explained_shape(chosen, shapes)[1:], True))
+    width = max(len(name) for name, _, _ in rows)
     print(f"Layers of {args.model} usable for Grad-CAM, with their output shape "
-          "(height, width, channels):")
-    for ref in layers:
-        mark = "*" if ref.path == chosen else " "
-        print(f"{mark} {ref.path:<{width}}  {output_shape(ref.layer, shapes)[1:]}")
+          "(height, width, channels), or (tokens, channels):")
+    for name, shape, is_chosen in rows:
+        print(f"{'*' if is_chosen else ' '} {name:<{width}}  {shape}")
     print("* = the automatic choice, used when --layer is not given")
     return 0
