@@ -149,6 +149,26 @@ def test_layers_inside_the_backbone(resnet):
     assert earlier.compute(RAW, everything).heatmaps.shape == (2, 5, 8, 8)
 
 
+def test_vision_transformer_classifier():
+    # a ViTImageClassifier reads the class token: its own head, another subclass
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1)
+    model = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=3, activation="softmax",
+        preprocessor=keras_hub.models.ViTImageClassifierPreprocessor(converter),
+    )
+    predicted = model.predict(RAW, verbose=0)
+    cam = gradcam.GradCAM(model)
+    assert cam.layer == f"{backbone.name}/vit_encoder/transformer_block_2/ln_1"
+    for target in range(3):  # one target per call: a 4 x 4 grid of 8 x 8 patches each
+        result = cam.compute(RAW, targets=[target])
+        np.testing.assert_allclose(result.probas[:, 0], predicted[:, target], atol=1e-5)
+        assert result.heatmaps.shape == (2, 1, 4, 4)
+
+
 def test_efficientnet_automatic_layer(efficientnet):
     assert gradcam.GradCAM(efficientnet).layer == "efficient_net_backbone/top_activation"
 
