@@ -32,11 +32,13 @@ def _resnet(crop=False, pad=False, activation="softmax", preprocessor=True):
         block_type="basic_block", image_shape=(32, 32, 3),
     )
     converter = keras_hub.layers.ResNetImageConverter(
-        image_size=(32, 32), scale=1 / 255, offset=-0.5, crop_to_aspect_ratio=crop, pad_to_aspect_ratio=pad
+        image_size=(32, 32), scale=1 / 255, offset=-0.5,
+        crop_to_aspect_ratio=crop, pad_to_aspect_ratio=pad,
     )
     return keras_hub.models.ResNetImageClassifier(
         backbone=backbone, num_classes=5, activation=activation,
-        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(converter) if preprocessor else None,
+        preprocessor=(keras_hub.models.ResNetImageClassifierPreprocessor(converter)
+                      if preprocessor else None),
     )
 
 
@@ -211,8 +213,9 @@ def test_other_models_are_left_alone(resnet):
 def test_a_preprocessor_that_changes_the_batch_is_refused():
     model = _resnet(preprocessor=False)
     model.preprocessor = lambda x: x[0]
-    with pytest.raises(ValueError, match=r"preprocessor of keras-hub model .* turned a batch of shape "
-                                         r"\(2, 40, 48, 3\) into .* of shape \(40, 48, 3\); expected a batch of 2"):
+    message = (r"preprocessor of keras-hub model .* turned a batch of shape \(2, 40, 48, 3\) "
+               r"into .* of shape \(40, 48, 3\); expected a batch of 2")
+    with pytest.raises(ValueError, match=message):
         gradcam.GradCAM(model).compute(RAW)
 
 
@@ -223,7 +226,9 @@ def _run_python(code: str) -> str:
 
 
 def test_importing_gradcam_does_not_import_keras_hub():
-    out = _run_python("import sys, gradcam, gradcam.hub, gradcam.methods.base; print('keras_hub' in sys.modules)")
+    out = _run_python(
+        "import sys, gradcam, gradcam.hub, gradcam.methods.base; print('keras_hub' in sys.modules)"
+    )
     assert out.strip().splitlines()[-1] == "False"
 
 
