@@ -10,8 +10,8 @@ MobileNetV3's head keeps 1 x 1 maps after its pooling (the old automatic choice 
 1 x 1 ``logits`` convolution); ConvNeXt's last block ends in a residual ``+``, an
 operation, so the pooling's input is read.
 
-TensorFlow only: Keras 3 builds these models on any backend, but this is a check of the
-layer choice and of the engine on real architectures, not of a backend.
+Not among the tests run once per backend: this checks the layer choice and the engine on
+real architectures, not a backend (the tiny models of ``test_engine`` do that).
 """
 
 import warnings
@@ -26,7 +26,6 @@ from gradcam.layers import explained_shape, find_layer
 from gradcam.methods.base import EmptyMapWarning
 
 A = keras.applications
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="run on TensorFlow only")
 
 # family: (builder, preprocess_input, size, expected layer (None: an Activation layer
 # whose name Keras numbers), channels)
