@@ -326,9 +326,10 @@ def head_input(model: keras.Model) -> LayerRef | None:
             if consumer is not None:
                 return consumer
         inputs = node.input_tensors
-        is_layer = isinstance(operation, keras.layers.Layer) and _called_once(operation)
+        receiver = None  # a layer with one input can read it (capture(of_input=True))
+        if isinstance(operation, keras.layers.Layer) and _called_once(operation) and len(inputs) == 1:
+            receiver = LayerRef(operation, prefix + operation.name, of_input=True)
         for inner in inputs:
-            receiver = LayerRef(operation, prefix + operation.name, of_input=True) if is_layer and len(inputs) == 1 else None
             queue.append((inner, prefix, receiver))
     return None
 
@@ -337,11 +338,12 @@ def transformer_layer(model: keras.Model, shapes: dict | None = None) -> LayerRe
     """The automatic layer of a transformer: the last token layer called before the
     model's last attention layer (in a pre-norm ViT, the last block's first
     normalisation); ``None`` for a model without attention layers."""
-    refs = _ordered(
-        model,
-        [ref for ref in iter_layers(model, sublayers=True) if not isinstance(ref.layer, (keras.Model, keras.layers.InputLayer))],
-        shapes,
-    )
+    layers = [
+        ref
+        for ref in iter_layers(model, sublayers=True)
+        if not isinstance(ref.layer, (keras.Model, keras.layers.InputLayer))
+    ]
+    refs = _ordered(model, layers, shapes)
     last = max((i for i, ref in enumerate(refs) if _is_attention(ref.layer)), default=None)
     if last is None:
         return None
