@@ -34,7 +34,9 @@ def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
         image = images[n].astype(np.float32)
         return np.stack([image if step == 0 else image * maps[n] for step in steps])
 
-    scores = perturbed_scores(model, perturb, len(images), 2, targets, preprocess=preprocess, batch_size=batch_size)
+    scores = perturbed_scores(
+        model, perturb, len(images), 2, targets, preprocess=preprocess, batch_size=batch_size
+    )
     return scores[:, 0], scores[:, 1]
 
 

@@ -48,12 +48,15 @@ def _check_heatmaps(heatmaps) -> np.ndarray:
     try:
         maps = np.asarray(heatmaps)
     except Exception as error:  # objects numpy cannot convert
-        raise TypeError(f"heatmaps must be an array of numbers; got {type(heatmaps).__name__}: {error}") from None
+        kind = type(heatmaps).__name__
+        raise TypeError(f"heatmaps must be an array of numbers; got {kind}: {error}") from None
     if maps.dtype == object or not (np.issubdtype(maps.dtype, np.number) or maps.dtype == np.bool_):
         raise TypeError(f"heatmaps must be an array of numbers; got dtype {maps.dtype}.")
     if maps.ndim != 3 or 0 in maps.shape:
         hint = " (the engines' heatmaps are (N, K, h, w): pass heatmaps[:, k])" if maps.ndim == 4 else ""
-        raise ValueError(f"Expected heatmaps of shape (N, h, w), one map per image; got shape {maps.shape}{hint}.")
+        raise ValueError(
+            f"Expected heatmaps of shape (N, h, w), one map per image; got shape {maps.shape}{hint}."
+        )
     if np.issubdtype(maps.dtype, np.complexfloating):
         raise TypeError(f"heatmaps must be real numbers; got dtype {maps.dtype}.")
     if np.issubdtype(maps.dtype, np.floating):

@@ -5,9 +5,10 @@ perturbed versions ``steps`` of image ``n``, ``(len(steps), H, W, C)`` float32, 
 user's image space. :func:`perturbed_scores` asks it for ``batch_size`` images at a time
 (perturbations of one image, or of consecutive images, in one batch; the rest in batches
 of decreasing powers of two), applies the metric's ``preprocess`` to them, runs them
-through the model with one compiled forward pass per batch (:mod:`gradcam.backend`), and keeps the target's output: the target's probability
-when the model ends in a softmax, which is simply its output. At most one batch of
-perturbed images exists at a time, however many images and steps there are.
+through the model with one compiled forward pass per batch (:mod:`gradcam.backend`), and
+keeps the target's output: the target's probability when the model ends in a softmax,
+which is simply its output. At most one batch of perturbed images exists at a time,
+however many images and steps there are.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def _model_batch(batch, preprocess, info, model):
             )
     batch = np.asarray(batch, dtype=info.input_dtype)
     expected = tuple(info.input_shape[1:])
-    if len(expected) != batch.ndim - 1 or any(e is not None and e != g for e, g in zip(expected, batch.shape[1:])):
+    fits = len(expected) == batch.ndim - 1 and all(e in (None, g) for e, g in zip(expected, batch.shape[1:]))
+    if not fits:
         what = "preprocess made images" if preprocess is not None else "the images are"
         raise ValueError(
             f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
@@ -145,7 +147,8 @@ def _batch_sizes(total: int, batch_size: int) -> list[int]:
     return sizes
 
 
-def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preprocess, batch_size: int) -> np.ndarray:
+def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preprocess,
+                     batch_size: int) -> np.ndarray:
     """The target's score on each perturbation of each image.
 
     Args:
