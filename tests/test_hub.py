@@ -171,6 +171,24 @@ def test_vision_transformer_classifier():
         assert result.heatmaps.shape == (2, 1, 4, 4)
 
 
+def test_several_targets_at_once_on_a_vision_transformer():
+    # One image, three targets in one call: TensorFlow's vectorised Jacobian (pfor) made
+    # rank-4 matrix products with a size-1 dimension here, which oneDNN corrupts memory on
+    # (the process crashed in most runs); the maps must equal one target per call.
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(96, 96, 3), patch_size=16, num_layers=1, num_heads=2, hidden_dim=32, mlp_dim=64
+    )
+    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3, activation="softmax",
+                                                preprocessor=None)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 96, 96, 3)).astype("float32")
+    cam = gradcam.GradCAM(model)
+    together = cam.compute(x, targets=[0, 1, 2])
+    alone = [cam.compute(x, targets=[target]) for target in range(3)]
+    np.testing.assert_allclose(together.heatmaps[0], [r.heatmaps[0, 0] for r in alone], atol=1e-5)
+    np.testing.assert_allclose(together.probas[0], model.predict(x, verbose=0)[0], atol=1e-5)
+
+
 def test_efficientnet_automatic_layer(efficientnet):
     assert gradcam.GradCAM(efficientnet).layer == "efficient_net_backbone/top_activation"
 
