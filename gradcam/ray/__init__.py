@@ -1,4 +1,5 @@
-"""Explaining whole datasets with Ray Data: Grad-CAM as batch inference on a Ray cluster.
+"""Explaining whole datasets with Ray Data: class-activation maps as batch inference on a
+Ray cluster.
 
 :func:`explain_images` turns image files (a folder, a list of paths) or a
 ``ray.data.Dataset`` with an ``"image"`` column into a ``ray.data.Dataset`` of
@@ -10,14 +11,15 @@ nothing runs until the result is consumed (``write_parquet``, ``iter_batches``..
 
 Resources. An actor reserves half a CPU (:data:`ACTOR_CPUS`) and a task that reads files
 a quarter (:data:`READ_CPUS`): on any node with one CPU or more, an actor and two reading
-tasks fit side by side. Ray's CPU counts only decide where things may run; TensorFlow in
+tasks fit side by side; at most one reading task per CPU of the cluster runs at a time. Ray's CPU counts only decide where things may run; TensorFlow in
 an actor uses every core of its node, and the reading tasks share them. With one CPU per
 actor (Ray's default) the actors would reserve every CPU of a small machine, and the
 tasks that read the images, which they wait for, could never start. The two counts
 differ on purpose: Ray Data fuses consecutive steps with equal resources into one, and
 an actor that decoded its own files would leave its model idle meanwhile.
 
-Requires Ray Data: ``pip install "gradcam[ray]"``.
+Requires Ray Data, Ray 2.9 or newer (:data:`MINIMUM_RAY`; importing this package with an
+older Ray raises an ``ImportError`` that names both versions): ``pip install "gradcam[ray]"``.
 """
 
 from __future__ import annotations
