@@ -11,8 +11,9 @@ nothing runs until the result is consumed (``write_parquet``, ``iter_batches``..
 
 Resources. An actor reserves half a CPU (:data:`ACTOR_CPUS`) and a task that reads files
 a quarter (:data:`READ_CPUS`): on any node with one CPU or more, an actor and two reading
-tasks fit side by side; at most one reading task per CPU of the cluster runs at a time. Ray's CPU counts only decide where things may run; TensorFlow in
-an actor uses every core of its node, and the reading tasks share them. With one CPU per
+tasks fit side by side; at most one reading task per CPU of the cluster runs at a time.
+Ray's CPU counts only decide where things may run; TensorFlow in an actor uses every
+core of its node, and the reading tasks share them. With one CPU per
 actor (Ray's default) the actors would reserve every CPU of a small machine, and the
 tasks that read the images, which they wait for, could never start. The two counts
 differ on purpose: Ray Data fuses consecutive steps with equal resources into one, and
