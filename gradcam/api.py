@@ -63,8 +63,7 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
             engines = {}
         engine = engines.get(key)
         if engine is None:
-            options = {} if reshape is None else {"reshape": reshape}
-            engine = cls(model, layer=layer, score=score, class_names=class_names, **options)
+            engine = cls(model, layer=layer, score=score, class_names=class_names, reshape=reshape)
             engine._strong_model = None
             engines[key] = engine
     return engine

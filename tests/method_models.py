@@ -13,6 +13,10 @@ channel) and class 1's is -0.01 everywhere. Logits: ``z0 = sum G A``,
 ``make_pointwise``: an input ``(2, 2, C)`` -> a 1x1 convolution with the identity kernel,
 named ``conv`` (so its activations ARE the input) -> global average pooling -> Dense(2,
 softmax) with a chosen ``(C, 2)`` kernel and no bias.
+
+``make_residual``: the tiny conv, a 1x1 ``block`` convolution added to it by an operation
+(``features + block(features)``: no layer outputs the sum), global average pooling and
+Dense(2, softmax); returns the model and the sum's symbolic tensor.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from conftest import CONV_KERNEL
+from conftest import CONV_KERNEL, DENSE_KERNEL
 
 FLAT_GRADIENTS = np.stack(
     [np.array([[0.1, 0], [-0.1, 0.2]], np.float32), np.array([[-0.1, 0], [0, 0.05]], np.float32)], axis=-1
@@ -50,3 +54,18 @@ def make_pointwise(kernel):
     conv.set_weights([np.eye(channels, dtype=np.float32)[None, None]])
     dense.set_weights([kernel])
     return model
+
+
+def make_residual():
+    inputs = keras.Input((4, 4, 1), name="image")
+    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
+    block = keras.layers.Conv2D(2, 1, use_bias=False, name="block")
+    features = conv(inputs)
+    residual = features + block(features)  # an operation: no layer outputs this tensor
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
+    dense = keras.layers.Dense(2, use_bias=False, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(pool(residual)), name="residual")
+    conv.set_weights([CONV_KERNEL])
+    block.set_weights([np.array([[1, 0], [0, 0]], np.float32).reshape(1, 1, 2, 2)])
+    dense.set_weights([DENSE_KERNEL])
+    return model, residual

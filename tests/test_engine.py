@@ -23,6 +23,7 @@ import gradcam
 from gradcam import GradCAM, backend
 from gradcam.capture import capture, find_softmax
 from gradcam.methods.base import Capture, EmptyMapWarning
+from method_models import make_residual
 
 EMPTY_WARNING = "maps at layer .* are all zero"
 BACKEND = keras.backend.backend()
@@ -317,21 +318,6 @@ def test_many_layers_of_one_model_do_not_trigger_the_retracing_warning(monkeypat
 # layer instead ("block", B): L = ReLU(0.025 A0) = A0 / 50, another map.
 RESIDUAL_MAP = np.array([[0.25, 0.65], [1.85, 2.25]], np.float32) / 2.25
 BLOCK_MAP = np.array([[10, 18], [42, 50]], np.float32) / 50
-
-
-def make_residual():
-    inputs = keras.Input((4, 4, 1), name="image")
-    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
-    block = keras.layers.Conv2D(2, 1, use_bias=False, name="block")
-    features = conv(inputs)
-    residual = features + block(features)  # an operation: no layer outputs this tensor
-    pool = keras.layers.GlobalAveragePooling2D(name="pool")
-    dense = keras.layers.Dense(2, use_bias=False, activation="softmax", name="predictions")
-    model = keras.Model(inputs, dense(pool(residual)), name="residual")
-    conv.set_weights([CONV_KERNEL])
-    block.set_weights([np.array([[1, 0], [0, 0]], np.float32).reshape(1, 1, 2, 2)])
-    dense.set_weights([DENSE_KERNEL])
-    return model, residual
 
 
 def test_automatic_layer_is_the_pooling_input_made_by_an_operation():

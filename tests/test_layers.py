@@ -111,7 +111,7 @@ def test_subclassed_model_layers_in_call_order():
 
 # -- the automatic choice: what the head's pooling receives; token layers; paths ----------
 def test_automatic_choice_is_the_pooling_input_when_an_operation_made_it():
-    from test_engine import make_residual
+    from method_models import make_residual
     from gradcam.layers import LayerRef, explained_shape
 
     model, _ = make_residual()
@@ -158,7 +158,7 @@ def test_token_layers_are_usable_and_bad_counts_are_refused():
 def test_cli_layers_marks_the_input_of_the_pooling(tmp_path, capsys):
     import argparse
 
-    from test_engine import make_residual
+    from method_models import make_residual
     from gradcam.cli import layers as layers_command
 
     model, _ = make_residual()

@@ -142,3 +142,16 @@ def test_randomisation_bad_arguments(kwargs, error, message):
 def test_randomisation_refuses_a_model_it_cannot_copy():
     with pytest.raises(ValueError, match="model 'tiny_subclassed' has no symbolic inputs"):
         randomisation(make_subclassed(), X)
+
+
+def test_randomisation_at_the_automatic_input_of_the_pooling():
+    # the automatic choice is "input of pool" (a residual sum made by an operation): the
+    # copies must explain that tensor too, not the pooling layer's 2-D output
+    from method_models import make_residual
+
+    model, _ = make_residual()
+    result = randomisation(model, X, max_steps=1)
+    assert result.layers == ("predictions",)
+    expected = randomisation(model, X, layer="input of pool", max_steps=1)
+    np.testing.assert_array_equal(result.heatmaps, expected.heatmaps)
+    assert result.heatmaps.shape == (1, 2, 2, 2)

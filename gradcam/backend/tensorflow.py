@@ -59,10 +59,12 @@ def probe_gradients(forward, many):
     with tf.GradientTape() as tape:
 
         def probe(activation):
-            zero = tf.zeros_like(activation)
+            # float32 whatever the layer computes in: the Jacobian's loop stores the
+            # gradients in an array of the totals' dtype (float32), also under mixed precision
+            zero = tf.zeros(tf.shape(activation), tf.float32)
             tape.watch(zero)
             probes.append(zero)
-            return zero
+            return tf.cast(zero, activation.dtype)
 
         totals, aux = forward(probe)
         total = tf.reduce_sum(totals)

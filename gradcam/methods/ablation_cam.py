@@ -26,6 +26,7 @@ class AblationCAM(Method):
         score: as for :class:`~gradcam.methods.base.Method`. Defaults to ``"auto"``.
         class_names: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         preprocess: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         perturbation_batch: how many ablated copies of the activations go through the
             rest of the model at once. Defaults to ``32``.
 
@@ -40,9 +41,9 @@ class AblationCAM(Method):
     perturbs = "activations"
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
-                 perturbation_batch: int = 32):
+                 reshape=None, perturbation_batch: int = 32):
         perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
-        super().__init__(model, layer, score, class_names, preprocess)
+        super().__init__(model, layer, score, class_names, preprocess, reshape)
         self.perturbation_batch = perturbation_batch
 
     def perturbation_count(self, activations_shape):

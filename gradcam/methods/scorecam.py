@@ -49,6 +49,7 @@ class ScoreCAM(Method):
         score: as for :class:`~gradcam.methods.base.Method`. Defaults to ``"auto"``.
         class_names: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         preprocess: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         perturbation_batch: how many masked inputs go through the model at once.
             Defaults to ``32``.
         max_channels: score only this many channels, those of largest variance; ``None``
@@ -66,11 +67,11 @@ class ScoreCAM(Method):
     perturbs = "inputs"
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
-                 perturbation_batch: int = 32, max_channels: int | None = None):
+                 reshape=None, perturbation_batch: int = 32, max_channels: int | None = None):
         perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
         if max_channels is not None:
             max_channels = check_positive_int(max_channels, "max_channels")
-        super().__init__(model, layer, score, class_names, preprocess)
+        super().__init__(model, layer, score, class_names, preprocess, reshape)
         self.perturbation_batch = perturbation_batch
         self.max_channels = max_channels
 

@@ -234,7 +234,7 @@ def randomisation(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
     copy = _copy(model)
-    path = find_layer(model, layer).path
+    path = find_layer(model, layer).name
     engine = engine_class(copy, layer=path, score=score, preprocess=preprocess)
     batch = to_batch(docs, name="docs")
     if targets is not None:
