@@ -9,7 +9,18 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 
-def _check_image_shape(image_shape) -> tuple[int, int] | None:
+def check_image_shape(image_shape) -> tuple[int, int] | None:
+    """Check an image size argument.
+
+    Args:
+        image_shape: ``(height, width)``, two positive integers, or ``None``.
+
+    Returns:
+        ``(height, width)`` as Python integers, or ``None``.
+
+    Raises:
+        ValueError: anything else, named in the message.
+    """
     if image_shape is None:
         return None
     try:
@@ -46,8 +57,18 @@ def _float_to_8_bit(array: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(np.nan_to_num(array) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert an image of any Pillow mode to 8-bit RGB.
+
+    16-bit and float images are scaled to 0..255 (float images with values in 0..1 as
+    fractions), palettes are expanded, and transparency is composited on white.
+
+    Args:
+        image: a Pillow image.
+
+    Returns:
+        A ``PIL.Image.Image`` in mode ``"RGB"``.
+    """
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(_float_to_8_bit(array, image.mode), mode="L")
@@ -93,7 +114,7 @@ def load_image(path) -> Image.Image:
             with Image.open(file) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+                return to_rgb(image)
     except PermissionError:
         raise PermissionError(f"Permission denied: cannot read the image file {path!r}.") from None
     except UnidentifiedImageError:
@@ -127,7 +148,7 @@ def image_from_path(path, image_shape=(224, 224)) -> np.ndarray:
         >>> doc.shape, doc.dtype
         ((1, 224, 224, 3), dtype('float32'))
     """
-    shape = _check_image_shape(image_shape)
+    shape = check_image_shape(image_shape)
     return doc_from_image(load_image(path), shape)
 
 
@@ -145,7 +166,7 @@ def doc_from_image(image: Image.Image, image_shape=(224, 224)) -> np.ndarray:
     Raises:
         ValueError: ``image_shape`` is not two positive integers.
     """
-    shape = _check_image_shape(image_shape)
+    shape = check_image_shape(image_shape)
     if shape is not None and image.size != (shape[1], shape[0]):
         image = image.resize((shape[1], shape[0]), resample=Image.BILINEAR)
     return np.asarray(image, dtype=np.float32)[np.newaxis]

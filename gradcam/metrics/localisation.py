@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcam.image import _check_image_shape
+from gradcam.image import check_image_shape
 from gradcam.metrics.maps import upsample
 
 
 def _check_shape(image_shape) -> tuple[int, int]:
     if image_shape is None:
         raise ValueError("image_shape must be (height, width) with two positive integers; got None.")
-    return _check_image_shape(image_shape)
+    return check_image_shape(image_shape)
 
 
 def _check_boxes(boxes, count: int, image_shape: tuple[int, int]) -> list[np.ndarray]:

@@ -439,3 +439,6 @@ def _builder(variant: _Variant):
 EfficientNetLite0 = _builder(_VARIANTS["Lite0"])
 EfficientNetLite1 = _builder(_VARIANTS["Lite1"])
 EfficientNetLite2 = _builder(_VARIANTS["Lite2"])
+
+#: Each model's native input size in pixels (height = width), by builder name.
+IMAGE_SIZES = {f"EfficientNet{name}": variant.size for name, variant in _VARIANTS.items()}

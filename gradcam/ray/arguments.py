@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
-from gradcam.image import _check_image_shape
+from gradcam.image import check_image_shape
 
 #: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
 DEFAULT_MODEL = BUILTIN_MODELS[0]
@@ -16,9 +16,9 @@ def builtin_image_size(model) -> tuple[int, int] | None:
     """A built-in model's native ``(height, width)``; ``None`` for any other ``model``."""
     if not (isinstance(model, str) and model in BUILTIN_MODELS):
         return None
-    from gradcam.models.efficientnet_lite import _VARIANTS  # the builders' own input sizes
+    from gradcam.models.efficientnet_lite import IMAGE_SIZES
 
-    size = _VARIANTS["Lite" + model.rsplit("lite", 1)[1]].size
+    size = IMAGE_SIZES["EfficientNetLite" + model.rsplit("lite", 1)[1]]
     return size, size
 
 
@@ -56,7 +56,7 @@ def checked(model, method, score, preprocess, image_size):
             f"or None; got {preprocess!r}."
         )
     try:
-        return engine_type, _check_image_shape(image_size)
+        return engine_type, check_image_shape(image_size)
     except ValueError:
         raise ValueError(
             f"image_size must be (height, width) with two positive integers, or None; got {image_size!r}."

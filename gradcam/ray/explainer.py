@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from gradcam.cli.arguments import UsageError
-from gradcam.image import _to_rgb, doc_from_image
+from gradcam.image import to_rgb, doc_from_image
 from gradcam.ray.arguments import DEFAULT_MODEL, checked
 from gradcam.targets import resolve_targets
 
@@ -172,4 +172,4 @@ class Explainer:
                 f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
                 f"gives them), or arrays of the model's size {(*self._image_shape, 3)}."
             )
-        return doc_from_image(_to_rgb(Image.fromarray(array)), self._image_shape)[0]
+        return doc_from_image(to_rgb(Image.fromarray(array)), self._image_shape)[0]
