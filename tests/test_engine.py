@@ -118,6 +118,17 @@ def test_empty_map_warning_and_marks():
     assert result.empty.tolist() == [[False]]
 
 
+def test_warn_empty_false_silences_one_engine_only():
+    quiet, loud = GradCAM(make_flatten()), GradCAM(make_flatten())
+    quiet.warn_empty = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning would raise
+        result = quiet.compute(X)
+    assert result.empty.tolist() == [[True]]  # still marked
+    with pytest.warns(EmptyMapWarning):
+        loud.compute(X)
+
+
 def test_empty_map_warning_is_shown_once_per_line_of_the_caller():
     cam = GradCAM(make_flatten())
     with warnings.catch_warnings(record=True) as record:

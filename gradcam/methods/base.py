@@ -208,6 +208,10 @@ class Method:
     perturbs: ClassVar[str | None] = None
     #: How many perturbations go through the model at once.
     perturbation_batch: int = 32
+    #: Whether all-zero maps issue :class:`EmptyMapWarning` (``Result.empty`` marks them
+    #: either way). Set it to ``False`` on an engine of your own to turn the warning off for
+    #: that engine alone, without changing the process's warning filters.
+    warn_empty: bool = True
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
                  reshape=None):
@@ -538,7 +542,7 @@ class Method:
         maps = maps.astype(np.float32, copy=False)
         resolved = resolved.astype(np.int32, copy=False)
         empty = ~maps.any(axis=(2, 3))
-        if empty.any():
+        if empty.any() and self.warn_empty:
             self._warn_empty()
         return Result(
             heatmaps=maps,
