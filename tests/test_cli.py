@@ -35,7 +35,7 @@ def save_model(path, input_shape=(32, 32, 3)):
     """A tiny classifier that takes RGB 0..255 (it rescales itself), saved to ``path``."""
     keras.utils.set_random_seed(1)
     inputs = keras.Input(input_shape)
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Rescaling(1 / 255.0, name="rescaling")(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -74,7 +74,7 @@ def test_the_backends_are_extras_installed_and_tested_by_make():
                           capture_output=True, text=True, check=True)
     lines = [line.strip() for line in done.stdout.splitlines()]
     torch_first = lines.index('.venv/bin/python -m pip install --quiet "torch==2.13.0"')
-    assert lines[torch_first + 1] == '.venv/bin/python -m pip install --quiet -e ".[test,docs,jax,torch,ray]"'
+    assert lines[torch_first + 1] == '.venv/bin/python -m pip install --quiet -e ".[test,docs,jax,torch,ray,hub]"'
     assert ".venv/bin/python -m pytest tests" in lines  # everything, on TensorFlow
     loop = " ".join(lines[lines.index(".venv/bin/python -m pytest tests") + 1:])
     assert loop.startswith("for backend in jax torch; do")
