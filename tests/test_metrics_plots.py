@@ -65,3 +65,18 @@ def test_plot_curves_list_labels_and_given_axes():
 def test_plot_curves_bad_curves(curves, labels, error, message):
     with pytest.raises(error, match=message):
         plot_curves(curves, labels=labels)
+
+
+def test_the_metrics_are_functions_whatever_was_imported_first():
+    # importing a submodule sets the package's attribute of its name: no module may be
+    # named like a metric, or `from gradcam.metrics import road` would give the module
+    import importlib
+    import pkgutil
+
+    import gradcam.metrics
+
+    for module in pkgutil.iter_modules(gradcam.metrics.__path__):
+        importlib.import_module(f"gradcam.metrics.{module.name}")
+    for name in gradcam.metrics.__all__:
+        assert callable(getattr(gradcam.metrics, name)), name
+        assert not isinstance(getattr(gradcam.metrics, name), type(gradcam.metrics)), name

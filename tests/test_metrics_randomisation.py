@@ -21,7 +21,7 @@ from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, X, assert_map, make
 
 from gradcam.methods.base import EmptyMapWarning
 from gradcam.metrics import randomisation
-from gradcam.metrics.randomisation import RandomisationResult, average_ranks, spearman
+from gradcam.metrics.model_randomisation import RandomisationResult, average_ranks, spearman
 
 STEP_1_MAP = np.array([[1.225, 1.205], [1.145, 1.125]], np.float32) / 1.225
 RANDOM_DENSE = [[-0.01, 0.0], [-1.0, 0.0]]

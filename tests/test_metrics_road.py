@@ -1,4 +1,4 @@
-"""gradcam.metrics.road: noisy linear imputation by hand, and ROAD's scores on linear models.
+"""gradcam.metrics.road (gradcam.metrics.remove_and_debias): noisy linear imputation by hand, and ROAD's scores on linear models.
 
 ``X`` holds 1..12 in a 3x4 grid (row-major); ``make_linear()`` scores class 0 as the sum of
 the pixels (78). A removed pixel takes the weighted mean of its neighbours in the image:
@@ -12,7 +12,7 @@ import pytest
 from metric_models import X, make_linear
 
 from gradcam.metrics import road
-from gradcam.metrics.road import impute
+from gradcam.metrics.remove_and_debias import impute
 
 IMAGE = X[0]  # (3, 4, 1)
 

@@ -9,23 +9,24 @@ float32 number per image.
 Modules: :mod:`~gradcam.metrics.maps` (upsampling and ranking a map's pixels, shared by all
 metrics), :mod:`~gradcam.metrics.scoring` (batched scores of perturbed images),
 :mod:`~gradcam.metrics.perturbation` (deletion, insertion), :mod:`~gradcam.metrics.confidence`
-(average drop, increase in confidence), :mod:`~gradcam.metrics.road`,
-:mod:`~gradcam.metrics.randomisation`, :mod:`~gradcam.metrics.localisation` (pointing games)
+(average drop, increase in confidence), :mod:`~gradcam.metrics.remove_and_debias` (ROAD),
+:mod:`~gradcam.metrics.model_randomisation`, :mod:`~gradcam.metrics.localisation` (pointing games)
 and :mod:`~gradcam.metrics.plots`.
 """
 
 import importlib
 
 # Public names and the module that defines each. Imported on first use, so that
-# ``import gradcam.metrics`` does not load Keras until a metric is used.
+# ``import gradcam.metrics`` does not load Keras until a metric is used. No module is named
+# like a function: importing a submodule sets the package's attribute of that name to it.
 _SOURCES = {
     "deletion": "perturbation",
     "insertion": "perturbation",
     "average_drop": "confidence",
     "increase_in_confidence": "confidence",
-    "road": "road",
-    "randomisation": "randomisation",
-    "RandomisationResult": "randomisation",
+    "road": "remove_and_debias",
+    "randomisation": "model_randomisation",
+    "RandomisationResult": "model_randomisation",
     "pointing_game": "localisation",
     "energy_pointing_game": "localisation",
     "plot_curves": "plots",
