@@ -259,3 +259,10 @@ def test_gradcam_works_without_keras_hub():
         "print(gradcam.GradCAM(model).heatmaps(np.ones((1, 4, 4, 1)), targets=[0]).shape)\n"
     )
     assert _run_python(code).strip().splitlines()[-1] == "(1, 1, 3, 3)"
+
+
+def test_metrics_score_through_the_preprocessor(resnet):
+    # images at the backbone's size: without the preprocessor they would be scored silently
+    images = RAW[:, :32, :32]
+    _, curves = gradcam.metrics.deletion(resnet, images, np.ones((2, 4, 4)), 0, steps=2, return_curves=True)
+    np.testing.assert_allclose(curves[:, 0], resnet.predict(images, verbose=0)[:, 0], atol=1e-5)

@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 from keras import ops
 
-from gradcam import backend
+from gradcam import backend, hub
 from gradcam.capture import model_info
 from gradcam.methods.base import check_positive_int
 from gradcam.metrics.maps import check_maps
@@ -120,7 +120,8 @@ def _model_batch(batch, preprocess, info, model):
                 f"preprocess returned {getattr(batch, 'shape', type(batch).__name__)} for a batch of "
                 f"{count} images; it must keep the batch as it is."
             )
-    batch = np.asarray(batch, dtype=info.input_dtype)
+    # keras-hub classifiers: their preprocessor, as model.predict() and the engines run it
+    batch = np.asarray(hub.preprocess_samples(model, batch), dtype=info.input_dtype)
     expected = tuple(info.input_shape[1:])
     fits = len(expected) == batch.ndim - 1 and all(e in (None, g) for e, g in zip(expected, batch.shape[1:]))
     if not fits:
