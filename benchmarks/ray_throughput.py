@@ -72,40 +72,43 @@ from test_ray_cluster import START_SECONDS, two_node_cluster  # noqa: E402
 TARGET = 0.7  # explain_images's whole-run rate, as a fraction of gradcam explain's
 
 
-def gradcam_explain(folder: str, batch_size: int) -> dict:
-    """A whole ``gradcam explain --no-overlays`` run in this process: its rates and fixed
-    cost (the whole time less its images at its rate after set-up)."""
+def _timed_explain(run, folder: str, batch_size: int) -> dict:
+    """Time ``run(arguments)``, a whole ``gradcam explain --no-overlays`` run on ``folder``:
+    its rates and fixed cost (the whole time less its images at its rate after set-up)."""
     out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
     try:
+        arguments = ["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet",
+                     "--no-overlays"]
         start = time.perf_counter()
-        status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet",
-                           "--no-overlays"])
+        run(arguments)
         whole = time.perf_counter() - start
-        if status != 0:
-            raise SystemExit(f"gradcam explain exited with status {status}")
         with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
             summary = json.load(file)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     images, after = summary["counts"]["images"], summary["images_per_second"]
     return {"images": images, "whole": images / whole, "after": after, "fixed": whole - images / after}
+
+
+def gradcam_explain(folder: str, batch_size: int) -> dict:
+    """A whole ``gradcam explain --no-overlays`` run in this process (see :func:`_timed_explain`)."""
+
+    def in_process(arguments):
+        status = cli.main(arguments)
+        if status != 0:
+            raise SystemExit(f"gradcam explain exited with status {status}")
+
+    return _timed_explain(in_process, folder, batch_size)
 
 
 def gradcam_explain_process(folder: str, batch_size: int) -> dict:
     """A whole ``python -m gradcam explain --no-overlays`` run in a new process."""
-    out = tempfile.mkdtemp(prefix="gradcam-bench-out-")
-    try:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gradcam", "explain", folder, "--out", out, "--batch-size",
-                        str(batch_size), "--quiet", "--no-overlays"], check=True, cwd=ROOT,
+
+    def new_process(arguments):
+        subprocess.run([sys.executable, "-m", "gradcam", *arguments], check=True, cwd=ROOT,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
-        whole = time.perf_counter() - start
-        with open(os.path.join(out, "summary.json"), encoding="utf-8") as file:
-            summary = json.load(file)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    images, after = summary["counts"]["images"], summary["images_per_second"]
-    return {"images": images, "whole": images / whole, "after": after, "fixed": whole - images / after}
+
+    return _timed_explain(new_process, folder, batch_size)
 
 
 def timed_run(folder: str, batch_size: int, concurrency: int) -> dict:

@@ -53,6 +53,11 @@ def _check_baseline(baseline, shape) -> np.ndarray:
     return value
 
 
+def _original(images, n):
+    """Image ``n`` as it is, in float32: where insertion ends and deletion starts."""
+    return images[n].astype(np.float32)
+
+
 def _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, start, end):
     """Scores of ``where(rank < k_i, end(n), start(n))`` for ``k_i = round(i H W / steps)``."""
     steps = check_positive_int(steps, "steps")
@@ -138,13 +143,10 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
         array([0.12, ...], dtype=float32)
     """
 
-    def original(images, n):
-        return images[n].astype(np.float32)
-
     def removed(images, n):
         return np.broadcast_to(_check_baseline(baseline, images.shape[1:]), images.shape[1:])
 
-    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, original, removed)
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, _original, removed)
     return _result(area, curves, return_curves)
 
 
@@ -194,8 +196,5 @@ def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: in
     def blurred(images, n):
         return blur(images[n])
 
-    def original(images, n):
-        return images[n].astype(np.float32)
-
-    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, blurred, original)
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, blurred, _original)
     return _result(area, curves, return_curves)
