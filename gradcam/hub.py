@@ -5,8 +5,9 @@ A ``keras_hub.models.ImageClassifier`` (``ResNetImageClassifier``,
 that ``predict()``, ``fit()`` and ``evaluate()`` run on the images before the model
 sees them: it resizes them to the backbone's size and rescales their values. Calling the
 model itself (as every explanation does, ``model(x)``) skips that step, so the engine
-(:meth:`gradcam.methods.base.Method.compute`) runs it through
-:func:`preprocess_samples`: the explained scores are then the ones ``predict()`` gives.
+(:meth:`gradcam.methods.base.Method.compute`) and the metrics' scoring
+(:mod:`gradcam.metrics.scoring`) run it through :func:`preprocess_samples`: the explained
+and measured scores are then the ones ``predict()`` gives.
 
 The preprocessor is read from the model at each call, as ``predict()`` reads it, so
 setting ``model.preprocessor = None`` explains the model on images that are ready for it.
