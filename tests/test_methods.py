@@ -27,7 +27,7 @@ from conftest import (
     make_sequential,
 )
 
-from gradcam import backend
+from gradcam import _method_names, backend
 from gradcam.methods import METHODS, AblationCAM, GradCAM, GradCAMPlusPlus, Method, method_class
 
 A0 = np.array([[10, 18], [42, 50]], np.float32)  # the tiny model's conv output, channel 0
@@ -78,11 +78,15 @@ def test_methods_registry():
     assert METHODS["gradcam++"] is GradCAMPlusPlus and METHODS["ablationcam"] is AblationCAM
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
     assert method_class("gradcam++") is GradCAMPlusPlus
+    # the names the command line and gradcam.ray check before Keras loads
+    assert _method_names.METHOD_NAMES == tuple(names)
 
 
 def test_unknown_method_names_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown method 'gradcm'.*'gradcam', 'gradcam\+\+'.*Did you mean 'gradcam'"):
         method_class("gradcm")
+    with pytest.raises(ValueError, match=r"^Unknown method 3; the methods are 'gradcam', .*'ablationcam'\.$"):
+        method_class(3)
 
 
 # -- Grad-CAM ------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ import argparse
 import math
 
 from gradcam.io.images import OVERLAY_FORMATS
+from gradcam._method_names import METHOD_NAMES, SCORES
 
 BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")
-SCORES = ("auto", "logit", "output")
 #: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`.
 METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence")
 DEFAULT_METRICS = ("deletion", "insertion", "average_drop")
@@ -157,9 +157,8 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
              "NAME and the outputs (default: ImageNet's for 1000-class models)")
     parser.add_argument(
         "--method", action="append", metavar="NAME",
-        help="the class-activation method, a name of gradcam.METHODS: gradcam, gradcam++, "
-             "xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam...; repeat for "
-             f"several, {per_method} (default: gradcam)")
+        help=f"the class-activation method: {', '.join(METHOD_NAMES)}; repeat for several, "
+             f"{per_method} (default: gradcam)")
     parser.add_argument("--layer", metavar="NAME",
                         help="the layer to explain (default: the last layer with a 4-D output; "
                              "see 'gradcam layers')")

@@ -7,7 +7,7 @@ in its own module, listed here.
 
 from __future__ import annotations
 
-from gradcam._matching import close_matches
+from gradcam._method_names import check_method_name
 from gradcam.methods.ablation_cam import AblationCAM
 from gradcam.methods.base import Capture, Method, Result
 from gradcam.methods.eigencam import EigenCAM
@@ -52,9 +52,4 @@ def method_class(name: str) -> type[Method]:
     Raises:
         ValueError: an unknown name (the known ones and the closest are listed).
     """
-    if isinstance(name, str) and name in METHODS:
-        return METHODS[name]
-    known = ", ".join(map(repr, METHODS))
-    close = close_matches(str(name), list(METHODS))
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"Unknown method {name!r}; the methods are {known}.{hint}")
+    return METHODS[check_method_name(name)]

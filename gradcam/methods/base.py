@@ -54,9 +54,9 @@ from gradcam.capture import capture, model_info
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array, to_batch
 from gradcam.layers import find_layer, tokens_to_grid
+from gradcam._method_names import SCORES
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
-SCORES = ("auto", "logit", "output")
 PERTURBS = (None, "activations", "inputs")
 
 

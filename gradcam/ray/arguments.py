@@ -7,6 +7,7 @@ import os
 
 from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
 from gradcam.image import check_image_shape
+from gradcam._method_names import SCORES, check_method_name
 
 #: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
 DEFAULT_MODEL = BUILTIN_MODELS[0]
@@ -41,11 +42,8 @@ def check_model(model) -> None:
 
 
 def checked(model, method, score, preprocess, image_size):
-    """Check the arguments that need no model: ``(engine class, image size or None)``."""
-    from gradcam.methods import method_class
-    from gradcam.methods.base import SCORES
-
-    engine_type = method_class(method)
+    """Check the arguments that need no model (nor Keras): the image size or ``None``."""
+    check_method_name(method)
     check_model(model)
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
@@ -56,7 +54,7 @@ def checked(model, method, score, preprocess, image_size):
             f"or None; got {preprocess!r}."
         )
     try:
-        return engine_type, check_image_shape(image_size)
+        return check_image_shape(image_size)
     except ValueError:
         raise ValueError(
             f"image_size must be (height, width) with two positive integers, or None; got {image_size!r}."

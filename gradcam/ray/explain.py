@@ -143,7 +143,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         >>> explained = explain_images("photos/", model="efficientnet_lite0", concurrency=2)
         >>> explained.write_parquet("explanations/")
     """
-    _, size = checked(model, method, score, preprocess, image_size)
+    size = checked(model, method, score, preprocess, image_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:

@@ -101,16 +101,17 @@ class Explainer:
 
     def __init__(self, model=DEFAULT_MODEL, method: str = "gradcam", layer=None, score: str = "auto",
                  targets=None, preprocess="auto", image_size=None):
-        engine_type, size = checked(model, method, score, preprocess, image_size)
+        size = checked(model, method, score, preprocess, image_size)
         keras_model, builtin = _build_model(model, size)
         from gradcam.cli.model import image_shape_for
+        from gradcam.methods import method_class
 
         try:
             self._image_shape = image_shape_for(keras_model, size)
         except UsageError as error:
             raise ValueError(str(error)) from None
-        self._engine = engine_type(keras_model, layer=layer, score=score,
-                                   preprocess=_preprocess_function(preprocess, builtin))
+        self._engine = method_class(method)(keras_model, layer=layer, score=score,
+                                            preprocess=_preprocess_function(preprocess, builtin))
         self._targets = None
         if targets is not None:  # checked once, here: a class name the model lacks stops the actor
             self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()
