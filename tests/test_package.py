@@ -30,23 +30,6 @@ def test_import_and_image_loading_do_not_load_tensorflow():
     assert out.stdout.strip() == "False"
 
 
-def test_ray_scripts_check_their_arguments_without_loading_keras():
-    # Keras takes seconds to import; an explain_images script's driver never needs it.
-    code = (
-        "import sys; from gradcam.ray.arguments import checked; "
-        "checked('efficientnet_lite0', 'scorecam', 'logit', 'lite', (224, 224))\n"
-        "try: checked('efficientnet_lite0', 'gradcm', 'auto', 'auto', None)\n"
-        "except ValueError as error: print(error)\n"
-        "print('keras' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == [
-        "Unknown method 'gradcm'; the methods are 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', "
-        "'layercam', 'eigencam', 'scorecam', 'ablationcam'. Did you mean 'gradcam', 'xgradcam', 'gradcam++'?",
-        "False",
-    ]
-
-
 def test_licence_is_an_spdx_string():
     # A TOML table (``{text = "MIT"}``) makes setuptools print a deprecation warning three
     # times in every install; an SPDX string needs setuptools 77.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 
 import keras
@@ -179,10 +180,13 @@ def test_ray_versions_older_than_the_minimum_are_refused(monkeypatch):
 
 
 def test_builtin_models_are_read_at_their_native_size():
+    from gradcam.cli.arguments import BUILTIN_MODELS
     from gradcam.ray.arguments import builtin_image_size
 
     assert [builtin_image_size(name) for name in ("efficientnet_lite0", "efficientnet_lite1",
                                                    "efficientnet_lite2")] == [(224, 224), (240, 240), (260, 260)]
+    assert {name: builtin_image_size(name)[0] for name in BUILTIN_MODELS} == {
+        f"efficientnet_lite{i}": efficientnet_lite.IMAGE_SIZES[f"EfficientNetLite{i}"] for i in range(3)}
     assert efficientnet_lite.EfficientNetLite1(weights=None).input_shape == (None, 240, 240, 3)
     assert builtin_image_size("model.keras") is None and builtin_image_size(tiny_rgb) is None
 
@@ -230,6 +234,20 @@ def local_ray():
         yield
     finally:
         ray.shutdown()
+
+
+def test_a_script_makes_the_dataset_without_importing_keras(local_ray, photos):
+    """Keras takes seconds to import; a script that only starts the run (its driver) does
+    not need it: the actors import it."""
+    code = (
+        "import sys, ray, gradcam.ray\n"
+        f"ray.init(address={ray.get_runtime_context().gcs_address!r}, log_to_driver=False)\n"
+        "for method in ('gradcam', 'scorecam'):\n"
+        f"    gradcam.ray.explain_images({photos!r}, model='efficientnet_lite1', method=method, concurrency=1)\n"
+        "print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 def test_explainer_takes_read_images_batches(local_ray, photos, tiny_file):

@@ -13,14 +13,16 @@ from gradcam._method_names import SCORES, check_method_name
 DEFAULT_MODEL = BUILTIN_MODELS[0]
 
 
+#: The built-in models' native input sizes (those of :mod:`gradcam.models.efficientnet_lite`,
+#: which imports Keras: a script that only reads files and starts actors never needs it).
+BUILTIN_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+
 def builtin_image_size(model) -> tuple[int, int] | None:
     """A built-in model's native ``(height, width)``; ``None`` for any other ``model``."""
-    if not (isinstance(model, str) and model in BUILTIN_MODELS):
+    if not (isinstance(model, str) and model in BUILTIN_SIZES):
         return None
-    from gradcam.models.efficientnet_lite import IMAGE_SIZES
-
-    size = IMAGE_SIZES["EfficientNetLite" + model.rsplit("lite", 1)[1]]
-    return size, size
+    return BUILTIN_SIZES[model], BUILTIN_SIZES[model]
 
 
 def check_model(model) -> None:
