@@ -12,7 +12,7 @@ import pytest
 from metric_models import X, make_linear
 
 from gradcam.metrics import road
-from gradcam.metrics.remove_and_debias import impute
+from gradcam.metrics.remove_and_debias import NEIGHBOURS, dissection_order, impute
 
 IMAGE = X[0]  # (3, 4, 1)
 
@@ -52,6 +52,65 @@ def test_impute_each_channel_and_leaves_the_image_alone():
     np.testing.assert_allclose(out[0, :2], np.outer([47 / 9, 91 / 18], [1, 10, -1]), rtol=1e-12)
     np.testing.assert_array_equal(image, before)
     np.testing.assert_array_equal(impute(image, removed()), image)
+
+
+def dense_imputation(image, removed):
+    """The imputation's system written out pixel by pixel and solved densely."""
+    height, width, channels = image.shape
+    unknown = [(y, x) for y in range(height) for x in range(width) if removed[y, x]]
+    variable = {pixel: k for k, pixel in enumerate(unknown)}
+    matrix, right = np.zeros((len(unknown), len(unknown))), np.zeros((len(unknown), channels))
+    for k, (y, x) in enumerate(unknown):
+        for dy, dx, weight in NEIGHBOURS:
+            if 0 <= y + dy < height and 0 <= x + dx < width:
+                matrix[k, k] += weight
+                if removed[y + dy, x + dx]:
+                    matrix[k, variable[y + dy, x + dx]] -= weight
+                else:
+                    right[k] += weight * image[y + dy, x + dx]
+    out = np.array(image, np.float64)
+    out[removed] = np.linalg.solve(matrix, right)
+    return out
+
+
+# Three separate removed regions: one in a corner, one along the right edge, one irregular
+# blob with a hole, and single pixels touching them only diagonally.
+REGIONS = """
+##.........
+#.......###
+..#.....###
+.....##..##
+....####...
+...###.##..
+....####.#.
+""".split()
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        np.array([[c == "#" for c in row] for row in REGIONS]),
+        np.random.default_rng(1).random((24, 30)) < 0.6,  # many regions, cut several times
+    ],
+    ids=["regions", "random"],
+)
+def test_impute_solves_the_system_as_a_dense_solve_does(removed):
+    image = np.random.default_rng(0).uniform(0, 255, removed.shape + (2,))
+    np.testing.assert_allclose(impute(image, removed), dense_imputation(image, removed), rtol=1e-12, atol=1e-10)
+
+
+def test_dissection_order_cuts_the_longer_side_and_puts_the_cut_last():
+    # 3x3 with blocks of 1 pixel: row 0 (its middle pixel last), row 2 (the same), then the
+    # middle row, the first cut, as it is.
+    np.testing.assert_array_equal(dissection_order(3, 3, leaf=1), [0, 2, 1, 6, 8, 7, 3, 4, 5])
+    # 2x5: wider than tall, so column 2 is the cut; the 2x2 halves are left whole.
+    np.testing.assert_array_equal(dissection_order(2, 5, leaf=4), [0, 5, 1, 6, 3, 8, 4, 9, 2, 7])
+    np.testing.assert_array_equal(np.sort(dissection_order(37, 53)), np.arange(37 * 53))
+
+
+def test_impute_refuses_an_image_with_every_pixel_removed():
+    with pytest.raises(ValueError, match=r"impute needs at least one kept pixel; all 12 pixels of the \(3, 4\) image"):
+        impute(IMAGE, np.ones((3, 4), bool))
 
 
 def test_road_by_hand_morf_and_lerf():
@@ -98,6 +157,20 @@ def test_road_noise_is_seeded_per_image_and_percentile():
     assert not np.allclose(road(make_linear(), docs, maps, 0, percentiles=(50,), seed=1), results[0][:, 1:])
 
 
+def test_road_same_scores_with_one_thread_and_several():
+    docs = np.concatenate([X, 2 * X, X[:, ::-1], X + 5])
+    maps = np.concatenate([X[..., 0], -X[..., 0], np.zeros((1, 3, 4)), X[..., 0] % 3])
+    percentiles = (10, 25, 50, 75, 90)
+    one = road(make_linear(), docs, maps, 0, percentiles=percentiles, batch_size=7, workers=1)
+    for workers in (2, 3, None):
+        several = road(make_linear(), docs, maps, 0, percentiles=percentiles, batch_size=7, workers=workers)
+        np.testing.assert_array_equal(several, one)
+    # and each is the imputed image's sum plus its own noise
+    clean = road(make_linear(), docs, maps, 0, percentiles=percentiles, noise=0, workers=3)
+    expected = clean[3, 2] + np.random.default_rng((0, 3, 2)).normal(0.0, 0.01 * 11, (6, 1)).sum()
+    np.testing.assert_allclose(one[3, 2], expected, rtol=1e-6)
+
+
 def test_road_arrays_unchanged_and_preprocess_after_imputing():
     docs, maps = X.copy(), X[..., 0].copy()
 
@@ -126,6 +199,8 @@ def test_road_arrays_unchanged_and_preprocess_after_imputing():
         (dict(targets=[0, 1]), r"one target per image: 1 class indices"),
         (dict(heatmaps=np.zeros((1, 1, 3, 4))), r"pass heatmaps\[:, k\]"),
         (dict(batch_size=0), r"batch_size must be a positive integer; got 0"),
+        (dict(workers=0), r"workers must be a positive integer; got 0"),
+        (dict(workers=1.5), r"workers must be a positive integer; got 1.5"),
     ],
 )
 def test_clear_errors(kwargs, message):

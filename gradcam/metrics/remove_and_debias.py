@@ -5,10 +5,14 @@ the removed pixels were."""
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from gradcam.methods.base import check_positive_int
 from gradcam.metrics.maps import rank_pixels
 from gradcam.metrics.scoring import check_inputs, perturbed_scores
 
@@ -18,6 +22,68 @@ ORDERS = ("morf", "lerf")
 NEIGHBOURS = tuple(
     (dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
 )
+
+
+def dissection_order(height: int, width: int, leaf: int = 64) -> np.ndarray:
+    """The pixels of a ``(height, width)`` grid in a geometric nested-dissection order.
+
+    The grid is cut in two by its middle row (or column, if it is wider than tall); each
+    half is ordered in the same way, the first half then the second, and the cut comes
+    last; blocks of at most ``leaf`` pixels are left whole. Eliminating the pixels in
+    this order keeps the factors of the imputation's system sparse (the fill-in of a grid's
+    nested dissection is ``O(n log n)``).
+
+    Args:
+        height: the grid's height.
+        width: the grid's width.
+        leaf: the largest block left uncut (on 224x224 images, 16 to 64 are equally fast
+            and 256 is 1.5x slower). Defaults to ``64``.
+
+    Returns:
+        int64 ``(height * width,)``: the row-major indices of the pixels, in that order.
+    """
+    parts = []
+
+    def cut(block):
+        if block.size <= leaf:
+            parts.append(block.ravel())
+            return
+        if block.shape[0] < block.shape[1]:
+            block = block.T
+        middle = block.shape[0] // 2
+        cut(block[:middle])
+        cut(block[middle + 1 :])
+        parts.append(block[middle])
+
+    cut(np.arange(height * width).reshape(height, width))
+    return np.concatenate(parts)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_system(height: int, width: int):
+    """``(order, matrix)`` for an image's size, made once per size.
+
+    ``order`` is :func:`dissection_order`; ``matrix`` the imputation's equations with every
+    pixel removed, CSR ``(H * W, H * W)`` by row-major index: ``sum_j w_ij`` on the
+    diagonal, ``-w_ij`` for each neighbour ``j`` inside the image. A removed set's system is
+    the submatrix of its pixels.
+    """
+    index = np.arange(height * width).reshape(height, width)
+    rows, columns, weights = [index.ravel()], [index.ravel()], []
+    total = np.zeros((height, width))
+    for dy, dx, weight in NEIGHBOURS:
+        inside = (slice(max(0, -dy), height - max(0, dy)), slice(max(0, -dx), width - max(0, dx)))
+        moved = (slice(max(0, dy), height - max(0, -dy)), slice(max(0, dx), width - max(0, -dx)))
+        rows.append(index[inside].ravel())
+        columns.append(index[moved].ravel())
+        weights.append(np.full(rows[-1].size, -weight))
+        total[inside] += weight
+    values = np.concatenate([total.ravel()] + weights)
+    size = (height * width, height * width)
+    matrix = scipy.sparse.csr_matrix((values, (np.concatenate(rows), np.concatenate(columns))), shape=size)
+    order = dissection_order(height, width)
+    order.flags.writeable = False
+    return order, matrix
 
 
 def impute(image, removed) -> np.ndarray:
@@ -37,38 +103,31 @@ def impute(image, removed) -> np.ndarray:
     Returns:
         float64 ``(H, W, C)``, a new array: the kept pixels as they were, the removed
         ones imputed.
+
+    Raises:
+        ValueError: every pixel is removed.
     """
     height, width, channels = image.shape
     filled = np.array(image, np.float64).reshape(-1, channels)
-    unknown = np.flatnonzero(removed)
+    order, grid = _grid_system(height, width)
+    unknown = order[np.asarray(removed, bool).reshape(-1)[order]]  # in nested-dissection order
     if len(unknown) == 0:
         return filled.reshape(image.shape)
-    variable = np.full(height * width, -1, np.int64)
-    variable[unknown] = np.arange(len(unknown))
-    rows, columns = np.divmod(unknown, width)
-    total = np.zeros(len(unknown))
-    right = np.zeros((len(unknown), channels))
-    entries = []
-    for dy, dx, weight in NEIGHBOURS:
-        y, x = rows + dy, columns + dx
-        inside = np.flatnonzero((y >= 0) & (y < height) & (x >= 0) & (x < width))
-        neighbour = y[inside] * width + x[inside]
-        total[inside] += weight
-        linked = variable[neighbour]
-        free = linked >= 0
-        entries.append((inside[free], linked[free]))
-        right[inside[~free]] += weight * filled[neighbour[~free]]
-    equations = np.concatenate([e[0] for e in entries] + [np.arange(len(unknown))])
-    variables = np.concatenate([e[1] for e in entries] + [np.arange(len(unknown))])
-    off_diagonal = [np.full(len(e[0]), -weight) for e, (_, _, weight) in zip(entries, NEIGHBOURS)]
-    coefficients = np.concatenate(off_diagonal + [total])
-    size = (len(unknown), len(unknown))
-    system = scipy.sparse.csc_matrix((coefficients, (equations, variables)), shape=size)
-    # The system is symmetric: a minimum-degree ordering of A + A^T fills in about half as
-    # much as spsolve's default column ordering (measured: 2x faster on 224x224 images).
-    factors = scipy.sparse.linalg.splu(system, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-    solution = factors.solve(right)
-    filled[unknown] = solution.reshape(len(unknown), channels)
+    if len(unknown) == height * width:
+        raise ValueError(
+            f"impute needs at least one kept pixel; all {len(unknown)} pixels of the "
+            f"{(height, width)} image are removed."
+        )
+    equations = grid[unknown]
+    known = filled.copy()
+    known[unknown] = 0
+    # The system is symmetric positive definite (diagonally dominant, and every group of
+    # removed pixels touches a kept one): no pivoting, and the nested-dissection order as
+    # it is (measured on 224x224 images: 20-40% faster than a minimum-degree ordering).
+    factors = scipy.sparse.linalg.splu(
+        equations[:, unknown].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0, options={"SymmetricMode": True}
+    )
+    filled[unknown] = factors.solve(-(equations @ known))
     return filled.reshape(image.shape)
 
 
@@ -87,7 +146,7 @@ def _check_percentiles(percentiles) -> np.ndarray:
 
 def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32,
          percentiles=(10, 20, 30, 40, 50, 60, 70, 80, 90), order: str = "morf", noise: float = 0.01,
-         seed: int = 0):
+         seed: int = 0, workers: int | None = None):
     """ROAD: the target's score with a share of the pixels removed and imputed.
 
     For each percentile ``p``, the ``k = floor(p * H * W / 100)`` pixels ranked first
@@ -108,7 +167,11 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
     ``p`` is the share of pixels removed in both orders, as the paper plots them (the
     paper's code, for LeRF, removes ``1 - p`` instead). The noise is drawn from
     ``numpy.random.default_rng((seed, n, i))`` for image ``n`` and percentile ``i``: the
-    result depends on neither the batch size nor the other images.
+    result depends on neither the batch size, nor the other images, nor ``workers``.
+
+    The imputations take most of the time (a 224x224 image's nine default percentiles
+    take about 0.6 s of one CPU core); ``workers`` threads make a batch's imputations at
+    once (the sparse solver runs outside Python's global interpreter lock).
 
     Args:
         model: a Keras classifier with one image input and one ``(batch, classes)`` output.
@@ -129,6 +192,8 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
         noise: the imputation noise's standard deviation, as a fraction of each image's
             value range; ``0`` for none. Defaults to ``0.01``.
         seed: the seed of the noise. Defaults to ``0``.
+        workers: how many threads impute at once, or ``None`` for one per CPU
+            (``os.cpu_count()``). Defaults to ``None``.
 
     Returns:
         float32 array ``(N, len(percentiles))``: the score of image ``n`` with
@@ -142,6 +207,7 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
             values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is
             not a positive integer; ``percentiles`` not in [0, 100); ``order`` unknown;
             ``noise`` negative or not finite; ``seed`` not a non-negative integer;
+            ``workers`` not a positive integer or ``None``;
             ``preprocess`` changes the batch size or the images do not fit the model.
     """
     if order not in ORDERS:
@@ -153,6 +219,7 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
         raise ValueError(f"noise must be a finite number >= 0; got {noise!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
+    workers = (os.cpu_count() or 1) if workers is None else check_positive_int(workers, "workers")
     images, maps, targets, batch_size = check_inputs(model, docs, heatmaps, targets, preprocess, batch_size)
     count, height, width = maps.shape
     ranked = rank_pixels(maps)
@@ -175,5 +242,6 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
         return out
 
     return perturbed_scores(
-        model, perturb, count, len(shares), targets, preprocess=preprocess, batch_size=batch_size
+        model, perturb, count, len(shares), targets, preprocess=preprocess, batch_size=batch_size,
+        workers=workers,
     )

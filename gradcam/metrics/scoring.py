@@ -8,13 +8,15 @@ of decreasing powers of two), applies the metric's ``preprocess`` to them, runs 
 through the model with one compiled forward pass per batch (:mod:`gradcam.backend`), and
 keeps the target's output: the target's probability when the model ends in a softmax,
 which is simply its output. At most one batch of perturbed images exists at a time,
-however many images and steps there are.
+however many images and steps there are. A metric whose perturbations are costly on the
+CPU (ROAD's imputations) has them made by several threads (``workers``).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from keras import ops
@@ -149,7 +151,7 @@ def _batch_sizes(total: int, batch_size: int) -> list[int]:
 
 
 def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preprocess,
-                     batch_size: int) -> np.ndarray:
+                     batch_size: int, workers: int = 1) -> np.ndarray:
     """The target's score on each perturbation of each image.
 
     Args:
@@ -162,6 +164,11 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
         preprocess: applied to each batch of perturbed images (a float32 array of their own,
             which it may change in place), or ``None``.
         batch_size: how many perturbed images go through the model at once.
+        workers: how many threads make a batch's perturbations. With one, ``perturb`` is
+            called once per image in the batch, in this thread; with more, once per
+            perturbation (``steps`` of length 1), from a pool of threads, so it must be
+            thread-safe (and give the same result whatever the order of the calls).
+            Defaults to ``1``.
 
     Returns:
         float32 array ``(N, P)``.
@@ -176,13 +183,18 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
     total = count * steps
     scores = np.empty(total, np.float32)
     start = 0
-    for size in _batch_sizes(total, batch_size):
-        flat = np.arange(start, start + size)
-        start += size
-        images, indices = np.divmod(flat, steps)
-        batch = np.concatenate([perturb(n, indices[images == n]) for n in np.unique(images)])
-        batch = _model_batch(batch.astype(np.float32, copy=False), preprocess, info, model)
-        scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
+    with ThreadPoolExecutor(workers) as pool:
+        for size in _batch_sizes(total, batch_size):
+            flat = np.arange(start, start + size)
+            start += size
+            images, indices = np.divmod(flat, steps)
+            if workers == 1:
+                calls = [(n, indices[images == n]) for n in np.unique(images)]
+            else:
+                calls = [(n, indices[k : k + 1]) for k, n in enumerate(images)]
+            batch = np.concatenate(list(pool.map(lambda call: perturb(*call), calls)))
+            batch = _model_batch(batch.astype(np.float32, copy=False), preprocess, info, model)
+            scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
     return scores.reshape(count, steps)
 
 
