@@ -6,22 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcam.metrics.scoring import check_inputs, perturbed_scores
-
-_ARGS_DOC = """
-    Args:
-        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
-        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
-            (raw when ``preprocess`` is given); never modified.
-        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
-            bilinearly to ``(H, W)``. Never modified.
-        targets: the class scored in each image: one index or name for all images, or one
-            per image.
-        preprocess: the model's preprocessing, applied to the images and the masked
-            images, or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
-        batch_size: how many images go through the model at once. Defaults to ``32``.
-"""
-
+from gradcam.metrics.scoring import check_inputs, metric_docstring, perturbed_scores
 
 def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
     """``(Y, O)``: the target's score on each image and on the image times its map."""
@@ -40,6 +25,7 @@ def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
     return scores[:, 0], scores[:, 1]
 
 
+@metric_docstring("images and masked images")
 def average_drop(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32):
     """Average drop: how much of the target's score is lost when only the map is shown.
 
@@ -53,19 +39,18 @@ def average_drop(model, docs, heatmaps, targets, *, preprocess=None, batch_size:
     The score is the target's output: its probability when the model ends in a softmax.
     ``preprocess`` is applied after masking, so the image is masked in the caller's image
     space (0 is black for RGB images in 0..255).
-    {args}
+
+    Args:
+        {args}
+
     Returns:
         float32 array ``(N,)`` in [0, 1].
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str.
-        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
-            values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is not
-            a positive integer; ``preprocess`` changes the batch size or the images do not
-            fit the model; the score ``Y`` of an image is not positive (the drop is a
-            fraction of it: use a model that outputs probabilities).
+        TypeError: {type_errors}
+        ValueError: {value_errors};
+            the score ``Y`` of an image is not positive (the drop is a fraction of it:
+            use a model that outputs probabilities).
     """
     unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
     bad = np.nonzero(unmasked <= 0)[0]
@@ -78,6 +63,7 @@ def average_drop(model, docs, heatmaps, targets, *, preprocess=None, batch_size:
     return (np.maximum(0, unmasked - masked) / unmasked).astype(np.float32)
 
 
+@metric_docstring("images and masked images")
 def increase_in_confidence(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32):
     """Increase in confidence: whether the target's score rises when only the map is shown.
 
@@ -85,22 +71,17 @@ def increase_in_confidence(model, docs, heatmaps, targets, *, preprocess=None, b
     negative values set to 0, divided by its maximum; an all-zero map gives a black image).
     The result is ``1.0`` where ``O > Y``, else ``0.0``; the paper reports the share of
     images, in percent, where the score rises. Higher is better.
-    {args}
+
+    Args:
+        {args}
+
     Returns:
         float32 array ``(N,)`` of 0.0 and 1.0.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str.
-        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
-            values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is not
-            a positive integer; ``preprocess`` changes the batch size or the images do not
-            fit the model.
+        TypeError: {type_errors}
+        ValueError: {value_errors}.
     """
     unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
     return (masked > unmasked).astype(np.float32)
 
-
-average_drop.__doc__ = average_drop.__doc__.format(args=_ARGS_DOC)
-increase_in_confidence.__doc__ = increase_in_confidence.__doc__.format(args=_ARGS_DOC)

@@ -8,7 +8,7 @@ import numpy as np
 
 from gradcam.methods.base import check_positive_int
 from gradcam.metrics.maps import rank_pixels
-from gradcam.metrics.scoring import check_inputs, curve_area, perturbed_scores
+from gradcam.metrics.scoring import check_inputs, curve_area, metric_docstring, perturbed_scores
 
 #: RISE's blur for insertion: a Gaussian of this kernel size and sigma.
 BLUR_KERNEL_SIZE = 11
@@ -87,6 +87,7 @@ def _result(area, curves, return_curves):
     return (area, curves) if return_curves else area
 
 
+@metric_docstring("perturbed images")
 def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
              baseline=0.0, return_curves: bool = False):
     """Deletion: the target's score as the map's pixels are removed, most relevant first.
@@ -105,17 +106,7 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
     score is the target's output: its probability when the model ends in a softmax.
 
     Args:
-        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
-        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
-            (raw when ``preprocess`` is given); never modified.
-        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
-            bilinearly to ``(H, W)``. Never modified.
-        targets: the class scored in each image: one index or name for all images, or one
-            per image.
-        preprocess: the model's preprocessing, applied to each batch of perturbed images,
-            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
-        batch_size: how many perturbed images go through the model at once.
-            Defaults to ``32``.
+        {args}
         steps: the number of deletion steps; the model runs ``steps + 1`` times per
             image. Defaults to ``100``.
         baseline: the value removed pixels take: a number, or an array that broadcasts to
@@ -127,14 +118,10 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
         ``return_curves=True``, ``(area, curves)`` with float32 curves ``(N, steps + 1)``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str.
-        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
-            values in ``docs`` or ``heatmaps``; a target out of range; ``steps`` or
-            ``batch_size`` is not a positive integer; ``baseline`` is not finite or does
-            not broadcast to an image; ``preprocess`` changes the batch size or the
-            images do not fit the model.
+        TypeError: {type_errors}
+        ValueError: {value_errors};
+            ``steps`` is not a positive integer; ``baseline`` is not finite or does not
+            broadcast to an image.
 
     Example:
         >>> cam = gradcam.GradCAM(model, preprocess=preprocess_input)
@@ -150,6 +137,7 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
     return _result(area, curves, return_curves)
 
 
+@metric_docstring("perturbed images")
 def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
               return_curves: bool = False):
     """Insertion: the target's score as the map's pixels come back into a blurred image.
@@ -164,17 +152,7 @@ def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: in
     makes the score rise fast: higher is better.
 
     Args:
-        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
-        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
-            (raw when ``preprocess`` is given); never modified.
-        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
-            bilinearly to ``(H, W)``. Never modified.
-        targets: the class scored in each image: one index or name for all images, or one
-            per image.
-        preprocess: the model's preprocessing, applied to each batch of perturbed images,
-            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
-        batch_size: how many perturbed images go through the model at once.
-            Defaults to ``32``.
+        {args}
         steps: the number of insertion steps; the model runs ``steps + 1`` times per
             image. Defaults to ``100``.
         return_curves: also return the curves. Defaults to ``False``.
@@ -184,13 +162,9 @@ def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: in
         ``return_curves=True``, ``(area, curves)`` with float32 curves ``(N, steps + 1)``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str.
-        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
-            values in ``docs`` or ``heatmaps``; a target out of range; ``steps`` or
-            ``batch_size`` is not a positive integer; ``preprocess`` changes the batch size
-            or the images do not fit the model.
+        TypeError: {type_errors}
+        ValueError: {value_errors};
+            ``steps`` is not a positive integer.
     """
 
     def blurred(images, n):

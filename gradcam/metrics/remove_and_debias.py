@@ -14,7 +14,7 @@ import scipy.sparse.linalg
 
 from gradcam.methods.base import check_positive_int
 from gradcam.metrics.maps import rank_pixels
-from gradcam.metrics.scoring import check_inputs, perturbed_scores
+from gradcam.metrics.scoring import check_inputs, metric_docstring, perturbed_scores
 
 ORDERS = ("morf", "lerf")
 #: The paper's weights of a removed pixel's neighbours: 1/6 for the four that share an
@@ -144,6 +144,7 @@ def _check_percentiles(percentiles) -> np.ndarray:
     return values
 
 
+@metric_docstring("imputed images")
 def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32,
          percentiles=(10, 20, 30, 40, 50, 60, 70, 80, 90), order: str = "morf", noise: float = 0.01,
          seed: int = 0, workers: int | None = None):
@@ -174,17 +175,7 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
     once (the sparse solver runs outside Python's global interpreter lock).
 
     Args:
-        model: a Keras classifier with one image input and one ``(batch, classes)`` output.
-        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
-            (raw when ``preprocess`` is given); never modified.
-        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
-            bilinearly to ``(H, W)``. Never modified.
-        targets: the class scored in each image: one index or name for all images, or one
-            per image.
-        preprocess: the model's preprocessing, applied to each batch of imputed images,
-            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
-        batch_size: how many imputed images go through the model at once.
-            Defaults to ``32``.
+        {args}
         percentiles: the shares of pixels removed, in percent, each in [0, 100).
             Defaults to ``(10, 20, 30, 40, 50, 60, 70, 80, 90)``.
         order: ``"morf"`` (remove the most relevant pixels) or ``"lerf"`` (the least
@@ -200,15 +191,11 @@ def road(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 3
         ``percentiles[i]`` percent of its pixels removed at ``[n, i]``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str.
-        ValueError: wrong shapes (not one map and one target per image); NaN or infinite
-            values in ``docs`` or ``heatmaps``; a target out of range; ``batch_size`` is
-            not a positive integer; ``percentiles`` not in [0, 100); ``order`` unknown;
-            ``noise`` negative or not finite; ``seed`` not a non-negative integer;
-            ``workers`` not a positive integer or ``None``;
-            ``preprocess`` changes the batch size or the images do not fit the model.
+        TypeError: {type_errors}
+        ValueError: {value_errors};
+            ``percentiles`` not in [0, 100); ``order`` unknown; ``noise`` negative or not
+            finite; ``seed`` not a non-negative integer; ``workers`` not a positive integer
+            or ``None``.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(map(repr, ORDERS))}; got {order!r}.")

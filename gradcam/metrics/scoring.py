@@ -113,6 +113,58 @@ def check_inputs(model, docs, heatmaps, targets, preprocess, batch_size):
     return images, maps, check_targets(targets, info.num_classes, len(images)), batch_size
 
 
+# What every perturbation metric's docstring says of the arguments that check_inputs and
+# perturbed_scores check: written once, filled in by metric_docstring.
+_SHARED_ARGS = """model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+        docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
+            (raw when ``preprocess`` is given); never modified.
+        heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
+            bilinearly to ``(H, W)``. Never modified.
+        targets: the class scored in each image: one index or name for all images, or one
+            per image.
+        preprocess: the model's preprocessing, applied to each batch of {perturbed},
+            or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
+        batch_size: how many {perturbed} go through the model at once.
+            Defaults to ``32``."""
+_SHARED_TYPE_ERRORS = """``model`` is not a Keras model; ``preprocess`` is not callable;
+            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
+            int nor a str."""
+_SHARED_VALUE_ERRORS = """wrong shapes (not one map and one target per image); NaN or
+            infinite values in ``docs`` or ``heatmaps``; a target out of range;
+            ``batch_size`` is not a positive integer; ``preprocess`` changes the batch
+            size or the images do not fit the model"""
+
+
+def metric_docstring(perturbed: str):
+    """A decorator that writes into a perturbation metric's docstring what all of them share.
+
+    The docstring's ``{args}`` becomes the ``Args:`` entries of ``model``, ``docs``,
+    ``heatmaps``, ``targets``, ``preprocess`` and ``batch_size``; ``{type_errors}`` and
+    ``{value_errors}`` the ``TypeError`` and ``ValueError`` cases of checking them
+    (:func:`check_inputs`) and of running the model (:func:`perturbed_scores`), the latter
+    with no final punctuation: the metric adds its own cases after a semicolon, or a full
+    stop. Each is written where an entry starts, indented as one; it wraps its own lines.
+
+    Args:
+        perturbed: what the metric runs through the model, in the plural, e.g.
+            ``"perturbed images"``.
+
+    Returns:
+        The decorator: it returns the function itself, its ``__doc__`` completed.
+    """
+
+    def complete(function):
+        if function.__doc__:  # None under python -OO
+            function.__doc__ = function.__doc__.format(
+                args=_SHARED_ARGS.format(perturbed=perturbed),
+                type_errors=_SHARED_TYPE_ERRORS,
+                value_errors=_SHARED_VALUE_ERRORS,
+            )
+        return function
+
+    return complete
+
+
 def _model_batch(batch, preprocess, info, model):
     if preprocess is not None:
         count = len(batch)
