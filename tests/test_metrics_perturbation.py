@@ -188,8 +188,21 @@ def test_arrays_unchanged():
         (dict(heatmaps=np.zeros((2, 3, 4))), ValueError, "one map per image: docs has 1 images"),
         (dict(heatmaps=np.full((1, 3, 4), np.nan)), ValueError, r"heatmaps \[0\] contain NaN"),
         (dict(preprocess="scale"), TypeError, "preprocess must be a function or None; got 'scale'"),
-        (dict(preprocess=lambda b: b[:1]), ValueError, r"preprocess returned \(1, 3, 4, 1\) for a batch of 2"),
-        (dict(docs=np.zeros((1, 4, 4, 1))), ValueError, r"expects images of shape \(3, 4, 1\).*of shape \(4, 4, 1\)"),
+        # steps=2: batches of 2 and 1 perturbed images
+        (dict(preprocess=lambda b: b[:1]), ValueError, r"preprocess returned 1 images for 2; it must keep the batch as"),
+        (dict(preprocess=lambda b: b.astype(object)), TypeError, "the output of preprocess must be an array of numbers"),
+        (dict(preprocess=lambda b: b + np.nan), ValueError, "the output of preprocess contains 24 NaN or infinite values"),
+        (
+            dict(docs=np.zeros((1, 4, 4, 1))),
+            ValueError,
+            r"Model 'linear' expects images of shape \(3, 4, 1\) \(height, width, channels\); got a batch of shape "
+            r"\(2, 4, 4, 1\). Load images with gradcam.image_from_path\(path, image_shape=\(3, 4\)\)",
+        ),
+        (
+            dict(preprocess=lambda b: b[:, :2]),
+            ValueError,
+            r"expects images of shape \(3, 4, 1\) \(height, width, channels\); preprocess made a batch of shape \(2, 2, 4, 1\)",
+        ),
         (dict(model="model"), TypeError, "model must be a keras.Model; got str"),
     ],
 )

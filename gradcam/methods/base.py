@@ -127,6 +127,51 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def model_input(model, batch: np.ndarray, preprocess, input_shape, input_dtype) -> np.ndarray:
+    """A batch of images as the model takes it: ``preprocess`` applied, then checked.
+
+    ``preprocess`` (if any) runs on ``batch``, then a keras-hub classifier's own
+    preprocessor (:func:`gradcam.hub.preprocess_samples`), as ``model.predict()`` runs it;
+    the result must hold as many images, of the model's input shape. The engines and the
+    metrics prepare their batches with it.
+
+    Args:
+        model: the Keras model the batch is for.
+        batch: images ``(N, H, W, C)``; with ``preprocess``, an array of the caller's own,
+            which ``preprocess`` may change in place.
+        preprocess: a function of a batch, or ``None``.
+        input_shape: the model's image shape ``(height, width, channels)``, ``None``
+            where any size is accepted.
+        input_dtype: the model's input dtype.
+
+    Returns:
+        The model's input batch, of ``input_dtype`` (``batch`` itself where nothing changes).
+
+    Raises:
+        TypeError: ``preprocess`` returns something else than an array of numbers.
+        ValueError: ``preprocess`` returns another number of images, or NaN or infinite
+            values; the images do not have the model's input shape.
+    """
+    if preprocess is not None:
+        count = len(batch)
+        batch = to_batch(preprocess(batch), name="the output of preprocess")
+        if len(batch) != count:
+            raise ValueError(
+                f"preprocess returned {len(batch)} images for {count}; it must keep the batch as it is."
+            )
+    # keras-hub classifiers: their preprocessor, as model.predict() runs it (gradcam.hub)
+    batch = hub.preprocess_samples(model, batch)
+    expected = tuple(input_shape)
+    if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
+        what = "preprocess made a batch" if preprocess is not None else "got a batch"
+        raise ValueError(
+            f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
+            f"{what} of shape {batch.shape}. Load images with gradcam.image_from_path(path, "
+            f"image_shape={expected[:2]})."
+        )
+    return batch.astype(input_dtype, copy=False)
+
+
 def _stacklevel_outside_package() -> int:
     """The ``stacklevel`` at which ``warnings.warn``, called by the caller of this function,
     names the first frame outside the gradcam package (the user's line)."""
@@ -466,30 +511,13 @@ class Method:
     def _prepare(self, docs, preprocess) -> tuple[np.ndarray, np.ndarray]:
         """Check ``docs``; return the model's input batch and the pictures' batch."""
         pictures = to_batch(docs, name="docs")
-        batch = pictures
-        if preprocess is not None:
-            # a copy: preprocess_input functions may work in place (resnet50's does)
-            batch = to_batch(
-                preprocess(np.array(pictures, dtype=np.float32)), name="the output of preprocess"
-            )
-            if len(batch) != len(pictures):
-                raise ValueError(
-                    f"preprocess returned {len(batch)} images for {len(pictures)}; it must keep "
-                    "the batch as it is."
-                )
-        # keras-hub classifiers: their preprocessor, as model.predict() runs it; the maps
-        # then cover the part of each picture that it keeps (gradcam.hub)
+        # a copy for preprocess: preprocess_input functions may work in place (resnet50's does)
+        batch = pictures if preprocess is None else np.array(pictures, dtype=np.float32)
         model = self._alive()[0]
-        batch, pictures = hub.preprocess_samples(model, batch), hub.model_view(model, pictures)
-        expected = self._input_shape
-        if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
-            what = "preprocess made a batch" if preprocess is not None else "got a batch"
-            raise ValueError(
-                f"Model {self._alive()[0].name!r} expects images of shape {expected} "
-                f"(height, width, channels); {what} of shape {batch.shape}. Load images "
-                f"with gradcam.image_from_path(path, image_shape={expected[:2]})."
-            )
-        return batch.astype(self._input_dtype, copy=False), pictures
+        batch = model_input(model, batch, preprocess, self._input_shape, self._input_dtype)
+        # keras-hub classifiers: the maps cover the part of each picture that their
+        # preprocessor keeps (gradcam.hub)
+        return batch, hub.model_view(model, pictures)
 
     def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
         count = self.perturbation_count(tuple(activations.shape))

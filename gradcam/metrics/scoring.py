@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from keras import ops
 
-from gradcam import backend, hub
+from gradcam import backend
 from gradcam.capture import model_info
-from gradcam.methods.base import check_positive_int
+from gradcam.methods.base import check_positive_int, model_input
 from gradcam.metrics.maps import check_maps
 from gradcam.targets import ClassNames, resolve_targets
 
@@ -165,28 +165,6 @@ def metric_docstring(perturbed: str):
     return complete
 
 
-def _model_batch(batch, preprocess, info, model):
-    if preprocess is not None:
-        count = len(batch)
-        batch = preprocess(batch)
-        if getattr(batch, "shape", (None,))[:1] != (count,):
-            raise ValueError(
-                f"preprocess returned {getattr(batch, 'shape', type(batch).__name__)} for a batch of "
-                f"{count} images; it must keep the batch as it is."
-            )
-    # keras-hub classifiers: their preprocessor, as model.predict() and the engines run it
-    batch = np.asarray(hub.preprocess_samples(model, batch), dtype=info.input_dtype)
-    expected = tuple(info.input_shape[1:])
-    fits = len(expected) == batch.ndim - 1 and all(e in (None, g) for e, g in zip(expected, batch.shape[1:]))
-    if not fits:
-        what = "preprocess made images" if preprocess is not None else "the images are"
-        raise ValueError(
-            f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
-            f"{what} of shape {batch.shape[1:]}."
-        )
-    return batch
-
-
 def _batch_sizes(total: int, batch_size: int) -> list[int]:
     """Batches of ``batch_size``, then the rest as decreasing powers of two.
 
@@ -245,7 +223,8 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
             else:
                 calls = [(n, indices[k : k + 1]) for k, n in enumerate(images)]
             batch = np.concatenate(list(pool.map(lambda call: perturb(*call), calls)))
-            batch = _model_batch(batch.astype(np.float32, copy=False), preprocess, info, model)
+            batch = batch.astype(np.float32, copy=False)
+            batch = model_input(model, batch, preprocess, info.input_shape[1:], info.input_dtype)
             scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
     return scores.reshape(count, steps)
 
