@@ -16,7 +16,12 @@ a whole run's time go, and does its work divide between the nodes of a cluster?
      beforehand (``ray.init(num_cpus=<cores>)``), for each ``--concurrency``, consumed with
      ``iter_batches``. Its rate **after start-up** is the images divided by the time from
      the Explainer's first batch to its last, as Ray Data's statistics report it ("blocks
-     produced in").
+     produced in");
+   * **explain_images, a script**: the same in a script run by a new Python process on
+     that Ray (as ``ray job submit`` runs a job's script on a running cluster), timed from
+     the process's start to its end, like the command in a new process: its whole run
+     also includes importing Ray and ``gradcam.ray``, connecting, and the new job's worker
+     processes.
 
    Each run's **fixed cost** is its whole time less its images at its rate after
    start-up; from the medians the script prints the image count from which
@@ -111,16 +116,56 @@ def gradcam_explain_process(folder: str, batch_size: int) -> dict:
     return _timed_explain(new_process, folder, batch_size)
 
 
-def timed_run(folder: str, batch_size: int, concurrency: int) -> dict:
-    """Run ``explain_images`` to the end: its rates, its fixed cost and the Explainer's
-    batches per node (see :func:`explainer_stats`)."""
-    start = time.perf_counter()
+def explain_all(folder: str, batch_size: int, concurrency: int) -> tuple[int, str]:
+    """Run ``explain_images`` to the end: the images explained and the dataset's stats."""
     explained = gradcam.ray.explain_images(folder, batch_size=batch_size, concurrency=concurrency)
     total = sum(len(batch["path"]) for batch in explained.iter_batches(batch_size=None))
-    whole = time.perf_counter() - start
-    seconds, batches, nodes, rows = explainer_stats(explained.stats())
+    return total, explained.stats()
+
+
+def _rates(total: int, whole: float, stats: str) -> dict:
+    """A run's rates, its fixed cost and the Explainer's batches per node (see
+    :func:`explainer_stats`), from its images, its seconds and its dataset's stats."""
+    seconds, batches, nodes, rows = explainer_stats(stats)
     return {"images": total, "whole": total / whole, "after": total / seconds, "fixed": whole - seconds,
             "batches": batches, "nodes": nodes, "rows": rows}
+
+
+def timed_run(folder: str, batch_size: int, concurrency: int) -> dict:
+    """:func:`explain_all` in this process, timed (see :func:`_rates`)."""
+    start = time.perf_counter()
+    total, stats = explain_all(folder, batch_size, concurrency)
+    return _rates(total, time.perf_counter() - start, stats)
+
+
+# A script run on the Ray that is running, as ``ray job submit`` runs a job's script: it
+# imports what a user's script imports (not this benchmark's modules) and does what
+# explain_all does.
+SCRIPT = """\
+import json, sys
+sys.path.insert(0, {root!r})
+import ray
+import gradcam.ray
+ray.init(address={address!r}, log_to_driver=False, configure_logging=False)
+ray.data.DataContext.get_current().enable_progress_bars = False
+explained = gradcam.ray.explain_images({folder!r}, batch_size={batch_size}, concurrency={concurrency})
+total = sum(len(batch["path"]) for batch in explained.iter_batches(batch_size=None))
+print(json.dumps([total, explained.stats()]))
+"""
+
+
+def timed_script(folder: str, batch_size: int, concurrency: int) -> dict:
+    """:func:`explain_all` in a script run by a new Python process, timed from the
+    process's start to its end (see :func:`_rates`)."""
+    address = ray.get_runtime_context().gcs_address
+    code = SCRIPT.format(root=ROOT, address=address, folder=folder, batch_size=batch_size,
+                         concurrency=concurrency)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    whole = time.perf_counter() - start
+    total, stats = json.loads(done.stdout.strip().splitlines()[-1])
+    return _rates(total, whole, stats)
 
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -228,12 +273,14 @@ def one_machine(folder: str, args) -> None:
             runs.setdefault("the same, a new process", []).append(run)
             line.append(f"in a new process {run['whole']:.1f} whole run")
             for concurrency in args.concurrency:
-                run = timed_run(folder, args.batch_size, concurrency)
-                assert run["images"] == args.images, run
-                key = f"explain_images, {concurrency} actor{'s' * (concurrency > 1)}"
-                runs.setdefault(key, []).append(run)
-                line.append(f"{key}: {run['whole']:.1f} whole run, {run['after']:.1f} after a start-up of "
-                            f"{run['fixed']:.1f} s")
+                actors = f"{concurrency} actor{'s' * (concurrency > 1)}"
+                for key, timed in ((f"explain_images, {actors}", timed_run),
+                                   (f"  the same, a script, {actors}", timed_script)):
+                    run = timed(folder, args.batch_size, concurrency)
+                    assert run["images"] == args.images, run
+                    runs.setdefault(key, []).append(run)
+                    line.append(f"{key.strip()}: {run['whole']:.1f} whole run, {run['after']:.1f} after a "
+                                f"start-up of {run['fixed']:.1f} s")
             print(f"round {round_} (images/s, load {os.getloadavg()[0]:.1f}): " + "; ".join(line), flush=True)
         if args.phases:
             phases(folder, args.batch_size)
