@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 
@@ -27,12 +28,45 @@ def _layer_key(layer):
     return ("layer", id(layer))
 
 
+def _check_method_options(cls: type[Method], options) -> tuple:
+    """Check ``options`` for the method ``cls``: its own keyword arguments, beyond
+    :class:`~gradcam.methods.base.Method`'s (e.g. Score-CAM's ``max_channels``).
+
+    Args:
+        cls: the method's engine class.
+        options: a dict of option names and values, or ``None`` for none.
+
+    Returns:
+        The options as a sorted tuple of ``(name, value)`` pairs (a cache key).
+
+    Raises:
+        TypeError: ``options`` is not a dict; an option the method does not take (the
+            message lists those it takes); a value that is not hashable.
+    """
+    if options is None:
+        return ()
+    if not isinstance(options, dict):
+        raise TypeError(f"method_options must be a dict or None; got {type(options).__name__}.")
+    shared = inspect.signature(Method.__init__).parameters
+    own = [name for name in inspect.signature(cls.__init__).parameters if name not in shared]
+    for name in options:
+        if name not in own:
+            takes = f"its options are {', '.join(map(repr, own))}" if own else "it takes none"
+            raise TypeError(f"method {cls.name!r} has no option {name!r}; {takes}.")
+    key = tuple(sorted(options.items()))
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(f"method_options' values must be hashable (numbers, strings, None); got {options!r}.") from None
+    return key
+
+
 def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam",
-               reshape=None) -> Method:
+               reshape=None, method_options=None) -> Method:
     """Return the cached engine of ``method`` for this model and layer.
 
     Engines are built once per (model, method, layer, score, class names, reshape
-    function) and reused; the
+    function, method options) and reused; the
     cache holds models weakly, so a model that is deleted elsewhere is freed with its
     engines. Safe to call from several threads: each engine is built once.
 
@@ -44,18 +78,22 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
         method: a name of :data:`gradcam.METHODS`. Defaults to ``"gradcam"``.
         reshape: as for :class:`~gradcam.GradCAM`; the same function object reuses the
             engine. Defaults to ``None``.
+        method_options: a dict of the method's own keyword arguments, beyond those of
+            :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
 
     Returns:
         The method's engine (a :class:`~gradcam.methods.base.Method`), without
         ``preprocess``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model.
+        TypeError: ``model`` is not a Keras model; an option the method does not take.
         ValueError: an unknown method; a model that is not built, an unknown layer or
             score (see :class:`~gradcam.GradCAM`).
     """
     cls = method_class(method)
-    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names), reshape)
+    options = _check_method_options(cls, method_options)
+    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names), reshape,
+           options)
     with _ENGINES_LOCK:
         try:
             engines = _ENGINES.setdefault(model, {})
@@ -63,7 +101,8 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
             engines = {}
         engine = engines.get(key)
         if engine is None:
-            engine = cls(model, layer=layer, score=score, class_names=class_names, reshape=reshape)
+            engine = cls(model, layer=layer, score=score, class_names=class_names, reshape=reshape,
+                         **dict(options))
             engine._strong_model = None
             engines[key] = engine
     return engine
@@ -71,7 +110,7 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
                        class_names=None, preprocess=None, method: str = "gradcam",
-                       reshape=None) -> Explanation:
+                       reshape=None, method_options=None) -> Explanation:
     """Explain one prediction of a Keras image classifier with Grad-CAM or another method.
 
     Args:
@@ -103,16 +142,20 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
         reshape: a function that turns the layer's output for a batch into ``(batch,
             height, width, channels)``, for token layouts other than a square grid (with
             or without a class token); see :class:`GradCAM`. Defaults to ``None``.
+        method_options: the method's own keyword arguments, e.g.
+            ``{"max_channels": 256}`` for Score-CAM or ``{"perturbation_batch": 64}``
+            for Ablation-CAM (see each method's class). Defaults to ``None``.
 
     Returns:
         An :class:`Explanation` with one :class:`TargetExplanation` per target.
 
     Raises:
         TypeError: ``doc`` is not a numeric array; ``model`` is not a Keras model;
-            ``preprocess`` is not callable; a target of another type than int or str.
+            ``preprocess`` is not callable; a target of another type than int or str;
+            an option the method does not take.
         ValueError: a batch of several images (use :meth:`GradCAM.explain`); a wrong
             shape, NaN or inf in ``doc``; an unknown method; a model that is not built,
-            an unknown layer, score or class (see :class:`GradCAM`).
+            an unknown layer, score or class (see :class:`GradCAM`); a bad option value.
 
     Warns:
         EmptyMapWarning: a map is all zero (a :class:`UserWarning`; see
@@ -135,7 +178,7 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             ".explain(docs) for batches."
         )
     engine = engine_for(model, layer=layer, score=score, class_names=class_names, method=method,
-                        reshape=reshape)
+                        reshape=reshape, method_options=method_options)
     images = None if image is None else [image]
     return engine._explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
 
@@ -150,8 +193,9 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
         model: as for :func:`explain_prediction`.
         doc: as for :func:`explain_prediction`.
         **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names``,
-            ``preprocess``, ``method`` and ``reshape`` go to :func:`explain_prediction`; ``resampling_filter``,
-            ``colormap`` and ``alpha_limit`` go to :func:`format_as_image`.
+            ``preprocess``, ``method``, ``reshape`` and ``method_options`` go to
+            :func:`explain_prediction`; ``resampling_filter``, ``colormap`` and
+            ``alpha_limit`` go to :func:`format_as_image`.
 
     Returns:
         The heatmap laid over the image, as an RGBA PIL image.

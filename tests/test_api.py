@@ -94,6 +94,42 @@ def test_method_argument():
         gradcam.explain_prediction(tiny, np.concatenate([X, X]), method="ablationcam")
 
 
+def test_method_options_reach_the_method():
+    tiny = make_functional(name="options")
+    # The tiny model's conv has two channels; Score-CAM scoring only the one of largest
+    # variance gives another map than scoring both.
+    one = gradcam.explain_prediction(tiny, X, targets=[0], method="scorecam", method_options={"max_channels": 1})
+    both = gradcam.explain_prediction(tiny, X, targets=[0], method="scorecam")
+    expected = gradcam.ScoreCAM(tiny, max_channels=1).compute(X, targets=[0]).heatmaps[0, 0]
+    np.testing.assert_array_equal(one.targets[0].heatmap, expected)
+    assert np.abs(both.targets[0].heatmap - expected).max() > 0.02
+    engine = engine_for(tiny, method="scorecam", method_options={"max_channels": 1})
+    assert engine.max_channels == 1 and engine.perturbation_batch == 32
+    assert engine_for(tiny, method="scorecam", method_options={"max_channels": 1}) is engine
+    assert engine_for(tiny, method="scorecam") is not engine
+    overlay = gradcam.show_prediction(tiny, X, targets=[0], method="scorecam", method_options={"max_channels": 1})
+    np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(one)))
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("scorecam", {"max_channel": 2},
+     "method 'scorecam' has no option 'max_channel'; its options are 'perturbation_batch', 'max_channels'."),
+    ("gradcam", {"max_channels": 2}, "method 'gradcam' has no option 'max_channels'; it takes none."),
+    ("ablationcam", [("perturbation_batch", 2)], "method_options must be a dict or None; got list."),
+    ("scorecam", {"max_channels": [2]},
+     "method_options' values must be hashable (numbers, strings, None); got {'max_channels': [2]}."),
+])
+def test_bad_method_options_name_what_the_method_takes(method, options, message):
+    with pytest.raises(TypeError) as raised:
+        gradcam.explain_prediction(make_functional(name="bad_options"), X, method=method, method_options=options)
+    assert str(raised.value) == message
+
+
+def test_bad_method_option_values_are_the_methods_errors():
+    with pytest.raises(ValueError, match="max_channels must be a positive integer; got 0"):
+        gradcam.explain_prediction(make_functional(name="zero"), X, method="scorecam", method_options={"max_channels": 0})
+
+
 def test_cache_does_not_keep_deleted_models_alive():
     model = make_functional(name="short_lived")
     gradcam.explain_prediction(model, X)
