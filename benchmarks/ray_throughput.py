@@ -235,7 +235,7 @@ def phases(folder: str, batch_size: int) -> None:
     """One ``explain_images`` run's timeline, with the PhaseExplainer in the actor."""
     start = time.time()
     dataset = explain_module._source_dataset(
-        explain_module._source_paths(folder), (224, 224), batch_size)
+        explain_module._source_paths(folder), (224, 224), batch_size, 1)
     explained = dataset.map_batches(
         PhaseExplainer, fn_constructor_kwargs={"model": "efficientnet_lite0"}, batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=explain_module.ACTOR_CPUS)

@@ -179,6 +179,13 @@ def test_ray_versions_older_than_the_minimum_are_refused(monkeypatch):
         importlib.import_module("gradcam.ray")
 
 
+def test_reading_tasks_leave_a_cpu_to_each_actor():
+    from gradcam.ray.explain import _reading_tasks
+
+    assert [_reading_tasks(cpus, actors) for cpus, actors in [(2, 1), (2, 2), (1, 1), (2.5, 1), (16, 1), (64, 4)]] \
+        == [1, 1, 1, 1, 15, 60]
+
+
 def test_builtin_models_are_read_at_their_native_size():
     from gradcam.cli.arguments import BUILTIN_MODELS
     from gradcam.ray.arguments import builtin_image_size

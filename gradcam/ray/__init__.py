@@ -11,7 +11,8 @@ nothing runs until the result is consumed (``write_parquet``, ``iter_batches``..
 
 Resources. An actor reserves half a CPU (:data:`ACTOR_CPUS`) and a task that reads files
 a quarter (:data:`READ_CPUS`): on any node with one CPU or more, an actor and two reading
-tasks fit side by side; at most one reading task per CPU of the cluster runs at a time.
+tasks fit side by side; at most one reading task per CPU of the cluster, less one per
+actor (at least one), runs at a time.
 Ray's CPU counts only decide where things may run; TensorFlow in an actor uses every
 core of its node, and the reading tasks share them. With one CPU per
 actor (Ray's default) the actors would reserve every CPU of a small machine, and the

@@ -43,18 +43,35 @@ def _source_paths(source):
     return [item.path for item in find_inputs(source)]
 
 
-def _source_dataset(source, read_size, batch_size: int):
+def _reading_tasks(cpus: float, actors: int) -> int:
+    """How many tasks may read files at a time: one per CPU of the cluster but one per
+    actor, and at least one.
+
+    Each reading task runs in a Python process of its own, and each actor's start-up
+    (importing Ray Data and TensorFlow, building the model: seconds of one core) is on
+    every run's critical path; a reading task that starts beside it on a small machine
+    takes that core (measured on two cores, one actor: 14.5 s for 256 photos with two
+    reading tasks, 13.3 s with one). A task decodes and resizes a batch several times
+    faster than an actor explains it, so fewer tasks keep up.
+
+    Args:
+        cpus: the cluster's CPUs.
+        actors: the actors the pool starts with.
+
+    Returns:
+        The most reading tasks that run at a time.
+    """
+    return max(1, int(cpus) - actors)
+
+
+def _source_dataset(source, read_size, batch_size: int, actors: int):
     """``source`` (a dataset, or files from :func:`_source_paths`) as a dataset with an
     ``"image"`` column (and ``"path"`` for files), the files resized to ``read_size``
-    where they are read when it is not ``None``."""
+    where they are read when it is not ``None``, by at most :func:`_reading_tasks` tasks
+    at a time."""
     if isinstance(source, ray.data.Dataset):
         return source
-    # At most one reading task per CPU of the cluster at a time: Ray keeps about that many
-    # worker processes started, and each further task would start a new Python process,
-    # which on a small machine competes with the actors' own start-up (importing
-    # TensorFlow) for the cores; a task decodes a batch several times faster than an actor
-    # explains it.
-    tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    tasks = _reading_tasks(ray.cluster_resources().get("CPU", 1), actors)
     return ray.data.from_items([{"path": path} for path in source]).map_batches(
         read_files, fn_kwargs={"image_size": read_size}, batch_size=batch_size,
         batch_format="numpy", num_cpus=READ_CPUS, **_reading_pool(tasks))
@@ -72,16 +89,24 @@ def _check_concurrency(concurrency) -> None:
         )
 
 
-def _actor_pool(concurrency, num_gpus: float):
-    """The actor pool for ``concurrency``: ``None`` for one actor per node (per GPU
-    with ``num_gpus``), ``n``, or ``(min, max)`` for a pool that grows with the work."""
+def _first_actors(concurrency, num_gpus: float) -> int:
+    """How many actors the pool starts with: ``concurrency`` (``n``, or ``min`` of
+    ``(min, max)``), or when it is ``None`` one per node (per ``num_gpus`` GPUs with
+    ``num_gpus``)."""
     if isinstance(concurrency, tuple):
-        return ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+        return concurrency[0]
     if concurrency is not None:
-        return ray.data.ActorPoolStrategy(size=concurrency)
+        return concurrency
     if num_gpus:
-        return ray.data.ActorPoolStrategy(size=max(1, int(ray.cluster_resources().get("GPU", 0) // num_gpus)))
-    return ray.data.ActorPoolStrategy(size=max(1, sum(node["Alive"] for node in ray.nodes())))
+        return max(1, int(ray.cluster_resources().get("GPU", 0) // num_gpus))
+    return max(1, sum(node["Alive"] for node in ray.nodes()))
+
+
+def _actor_pool(concurrency, first: int):
+    """The actor pool: ``first`` actors, growing to ``max`` for ``(min, max)``."""
+    if isinstance(concurrency, tuple):
+        return ray.data.ActorPoolStrategy(min_size=first, max_size=concurrency[1])
+    return ray.data.ActorPoolStrategy(size=first)
 
 
 def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", layer=None, score: str = "auto",
@@ -98,7 +123,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     node from the tasks that read the images it waits for (with a full CPU per actor,
     two actors on a machine of two CPUs leave none, and the run never ends).
     TensorFlow in an actor uses all of its node's cores whatever it reserves. At most one
-    reading task per CPU of the cluster runs at a time. Files are resized where they are
+    reading task per CPU of the cluster, less one per actor (at least one), runs at a
+    time, so that the actors' start-up has cores of its own. Files are resized where they are
     read when the model's input size is known beforehand (``image_size=``, or a built-in
     model), so that smaller arrays travel to the actors and the actors only explain.
 
@@ -152,9 +178,10 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     source = _source_paths(source)
     if not ray.is_initialized():
         ray.init()
-    dataset = _source_dataset(source, size or builtin_image_size(model), batch_size)
+    actors = _first_actors(concurrency, num_gpus)
+    dataset = _source_dataset(source, size or builtin_image_size(model), batch_size, actors)
     settings = dict(model=model, method=method, layer=layer, score=score, targets=targets,
                     preprocess=preprocess, image_size=size)
     return dataset.map_batches(
         Explainer, fn_constructor_kwargs=settings, batch_size=batch_size, batch_format="numpy",
-        compute=_actor_pool(concurrency, num_gpus), num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)
+        compute=_actor_pool(concurrency, actors), num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)
