@@ -20,7 +20,8 @@ offline) on the sample photos (``gradcam.samples``, with mirrored copies to make
 Every call is warm (two warm-up calls first); a metric and its floor are timed in
 alternation, and a row's ratio is the median over rounds of (its time / its floor's time
 in the same round). ROAD's noisy linear imputation solves one sparse linear system per
-image and percentile on the CPU; its row shows what that costs beside the forward passes.
+image and percentile on the CPU (a batch's systems in one thread per CPU); its row shows
+what that costs beside the forward passes.
 
 PyTorch's CPU threads spin while they wait: on a machine whose cores are shared with
 other work, run it with ``OMP_NUM_THREADS`` at most the number of free cores.

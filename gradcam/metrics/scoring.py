@@ -126,13 +126,13 @@ _SHARED_ARGS = """model: a Keras classifier with one image input and one ``(batc
             or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
         batch_size: how many {perturbed} go through the model at once.
             Defaults to ``32``."""
-_SHARED_TYPE_ERRORS = """``model`` is not a Keras model; ``preprocess`` is not callable;
-            ``docs`` or ``heatmaps`` is not an array of numbers; a target is neither an
-            int nor a str."""
+_SHARED_TYPE_ERRORS = """``model`` is not a Keras model; ``preprocess`` is not callable
+            or returns something else than an array of numbers; ``docs`` or ``heatmaps``
+            is not an array of numbers; a target is neither an int nor a str."""
 _SHARED_VALUE_ERRORS = """wrong shapes (not one map and one target per image); NaN or
             infinite values in ``docs`` or ``heatmaps``; a target out of range;
             ``batch_size`` is not a positive integer; ``preprocess`` changes the batch
-            size or the images do not fit the model"""
+            size or returns NaN or infinite values; the images do not fit the model"""
 
 
 def metric_docstring(perturbed: str):
@@ -204,8 +204,9 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
         float32 array ``(N, P)``.
 
     Raises:
-        ValueError: ``preprocess`` changes the batch size, or the images do not have the
-            model's input shape.
+        TypeError: ``preprocess`` returns something else than an array of numbers.
+        ValueError: ``preprocess`` changes the batch size or returns NaN or infinite
+            values; the images do not have the model's input shape.
     """
     info = model_info(model)
     forward = _forward(model, info)
