@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 from keras import ops
+from PIL import Image
 
 from gradcam import backend
 
@@ -91,15 +92,49 @@ def preprocess_samples(model, images: np.ndarray) -> np.ndarray:
     return backend.current().to_numpy(output) if ops.is_tensor(output) else np.asarray(output)
 
 
-def model_view(model, pictures: np.ndarray) -> np.ndarray:
-    """The part of each picture that a keras-hub classifier's preprocessor gives the model.
+def view_box(model, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """Where the part of a picture that a keras-hub classifier's preprocessor gives the
+    model lies in the picture.
 
     The image converter of a keras-hub preprocessor resizes every image to the backbone's
     size; with ``crop_to_aspect_ratio`` it first cuts the largest centred window of the
     target aspect ratio, with ``pad_to_aspect_ratio`` it pads the image with zeros (black)
-    to that ratio, both as ``keras.ops.image.resize`` does. A map covers exactly that
-    window or padded image, which this function returns at the picture's own resolution,
-    so that the map can be drawn on it.
+    to that ratio, both as ``keras.ops.image.resize`` does (the same integer arithmetic).
+
+    Args:
+        model: the model that the picture is for.
+        height: the picture's height.
+        width: the picture's width.
+
+    Returns:
+        ``(top, left, height, width)`` of the window, in the picture's pixels (a padded
+        image starts above and left of the picture: negative ``top`` or ``left``);
+        ``None`` when ``model`` has no keras-hub preprocessor, or one that neither crops
+        nor pads (or whose image converter is not known).
+    """
+    preprocessor = image_classifier_preprocessor(model)
+    converter = getattr(preprocessor, "image_converter", None)
+    size = getattr(converter, "image_size", None)
+    if size is None:
+        return None
+    target_height, target_width = size
+    if getattr(converter, "crop_to_aspect_ratio", False):
+        crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
+        crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
+        return (int(float(height - crop_height) / 2), int(float(width - crop_width) / 2),
+                crop_height, crop_width)
+    if getattr(converter, "pad_to_aspect_ratio", False):
+        pad_height = max(height, int(float(width * target_height) / target_width))
+        pad_width = max(width, int(float(height * target_width) / target_height))
+        return (-int(float(pad_height - height) / 2), -int(float(pad_width - width) / 2),
+                pad_height, pad_width)
+    return None
+
+
+def model_view(model, pictures: np.ndarray) -> np.ndarray:
+    """The part of each picture that a keras-hub classifier's preprocessor gives the model
+    (:func:`view_box`), at the picture's own resolution: a map covers exactly that window
+    or padded image, so that the map can be drawn on it.
 
     Args:
         model: the model that the pictures are for.
@@ -110,26 +145,32 @@ def model_view(model, pictures: np.ndarray) -> np.ndarray:
         not crop or pad (or whose image converter is not known); else a new array: the
         centred ``(N, h, W)`` or ``(N, H, w)`` window, or the padded images.
     """
-    preprocessor = image_classifier_preprocessor(model)
-    converter = getattr(preprocessor, "image_converter", None)
-    size = getattr(converter, "image_size", None)
-    if size is None:
+    box = view_box(model, *pictures.shape[1:3])
+    if box is None:
         return pictures
-    height, width = pictures.shape[1:3]
-    target_height, target_width = size
-    # the same integer arithmetic as keras.ops.image.resize
-    if getattr(converter, "crop_to_aspect_ratio", False):
-        crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
-        crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
-        top = int(float(height - crop_height) / 2)
-        left = int(float(width - crop_width) / 2)
-        return pictures[:, top : top + crop_height, left : left + crop_width].copy()
-    if getattr(converter, "pad_to_aspect_ratio", False):
-        pad_height = max(height, int(float(width * target_height) / target_width))
-        pad_width = max(width, int(float(height * target_width) / target_height))
-        top = int(float(pad_height - height) / 2)
-        left = int(float(pad_width - width) / 2)
-        padded = np.zeros((len(pictures), pad_height, pad_width) + pictures.shape[3:], pictures.dtype)
-        padded[:, top : top + height, left : left + width] = pictures
-        return padded
-    return pictures
+    top, left, height, width = box
+    if top >= 0 and left >= 0:
+        return pictures[:, top : top + height, left : left + width].copy()
+    padded = np.zeros((len(pictures), height, width) + pictures.shape[3:], pictures.dtype)
+    padded[:, -top : -top + pictures.shape[1], -left : -left + pictures.shape[2]] = pictures
+    return padded
+
+
+def picture_view(model, picture: Image.Image) -> Image.Image:
+    """:func:`model_view` of one Pillow picture: what the command line reads from a file
+    before resizing it for the model, so that a keras-hub classifier's preprocessor gets
+    the window it would cut from the whole picture, as ``predict()`` on it does.
+
+    Args:
+        model: the model that the picture is for.
+        picture: the picture, as :func:`gradcam.load_image` reads it.
+
+    Returns:
+        ``picture`` itself when :func:`view_box` is ``None``; else the window (padding
+        black, as Pillow's ``crop`` fills outside the picture).
+    """
+    box = view_box(model, picture.height, picture.width)
+    if box is None:
+        return picture
+    top, left, height, width = box
+    return picture.crop((left, top, left + width, top + height))

@@ -4,7 +4,8 @@
 A run is a pipeline, so that decoding and drawing overlap the model and memory stays
 flat whatever the number of files:
 
-1. worker threads (one per CPU core) read each file (:func:`gradcam.load_image`) and
+1. worker threads (one per CPU core) read each file (:func:`gradcam.load_image`), cut
+   the window a keras-hub classifier's preprocessor keeps (:func:`gradcam.hub.picture_view`),
    resize it for the model (:func:`gradcam.image.doc_from_image`) and, when overlays are
    drawn, for the overlay (:func:`overlay_base`), at most two batches ahead of the engine;
 2. the calling thread stacks the decoded images into batches, preprocesses them and runs
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import queue
 import sys
@@ -321,6 +323,9 @@ class _Pipeline:
     def __init__(self, engines: list[Method], inputs: list[Input], settings: RunSettings, progress, timer):
         self.engines = engines
         self.engine = engines[0]  # the model's classes and the layer, shared by all
+        from gradcam import hub  # Keras is loaded by now: the engines hold the model
+
+        self.view = functools.partial(hub.picture_view, self.engine.model)
         # the method of each of the maps an image gets: each method's targets in turn
         self.methods = [engine.name for engine in engines for _ in range(settings.targets_per_image)]
         self.settings = settings
@@ -364,6 +369,7 @@ class _Pipeline:
             with self.timed("decode"):
                 image = load_image(item.path)
             with self.timed("resize"):
+                image = self.view(image)  # the window a keras-hub classifier's preprocessor keeps
                 doc = doc_from_image(image, self.settings.image_shape)[0]
                 base = overlay_base(image, self.settings.overlay_size) if self.keeps_picture else None
             return _Decoded(item, doc, base)

@@ -219,6 +219,53 @@ def test_model_view_crops_as_keras_resize_does():
     np.testing.assert_array_equal(hub.model_view(model, tall), tall[:, 2:7])
 
 
+@pytest.mark.parametrize("kind", ["crop", "pad"])
+def test_the_command_line_reads_the_window_the_preprocessor_keeps(kind, tmp_path):
+    """gradcam explain resizes each file for the model: from the window a cropping or
+    padding preprocessor keeps, not from the whole picture (whose squeezed copy the
+    converter would leave as it is)."""
+    from PIL import Image
+
+    from gradcam import cli
+    from gradcam.image import doc_from_image
+
+    model = _resnet(**{kind: True})
+    model.save(tmp_path / "hub.keras")
+    # 40 x 80: the window is the centred 40 x 40 (crop) or the picture in a black 80 x 80
+    picture = np.zeros((40, 80, 3), np.uint8)
+    picture[:, :20], picture[:, 20:60], picture[:, 60:] = (250, 20, 20), (20, 20, 250), (20, 250, 20)
+    Image.fromarray(picture).save(tmp_path / "wide.png")
+    window = hub.picture_view(model, Image.fromarray(picture))
+    assert np.asarray(window).tolist() == hub.model_view(model, picture[None])[0].tolist()
+    assert window.size == ((40, 40) if kind == "crop" else (80, 80))
+
+    out = tmp_path / "out"
+    assert cli.main(["explain", str(tmp_path / "wide.png"), "--model", str(tmp_path / "hub.keras"),
+                     "--out", str(out), "--quiet"]) == 0
+    saved = np.load(out / "heatmaps.npz")
+    expected = gradcam.GradCAM(model).compute(doc_from_image(window, (32, 32)))
+    np.testing.assert_allclose(saved["heatmaps"], expected.heatmaps, atol=1e-5)
+    squeezed = gradcam.GradCAM(model).compute(doc_from_image(Image.fromarray(picture), (32, 32)))
+    assert np.abs(squeezed.probas - expected.probas).max() > 1e-3  # what it read before
+
+
+def test_the_ray_explainer_reads_the_window_the_preprocessor_keeps(tmp_path):
+    from PIL import Image
+
+    from gradcam.image import doc_from_image
+    from gradcam.ray import Explainer
+
+    model = _resnet(crop=True)
+    model.save(tmp_path / "hub.keras")
+    picture = np.zeros((40, 80, 3), np.uint8)
+    picture[:, :20], picture[:, 20:60], picture[:, 60:] = (250, 20, 20), (20, 20, 250), (20, 250, 20)
+    out = Explainer(model=str(tmp_path / "hub.keras"))({"image": np.array([picture])})
+    window = hub.picture_view(model, Image.fromarray(picture))
+    expected = gradcam.GradCAM(model).compute(doc_from_image(window, (32, 32)))
+    np.testing.assert_allclose(out["heatmap"], expected.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(out["proba"], expected.probas, atol=1e-5)
+
+
 def test_other_models_are_left_alone(resnet):
     plain = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2), keras.layers.Flatten()])
     assert hub.image_classifier_preprocessor(plain) is None

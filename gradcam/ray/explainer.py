@@ -159,7 +159,8 @@ class Explainer:
                 "proba": probas.astype(np.float32), "heatmap": result.heatmaps}
 
     def _model_image(self, image) -> np.ndarray:
-        """One image as float32 ``(height, width, 3)`` RGB 0..255 of the model's size."""
+        """One image as float32 ``(height, width, 3)`` RGB 0..255 of the model's size
+        (resized from the window a keras-hub classifier's preprocessor keeps)."""
         array = np.asarray(image)
         if array.shape == (*self._image_shape, 3):
             return array.astype(np.float32, copy=False)
@@ -173,4 +174,7 @@ class Explainer:
                 f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
                 f"gives them), or arrays of the model's size {(*self._image_shape, 3)}."
             )
-        return doc_from_image(to_rgb(Image.fromarray(array)), self._image_shape)[0]
+        from gradcam import hub  # imports Keras: loaded in the actor already
+
+        picture = hub.picture_view(self._engine.model, to_rgb(Image.fromarray(array)))
+        return doc_from_image(picture, self._image_shape)[0]
