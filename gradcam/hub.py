@@ -29,6 +29,7 @@ for it in :data:`sys.modules`. gradcam works the same without keras-hub installe
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -156,10 +157,21 @@ def model_view(model, pictures: np.ndarray) -> np.ndarray:
     return padded
 
 
+#: The most pixels :func:`picture_view` pads a picture to without scaling it down first
+#: (when four times the picture's pixels are fewer): 4096 x 4096.
+MAX_PADDED_PIXELS = 4096 * 4096
+
+
 def picture_view(model, picture: Image.Image) -> Image.Image:
     """:func:`model_view` of one Pillow picture: what the command line reads from a file
     before resizing it for the model, so that a keras-hub classifier's preprocessor gets
     the window it would cut from the whole picture, as ``predict()`` on it does.
+
+    Padding a picture of an extreme aspect ratio would make a huge canvas (a strip of 10 x
+    100 000 pixels becomes 100 000 x 100 000): when the padded picture would hold more than
+    four times the picture's pixels and more than :data:`MAX_PADDED_PIXELS`, the picture is
+    first scaled down (bilinear) so that it holds at most the larger of the two; the model
+    and the overlays need far fewer pixels than that.
 
     Args:
         model: the model that the picture is for.
@@ -173,4 +185,10 @@ def picture_view(model, picture: Image.Image) -> Image.Image:
     if box is None:
         return picture
     top, left, height, width = box
+    limit = max(4 * picture.width * picture.height, MAX_PADDED_PIXELS)
+    if height * width > limit:
+        scale = math.sqrt(limit / (height * width))
+        picture = picture.resize((max(1, int(picture.width * scale)), max(1, int(picture.height * scale))),
+                                 resample=Image.BILINEAR)
+        top, left, height, width = view_box(model, picture.height, picture.width)
     return picture.crop((left, top, left + width, top + height))

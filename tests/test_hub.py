@@ -249,6 +249,22 @@ def test_the_command_line_reads_the_window_the_preprocessor_keeps(kind, tmp_path
     assert np.abs(squeezed.probas - expected.probas).max() > 1e-3  # what it read before
 
 
+def test_padding_a_strip_is_bounded():
+    """A 1 x 8193 strip padded to the square target would be 8193 x 8193 (67 million
+    pixels): it is scaled to 1 x 4096 first, and padded to 4096 x 4096."""
+    from PIL import Image
+
+    model = _resnet(pad=True)
+    strip = Image.new("RGB", (8193, 1), (200, 100, 50))
+    view = hub.picture_view(model, strip)
+    assert view.size == (4096, 4096) and 4096 * 4096 == hub.MAX_PADDED_PIXELS
+    pixels = np.asarray(view)
+    assert pixels[2047].tolist() == [[200, 100, 50]] * 4096  # the strip, centred
+    assert not pixels[:2047].any() and not pixels[2048:].any()  # black above and below
+    # a picture that padding does not blow up is padded at its own resolution
+    assert hub.picture_view(model, Image.new("RGB", (300, 100))).size == (300, 300)
+
+
 def test_the_ray_explainer_reads_the_window_the_preprocessor_keeps(tmp_path):
     from PIL import Image
 
