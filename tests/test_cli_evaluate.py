@@ -79,6 +79,25 @@ def test_values_equal_the_metric_functions_called_directly(tmp_path, capsys, mod
     assert sorted(os.listdir(out)) == ["metrics.csv"] and leftovers(out) == []
 
 
+def test_road_is_its_mean_over_the_percentiles(tmp_path, capsys, model_file, photos):
+    _, paths = photos
+    out = tmp_path / "out"
+    status, stdout, stderr = run(capsys, "evaluate", *paths, "--model", model_file, "--out", out,
+                                 "--metric", "road_morf", "--metric", "road_lerf", "--metric-batch-size", "4")
+    assert status == 0, stderr
+    model = keras.models.load_model(model_file)
+    docs = np.concatenate([gradcam.image_from_path(p, (32, 32)) for p in paths])
+    result = gradcam.GradCAM(model).compute(docs)
+    rows = rows_of(out)
+    assert [row["metric"] for row in rows] == ["road_morf", "road_lerf"] * 2
+    for order in ("morf", "lerf"):
+        scores = metrics.road(model, docs, result.heatmaps[:, 0], result.targets[:, 0], order=order, batch_size=4)
+        assert scores.shape == (2, 9)
+        values = [np.float32(row["value"]) for row in rows if row["metric"] == f"road_{order}"]
+        np.testing.assert_array_equal(values, scores.mean(axis=1))
+    assert stdout.splitlines()[0] == "method   road_morf  road_lerf"
+
+
 def fake_metric(model, docs, heatmaps, targets, *, preprocess=None, batch_size=32, steps=100):
     """A stand-in metric that depends on each argument it is given: the image's mean, the
     map's mean, the target, ``steps`` and ``batch_size``."""

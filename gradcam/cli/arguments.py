@@ -10,8 +10,9 @@ from gradcam._method_names import METHOD_NAMES, SCORES
 
 BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")
-#: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`.
-METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence")
+#: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`
+#: (ROAD in each order, averaged over its percentiles).
+METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence", "road_morf", "road_lerf")
 DEFAULT_METRICS = ("deletion", "insertion", "average_drop")
 DEFAULT_OUT = "gradcam-out"
 

@@ -25,6 +25,16 @@ from gradcam.pipeline import EvaluationReport, RunSettings, evaluate_files
 
 #: The metrics that take ``steps``.
 STEPPED_METRICS = ("deletion", "insertion")
+#: The ``--metric`` names of ROAD (:func:`gradcam.metrics.road`), by its order.
+ROAD_ORDERS = {"road_morf": "morf", "road_lerf": "lerf"}
+
+
+def road_mean(model, docs, heatmaps, targets, *, order: str, **options):
+    """ROAD in one ``order``, one number per image: its mean score over the default
+    percentiles (10% to 90% of the pixels removed), the area under its curve."""
+    from gradcam import metrics
+
+    return metrics.road(model, docs, heatmaps, targets, order=order, **options).mean(axis=1)
 
 
 def metric_names(args) -> list[str]:
@@ -56,7 +66,10 @@ def metric_functions(args) -> dict:
         options = {"batch_size": batch_size}
         if name in STEPPED_METRICS:
             options["steps"] = args.steps
-        functions[name] = functools.partial(getattr(metrics, name), **options)
+        if name in ROAD_ORDERS:
+            functions[name] = functools.partial(road_mean, order=ROAD_ORDERS[name], **options)
+        else:
+            functions[name] = functools.partial(getattr(metrics, name), **options)
     return functions
 
 
