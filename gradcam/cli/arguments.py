@@ -160,6 +160,9 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
         "--method", action="append", metavar="NAME",
         help=f"the class-activation method: {', '.join(METHOD_NAMES)}; repeat for several, "
              f"{per_method} (default: gradcam)")
+    parser.add_argument("--max-channels", type=_positive_int, metavar="N",
+                        help="scorecam: score only the N channels of largest variance, N forward "
+                             "passes per image instead of one per channel (default: all)")
     parser.add_argument("--layer", metavar="NAME",
                         help="the layer to explain (default: the last layer with a 4-D output; "
                              "see 'gradcam layers')")

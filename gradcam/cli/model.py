@@ -160,6 +160,28 @@ def parse_targets(values, classes) -> list[int] | None:
         raise UsageError(f"--target: {one_line(error)}") from None
 
 
+#: The engine options of the command line, by the method that takes each.
+METHOD_OPTIONS = {"max_channels": "scorecam"}
+
+
+def method_options(args, names) -> dict:
+    """The engine arguments that the options give each ``--method`` name (those set).
+
+    Raises:
+        UsageError: an option set for a method that is not among ``names``.
+    """
+    options = {name: {} for name in names}
+    for option, method in METHOD_OPTIONS.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if method not in options:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} applies to --method {method}, which is not given.")
+        options[method][option] = value
+    return options
+
+
 def method_classes(names) -> list:
     """The engine class of each ``--method`` name, in order (Grad-CAM when none is given).
 
@@ -209,14 +231,17 @@ def check_class_names(names: list[str] | None, path: str | None, model) -> None:
         raise UsageError(f"--class-names: {error}") from None
 
 
-def build_engines(model, classes, layer: str | None, score: str, class_names=None) -> list:
-    """One engine per method class, for ``--layer``, ``--score`` and ``--class-names``.
+def build_engines(model, classes, layer: str | None, score: str, class_names=None, options=None) -> list:
+    """One engine per method class, for ``--layer``, ``--score`` and ``--class-names``,
+    each with its own ``options`` (:func:`method_options`, by method name).
 
     Raises:
         UsageError: the layer cannot be found or explained, or the model cannot be.
     """
+    options = options or {}
     try:
-        return [cls(model, layer=layer, score=score, class_names=class_names) for cls in classes]
+        return [cls(model, layer=layer, score=score, class_names=class_names, **options.get(cls.name, {}))
+                for cls in classes]
     except (TypeError, ValueError) as error:
         text = one_line(error)
         option = ("--score" if score != "auto" and "score" in text

@@ -30,6 +30,7 @@ from gradcam.cli.model import (
     image_shape_for,
     load_model,
     method_classes,
+    method_options,
     parse_targets,
     preprocess_function,
     read_class_names_option,
@@ -133,10 +134,11 @@ def set_up(args, class_names, make_settings, memory_batch_size: int | None = Non
     """
     start = time.perf_counter()
     classes = method_classes(args.method)
+    options = method_options(args, [cls.name for cls in classes])
     model, builtin = load_model(args.model, args.image_size)
     image_shape = image_shape_for(model, args.image_size)
     check_class_names(class_names, args.class_names, model)
-    engines = build_engines(model, classes, args.layer, args.score, class_names)
+    engines = build_engines(model, classes, args.layer, args.score, class_names, options)
     targets = parse_targets(args.target, engines[0].classes)
     preprocess = args.preprocess or ("lite" if builtin else "none")
     settings = make_settings(image_shape, preprocess_function(preprocess), targets)
@@ -154,6 +156,8 @@ def set_up(args, class_names, make_settings, memory_batch_size: int | None = Non
               "setup_seconds": round(time.perf_counter() - start, 3)}
     if class_names is not None:
         header["class_names"] = args.class_names
+    if any(options.values()):
+        header["method_options"] = {name: values for name, values in options.items() if values}
     return SetUp(engines, settings, header)
 
 
