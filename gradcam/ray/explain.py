@@ -44,7 +44,7 @@ def _source_paths(source):
 
 
 def _reading_tasks(cpus: float, actors: int) -> int:
-    """How many tasks may read files at a time: one per CPU of the cluster but one per
+    """How many tasks may read files at a time: one per CPU of the cluster less one per
     actor, and at least one.
 
     Each reading task runs in a Python process of its own, and each actor's start-up
