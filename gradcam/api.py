@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 import weakref
 
 from PIL import Image
 
+from gradcam._method_names import check_method_options
 from gradcam.explanation import Explanation
 from gradcam.image import to_batch
 from gradcam.methods import Method, method_class
@@ -26,39 +26,6 @@ def _layer_key(layer):
     if isinstance(layer, (str, int)) or layer is None:
         return layer
     return ("layer", id(layer))
-
-
-def _check_method_options(cls: type[Method], options) -> tuple:
-    """Check ``options`` for the method ``cls``: its own keyword arguments, beyond
-    :class:`~gradcam.methods.base.Method`'s (e.g. Score-CAM's ``max_channels``).
-
-    Args:
-        cls: the method's engine class.
-        options: a dict of option names and values, or ``None`` for none.
-
-    Returns:
-        The options as a sorted tuple of ``(name, value)`` pairs (a cache key).
-
-    Raises:
-        TypeError: ``options`` is not a dict; an option the method does not take (the
-            message lists those it takes); a value that is not hashable.
-    """
-    if options is None:
-        return ()
-    if not isinstance(options, dict):
-        raise TypeError(f"method_options must be a dict or None; got {type(options).__name__}.")
-    shared = inspect.signature(Method.__init__).parameters
-    own = [name for name in inspect.signature(cls.__init__).parameters if name not in shared]
-    for name in options:
-        if name not in own:
-            takes = f"its options are {', '.join(map(repr, own))}" if own else "it takes none"
-            raise TypeError(f"method {cls.name!r} has no option {name!r}; {takes}.")
-    key = tuple(sorted(options.items()))
-    try:
-        hash(key)
-    except TypeError:
-        raise TypeError(f"method_options' values must be hashable (numbers, strings, None); got {options!r}.") from None
-    return key
 
 
 def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam",
@@ -91,7 +58,7 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
             score (see :class:`~gradcam.GradCAM`).
     """
     cls = method_class(method)
-    options = _check_method_options(cls, method_options)
+    options = check_method_options(cls.name, method_options)
     key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names), reshape,
            options)
     with _ENGINES_LOCK:

@@ -6,6 +6,7 @@ Run once per backend: ``KERAS_BACKEND=jax pytest tests/test_methods.py`` (likewi
 
 from __future__ import annotations
 
+import inspect
 import keras
 import numpy as np
 import pytest
@@ -78,8 +79,12 @@ def test_methods_registry():
     assert METHODS["gradcam++"] is GradCAMPlusPlus and METHODS["ablationcam"] is AblationCAM
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
     assert method_class("gradcam++") is GradCAMPlusPlus
-    # the names the command line and gradcam.ray check before Keras loads
+    # the names and options the command line and gradcam.ray check before Keras loads
     assert _method_names.METHOD_NAMES == tuple(names)
+    shared = inspect.signature(Method.__init__).parameters
+    own = {name: tuple(p for p in inspect.signature(cls.__init__).parameters if p not in shared)
+           for name, cls in METHODS.items()}
+    assert {name: options for name, options in own.items() if options} == _method_names.METHOD_OPTIONS
 
 
 def test_unknown_method_names_the_known_ones():

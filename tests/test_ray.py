@@ -102,6 +102,25 @@ def test_explainer_resizes_images_of_any_size_as_image_from_path(tiny_file, phot
     np.testing.assert_array_equal(out["target"], expected.targets)
 
 
+def test_explainer_passes_the_methods_options(photos, tmp_path):
+    """Score-CAM on the first conv of the command line's tiny model (4 channels), scoring
+    only the 1 of largest variance: the maps of ScoreCAM(max_channels=1), not of all 4."""
+    from test_cli import save_model
+
+    path = save_model(tmp_path / "four.keras")
+    options = {"max_channels": 1, "perturbation_batch": 3}
+    explainer = gradcam_ray.Explainer(model=path, method="scorecam", layer="conv1", method_options=options)
+    images = np.empty(len(photos), dtype=object)
+    images[:] = [np.asarray(gradcam.load_image(p)) for p in photos]
+    out = explainer({"image": images})
+    docs = np.concatenate([gradcam.image_from_path(p, (32, 32)) for p in photos])
+    model = keras.models.load_model(path)
+    expected = gradcam.ScoreCAM(model, layer="conv1", max_channels=1).compute(docs)
+    np.testing.assert_allclose(out["heatmap"], expected.heatmaps, atol=1e-5)
+    every_channel = gradcam.ScoreCAM(model, layer="conv1").compute(docs)
+    assert np.abs(every_channel.heatmaps - expected.heatmaps).max() > 1e-3
+
+
 def test_explainer_converts_16_bit_and_one_channel_images_as_load_image(tiny_file, tmp_path):
     """A 16-bit grayscale array (H, W) and an 8-bit (H, W, 1) one give the maps of
     image_from_path on the same pixels saved as 16-bit and 8-bit grayscale PNG files."""
@@ -200,6 +219,9 @@ def test_builtin_models_are_read_at_their_native_size():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(method="gradcam+"), ValueError, "Unknown method 'gradcam+'; the methods are 'gradcam', 'gradcam++', "),
+    (dict(method="scorecam", method_options={"max_channel": 8}), TypeError,
+     "method 'scorecam' has no option 'max_channel'; its options are 'perturbation_batch', 'max_channels'."),
+    (dict(method_options={"max_channels": 8}), TypeError, "method 'gradcam' has no option 'max_channels'; it takes none."),
     (dict(model="resnet_fifty"), ValueError, "unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
     (dict(model="missing.keras"), ValueError, "no model file at 'missing.keras'"),
     (dict(model=tiny_rgb()), TypeError, "model must be a built-in model's name"),

@@ -161,7 +161,7 @@ def parse_targets(values, classes) -> list[int] | None:
 
 
 #: The engine options of the command line, by the method that takes each.
-METHOD_OPTIONS = {"max_channels": "scorecam"}
+OPTION_METHODS = {"max_channels": "scorecam"}
 
 
 def method_options(args, names) -> dict:
@@ -171,7 +171,7 @@ def method_options(args, names) -> dict:
         UsageError: an option set for a method that is not among ``names``.
     """
     options = {name: {} for name in names}
-    for option, method in METHOD_OPTIONS.items():
+    for option, method in OPTION_METHODS.items():
         value = getattr(args, option)
         if value is None:
             continue

@@ -7,7 +7,7 @@ import os
 
 from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
 from gradcam.image import check_image_shape
-from gradcam._method_names import SCORES, check_method_name
+from gradcam._method_names import SCORES, check_method_name, check_method_options
 
 #: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
 DEFAULT_MODEL = BUILTIN_MODELS[0]
@@ -43,9 +43,10 @@ def check_model(model) -> None:
         )
 
 
-def checked(model, method, score, preprocess, image_size):
+def checked(model, method, score, preprocess, image_size, method_options=None):
     """Check the arguments that need no model (nor Keras): the image size or ``None``."""
     check_method_name(method)
+    check_method_options(method, method_options)
     check_model(model)
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")

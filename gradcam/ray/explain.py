@@ -111,7 +111,7 @@ def _actor_pool(concurrency, first: int):
 
 def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", layer=None, score: str = "auto",
                    targets=None, preprocess="auto", image_size=None, batch_size: int = 32,
-                   concurrency=None, num_gpus: float = 0) -> ray.data.Dataset:
+                   concurrency=None, num_gpus: float = 0, method_options=None) -> ray.data.Dataset:
     """Explain a whole set of images on Ray: a ``ray.data.Dataset`` of class-activation maps.
 
     Files are found as ``gradcam explain`` finds them (folders recursively, hidden files
@@ -153,6 +153,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
             with ``num_gpus``). Defaults to ``None``.
         num_gpus: GPUs each actor reserves (``0.5`` puts two actors on a GPU). Defaults
             to ``0``.
+        method_options: the method's own keyword arguments, as for :class:`Explainer`.
+            Defaults to ``None``.
 
     Returns:
         A lazy ``ray.data.Dataset`` with one row per image, holding the source's columns
@@ -160,7 +162,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         ``proba`` and ``heatmap`` (see :class:`Explainer`).
 
     Raises:
-        TypeError: ``source`` or ``model`` of another type.
+        TypeError: ``source`` or ``model`` of another type; an option the method does not
+            take.
         ValueError: an unknown method, model name, score or preprocessing; a model file
             that is missing or not a Keras file; no image file in ``source``; a bad
             ``image_size``, ``batch_size``, ``concurrency`` or ``num_gpus``.
@@ -169,7 +172,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         >>> explained = explain_images("photos/", model="efficientnet_lite0", concurrency=2)
         >>> explained.write_parquet("explanations/")
     """
-    size = checked(model, method, score, preprocess, image_size)
+    size = checked(model, method, score, preprocess, image_size, method_options)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:
@@ -181,7 +184,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     actors = _first_actors(concurrency, num_gpus)
     dataset = _source_dataset(source, size or builtin_image_size(model), batch_size, actors)
     settings = dict(model=model, method=method, layer=layer, score=score, targets=targets,
-                    preprocess=preprocess, image_size=size)
+                    preprocess=preprocess, image_size=size, method_options=method_options)
     return dataset.map_batches(
         Explainer, fn_constructor_kwargs=settings, batch_size=batch_size, batch_format="numpy",
         compute=_actor_pool(concurrency, actors), num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)

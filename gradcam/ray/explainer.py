@@ -83,10 +83,13 @@ class Explainer:
             RGB 0..255). Defaults to ``"auto"``.
         image_size: ``(height, width)`` the model takes, or ``None`` for its input size
             (built-in models are built for ``image_size`` when given). Defaults to ``None``.
+        method_options: the method's own keyword arguments, e.g. ``{"max_channels":
+            256}`` for Score-CAM (see each method's class). Defaults to ``None``.
 
     Raises:
         TypeError: ``model`` is neither a name, a path nor a function, or the function
-            returns something else than a Keras model.
+            returns something else than a Keras model; an option the method does not
+            take.
         ValueError: an unknown method, model name or preprocessing; a model file that
             cannot be loaded; a bad ``image_size``; a layer, score or target the model
             does not have.
@@ -100,8 +103,8 @@ class Explainer:
     """
 
     def __init__(self, model=DEFAULT_MODEL, method: str = "gradcam", layer=None, score: str = "auto",
-                 targets=None, preprocess="auto", image_size=None):
-        size = checked(model, method, score, preprocess, image_size)
+                 targets=None, preprocess="auto", image_size=None, method_options=None):
+        size = checked(model, method, score, preprocess, image_size, method_options)
         keras_model, builtin = _build_model(model, size)
         from gradcam.cli.model import image_shape_for
         from gradcam.methods import method_class
@@ -111,7 +114,8 @@ class Explainer:
         except UsageError as error:
             raise ValueError(str(error)) from None
         self._engine = method_class(method)(keras_model, layer=layer, score=score,
-                                            preprocess=_preprocess_function(preprocess, builtin))
+                                            preprocess=_preprocess_function(preprocess, builtin),
+                                            **(method_options or {}))
         self._targets = None
         if targets is not None:  # checked once, here: a class name the model lacks stops the actor
             self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()
