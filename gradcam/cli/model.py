@@ -9,6 +9,7 @@ import os
 import re
 import zipfile
 
+from gradcam._method_names import METHOD_OPTIONS
 from gradcam.cli.arguments import BUILTIN_MODELS, UsageError
 from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
 from gradcam.pipeline import one_line
@@ -160,25 +161,30 @@ def parse_targets(values, classes) -> list[int] | None:
         raise UsageError(f"--target: {one_line(error)}") from None
 
 
-#: The engine options of the command line, by the method that takes each.
-OPTION_METHODS = {"max_channels": "scorecam"}
+#: The methods' own options (:data:`gradcam._method_names.METHOD_OPTIONS`) that the
+#: command line has a flag for.
+FLAG_OPTIONS = ("max_channels",)
 
 
 def method_options(args, names) -> dict:
-    """The engine arguments that the options give each ``--method`` name (those set).
+    """The engine arguments that the options give each ``--method`` name (those set): an
+    option goes to each of the methods that take it.
 
     Raises:
-        UsageError: an option set for a method that is not among ``names``.
+        UsageError: an option set when none of the methods that take it is among ``names``.
     """
     options = {name: {} for name in names}
-    for option, method in OPTION_METHODS.items():
+    for option in FLAG_OPTIONS:
         value = getattr(args, option)
         if value is None:
             continue
-        if method not in options:
+        takers = [method for method, own in METHOD_OPTIONS.items() if option in own]
+        given = [method for method in takers if method in options]
+        if not given:
             flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} applies to --method {method}, which is not given.")
-        options[method][option] = value
+            raise UsageError(f"{flag} applies to --method {' or '.join(takers)}, which is not given.")
+        for method in given:
+            options[method][option] = value
     return options
 
 

@@ -14,6 +14,7 @@ CPU (ROAD's imputations) has them made by several threads (``workers``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -214,7 +215,8 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
     total = count * steps
     scores = np.empty(total, np.float32)
     start = 0
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        run = pool.map if workers > 1 else map  # one worker: in this thread
         for size in _batch_sizes(total, batch_size):
             flat = np.arange(start, start + size)
             start += size
@@ -223,7 +225,7 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
                 calls = [(n, indices[images == n]) for n in np.unique(images)]
             else:
                 calls = [(n, indices[k : k + 1]) for k, n in enumerate(images)]
-            batch = np.concatenate(list(pool.map(lambda call: perturb(*call), calls)))
+            batch = np.concatenate(list(run(lambda call: perturb(*call), calls)))
             batch = batch.astype(np.float32, copy=False)
             batch = model_input(model, batch, preprocess, info.input_shape[1:], info.input_dtype)
             scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -106,8 +107,12 @@ class Explainer:
                  targets=None, preprocess="auto", image_size=None, method_options=None):
         size = checked(model, method, score, preprocess, image_size, method_options)
         keras_model, builtin = _build_model(model, size)
+        from gradcam import hub
         from gradcam.cli.model import image_shape_for
         from gradcam.methods import method_class
+
+        # the window a keras-hub classifier's preprocessor keeps, read from each picture
+        self._view = functools.partial(hub.picture_view, keras_model)
 
         try:
             self._image_shape = image_shape_for(keras_model, size)
@@ -178,7 +183,4 @@ class Explainer:
                 f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
                 f"gives them), or arrays of the model's size {(*self._image_shape, 3)}."
             )
-        from gradcam import hub  # imports Keras: loaded in the actor already
-
-        picture = hub.picture_view(self._engine.model, to_rgb(Image.fromarray(array)))
-        return doc_from_image(picture, self._image_shape)[0]
+        return doc_from_image(self._view(to_rgb(Image.fromarray(array))), self._image_shape)[0]
