@@ -247,12 +247,8 @@ def _describe(model: keras.Model, refs: list[LayerRef], limit: int = 5) -> str:
 def _check_usable(model: keras.Model, ref: LayerRef, shapes: dict | None, reshape) -> LayerRef:
     if reshape is not None:
         return ref
-    if ref.of_input:
-        shape = _input_shape(ref.layer)
-        what = "input"
-    else:
-        shape = output_shape(ref.layer, shapes)
-        what = "output"
+    shape = explained_shape(ref, shapes)
+    what = "input" if ref.of_input else "output"
     if shape is None or len(shape) == 4:
         return ref
     if len(shape) == 3 and shape[1] is not None and token_grid(shape[1]) is None:
