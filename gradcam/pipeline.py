@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from gradcam.checks import check_positive_int
 from gradcam.image import doc_from_image, load_image
 from gradcam.io.evaluation import MetricsWriter
 from gradcam.io.files import atomic_file
@@ -64,16 +65,6 @@ if TYPE_CHECKING:
 
 #: Top classes recorded per image.
 TOP_CLASSES = 5
-
-
-def _positive(value, name: str, allow_none: bool = False, allow_zero: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (
-        value > 0 or (allow_zero and value == 0))
-    if not ok:
-        kind = "a non-negative integer" if allow_zero else "a positive integer"
-        raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -120,17 +111,17 @@ class RunSettings:
         if len(shape) != 2:
             raise ValueError(f"image_shape must be (height, width); got {self.image_shape!r}.")
         for value in shape:
-            _positive(value, "image_shape's height and width")
+            check_positive_int(value, "image_shape's height and width")
         object.__setattr__(self, "image_shape", tuple(int(v) for v in shape))
         if self.targets is not None:
             targets = (self.targets,) if isinstance(self.targets, (int, str)) else tuple(self.targets)
             if not targets:
                 raise ValueError("targets is empty: pass None for each image's top prediction.")
             object.__setattr__(self, "targets", targets)
-        _positive(self.batch_size, "batch_size")
-        _positive(self.overlay_size, "overlay_size", allow_zero=True)
-        _positive(self.workers, "workers", allow_none=True)
-        _positive(self.prefetch, "prefetch", allow_none=True)
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.overlay_size, "overlay_size", allow_zero=True)
+        check_positive_int(self.workers, "workers", allow_none=True)
+        check_positive_int(self.prefetch, "prefetch", allow_none=True)
         if not isinstance(self.overlays, bool):
             raise ValueError(f"overlays must be True or False; got {self.overlays!r}.")
         if not (isinstance(self.alpha_limit, (int, float)) and 0 <= self.alpha_limit <= 1):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from keras import ops
 
-from gradcam.methods.base import Method, check_positive_int
+from gradcam.checks import check_positive_int
+from gradcam.methods.base import Method
 
 
 class AblationCAM(Method):

@@ -51,6 +51,7 @@ from keras import ops
 
 from gradcam import backend, hub
 from gradcam.capture import capture, model_info
+from gradcam.checks import check_positive_int
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array, to_batch
 from gradcam.layers import find_layer, tokens_to_grid
@@ -114,17 +115,6 @@ class Result(NamedTuple):
     probas: np.ndarray | None
     outputs: np.ndarray
     empty: np.ndarray
-
-
-def check_positive_int(value, name: str) -> int:
-    """``value`` if it is a positive integer (a method's batch size or count option).
-
-    Raises:
-        ValueError: ``value`` is not a positive integer (``bool`` is refused).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def model_input(model, batch: np.ndarray, preprocess, input_shape, input_dtype) -> np.ndarray:

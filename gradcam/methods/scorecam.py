@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from gradcam.methods.base import Method, check_positive_int
+from gradcam.checks import check_positive_int
+from gradcam.methods.base import Method
 
 
 def _bilinear(size_in: int, size_out: int) -> np.ndarray:

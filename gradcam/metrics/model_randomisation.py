@@ -20,7 +20,7 @@ import numpy as np
 from gradcam.image import to_batch
 from gradcam.layers import find_layer, iter_layers
 from gradcam.methods import method_class
-from gradcam.methods.base import check_positive_int
+from gradcam.checks import check_positive_int
 from gradcam.metrics.scoring import check_targets
 
 

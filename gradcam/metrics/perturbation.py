@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcam.methods.base import check_positive_int
+from gradcam.checks import check_positive_int
 from gradcam.metrics.maps import rank_pixels
 from gradcam.metrics.scoring import check_inputs, curve_area, metric_docstring, perturbed_scores
 

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from gradcam.methods.base import check_positive_int
+from gradcam.checks import check_positive_int
 from gradcam.metrics.maps import rank_pixels
 from gradcam.metrics.scoring import check_inputs, metric_docstring, perturbed_scores
 

@@ -24,7 +24,8 @@ from keras import ops
 
 from gradcam import backend
 from gradcam.capture import model_info
-from gradcam.methods.base import check_positive_int, model_input
+from gradcam.checks import check_positive_int
+from gradcam.methods.base import model_input
 from gradcam.metrics.maps import check_maps
 from gradcam.targets import ClassNames, resolve_targets
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import ray
 import ray.data
 
+from gradcam.checks import check_positive_int
 from gradcam.io.inputs import find_inputs
 from gradcam.ray.arguments import DEFAULT_MODEL, builtin_image_size, checked
 from gradcam.ray.explainer import Explainer
@@ -173,8 +174,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         >>> explained.write_parquet("explanations/")
     """
     size = checked(model, method, score, preprocess, image_size, method_options)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    check_positive_int(batch_size, "batch_size")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:
         raise ValueError(f"num_gpus must be a number of GPUs, 0 or more; got {num_gpus!r}.")
     _check_concurrency(concurrency)

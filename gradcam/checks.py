@@ -1,0 +1,39 @@
+"""Checks of argument values shared by the engines, the metrics, the command line and Ray.
+
+Keras-free: the command line and :mod:`gradcam.ray` check their arguments with these
+before anything imports Keras.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_positive_int(value, name: str, *, allow_none: bool = False, allow_zero: bool = False):
+    """``value`` as an ``int`` if it is a positive integer (``bool`` is refused).
+
+    Args:
+        value: the value to check.
+        name: the argument's name, for the message.
+        allow_none: accept ``None`` (and return it). Defaults to ``False``.
+        allow_zero: accept ``0``. Defaults to ``False``.
+
+    Returns:
+        ``int(value)``, or ``None`` when ``value`` is ``None`` and ``allow_none``.
+
+    Raises:
+        ValueError: ``value`` is not a positive (or, with ``allow_zero``, non-negative)
+            integer; the message names ``name`` and echoes ``value``.
+
+    Example:
+        >>> check_positive_int(32, "batch_size")
+        32
+    """
+    if allow_none and value is None:
+        return None
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and (
+        value > 0 or (allow_zero and value == 0))
+    if not ok:
+        kind = "a non-negative integer" if allow_zero else "a positive integer"
+        raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}.")
+    return int(value)
