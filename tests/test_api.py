@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import gradcam
-from conftest import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested, tracing_count
+from helpers.tiny import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested, tracing_count
 from gradcam.api import _ENGINES, engine_for
 
 

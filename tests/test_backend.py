@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X, make_functional
+from helpers.tiny import DENSE_KERNEL, LOGIT_MAP_0, PROBAS, X, make_functional
 
 from gradcam import backend, samples
 from gradcam.image import image_from_path
-from gradcam.layers import spatial_layers
 from gradcam.methods import GradCAM
 
 BACKEND = keras.backend.backend()

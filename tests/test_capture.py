@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGITS, PROBAS, X, make_functional, make_nested, make_subclassed
+from helpers.tiny import CONV_KERNEL, DENSE_KERNEL, LOGITS, PROBAS, X, make_functional, make_nested, make_subclassed
 
 import gradcam
 import gradcam.methods.base

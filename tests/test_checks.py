@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradcam.checks import check_positive_int
+from gradcam.checks import ArgumentError, check_positive_int
 
 
 def test_positive_int_returns_an_int():
@@ -22,3 +22,9 @@ def test_positive_int_options():
     assert check_positive_int(0, "n", allow_zero=True) == 0
     with pytest.raises(ValueError, match="n must be a non-negative integer or None; got -1"):
         check_positive_int(-1, "n", allow_none=True, allow_zero=True)
+
+
+def test_argument_error_is_a_value_error_that_names_its_argument():
+    error = ArgumentError("layer", "No layer named 'conv9'.")
+    assert isinstance(error, ValueError)
+    assert error.argument == "layer" and str(error) == "No layer named 'conv9'."

@@ -11,7 +11,7 @@ import pytest
 
 import gradcam
 from gradcam import metrics
-from test_cli import leftovers, photo, run, save_model
+from helpers.cli import leftovers, photo, run, save_model
 
 
 @pytest.fixture(scope="module")

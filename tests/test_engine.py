@@ -13,8 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import (
-    CONV_KERNEL, DENSE_KERNEL,
+from helpers.tiny import (
     FLATTEN_OUTPUT_MAP_0, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map,
     make_flatten, make_functional, make_nested, make_separate_softmax, make_sequential,
     make_subclassed, tracing_count,
@@ -23,7 +22,7 @@ import gradcam
 from gradcam import GradCAM, backend
 from gradcam.capture import capture, find_softmax
 from gradcam.methods.base import Capture, EmptyMapWarning
-from method_models import make_residual
+from helpers.method_models import make_residual
 
 EMPTY_WARNING = "maps at layer .* are all zero"
 BACKEND = keras.backend.backend()

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from conftest import make_nested, make_sequential
+from helpers.tiny import make_nested, make_sequential
 from gradcam import GradCAM
 from gradcam.layers import find_layer, spatial_layers
 
@@ -97,7 +97,7 @@ def test_unbuilt_model_and_non_model():
 
 
 def test_subclassed_model_layers_in_call_order():
-    from conftest import make_subclassed
+    from helpers.tiny import make_subclassed
     from gradcam.capture import model_info
 
     model = make_subclassed()
@@ -111,7 +111,7 @@ def test_subclassed_model_layers_in_call_order():
 
 # -- the automatic choice: what the head's pooling receives; token layers; paths ----------
 def test_automatic_choice_is_the_pooling_input_when_an_operation_made_it():
-    from method_models import make_residual
+    from helpers.method_models import make_residual
     from gradcam.layers import LayerRef, explained_shape
 
     model, _ = make_residual()
@@ -143,7 +143,7 @@ def test_automatic_choice_inside_a_nested_model_ending_in_an_operation():
 
 
 def test_token_layers_are_usable_and_bad_counts_are_refused():
-    from test_tokens import make_tokens, make_vit
+    from helpers.tokens import make_tokens, make_vit
     from gradcam.layers import token_grid, usable_layers
 
     assert [token_grid(n) for n in (4, 5, 6, 16, 17, 197, 1)] == [(0, 2), (1, 2), None, (0, 4), (1, 4), (1, 14), None]
@@ -158,7 +158,7 @@ def test_token_layers_are_usable_and_bad_counts_are_refused():
 def test_cli_layers_marks_the_input_of_the_pooling(tmp_path, capsys):
     import argparse
 
-    from method_models import make_residual
+    from helpers.method_models import make_residual
     from gradcam.cli import layers as layers_command
 
     model, _ = make_residual()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import X, assert_map
-from method_models import make_pointwise
+from helpers.tiny import X, assert_map
+from helpers.method_models import make_pointwise
 
 from gradcam import backend
 from gradcam.methods import EigenCAM, eigencam

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LOGIT_MAP_0, LOGIT_MAP_1, X, assert_map
-from method_models import make_flat
+from helpers.tiny import LOGIT_MAP_0, LOGIT_MAP_1, X, assert_map
+from helpers.method_models import make_flat
 
 from gradcam.methods import HiResCAM
 from gradcam.methods.base import EmptyMapWarning
@@ -26,7 +26,7 @@ def test_hirescam_hand_computed():
 
 def test_hirescam_on_constant_gradients_is_gradcam(tiny):
     # The tiny model pools globally: G_k = g_k everywhere, so sum_k G_k A_k = sum_k g_k A_k,
-    # Grad-CAM's map (see conftest.py).
+    # Grad-CAM's map (see helpers/tiny.py).
     with pytest.warns(EmptyMapWarning):
         maps = HiResCAM(tiny).heatmaps(X, targets=[0, 1])
     assert_map(maps[0, 0], LOGIT_MAP_0)

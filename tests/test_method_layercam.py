@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LOGIT_MAP_0, X, assert_map
-from method_models import make_flat
+from helpers.tiny import LOGIT_MAP_0, X, assert_map
+from helpers.method_models import make_flat
 
 from gradcam.methods import LayerCAM
 from gradcam.methods.base import EmptyMapWarning

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LOGITS, X, assert_map
-from method_models import make_pointwise
+from helpers.tiny import LOGITS, X, assert_map
+from helpers.method_models import make_pointwise
 
 from gradcam import backend
 from gradcam.methods import ScoreCAM
@@ -19,7 +19,7 @@ def softmax_map(scores, activations):
     return (cam / cam.max() if cam.max() > 0 else cam).astype(np.float32)
 
 
-# The tiny model (conftest.py), X = arange(16), x = 4 r + c at pixel (r, c):
+# The tiny model (helpers/tiny.py), X = arange(16), x = 4 r + c at pixel (r, c):
 # channel 0, A0 = 10 + 32 i + 8 j, upsampled to 4x4 with corners aligned (i = r / 3,
 # j = c / 3): 10 + (32 r + 8 c) / 3, from 10 to 50; min-max: (4 r + c) / 15 = x / 15.
 # Masked input x^2 / 15, sum 1240 / 15. Filter 0 (block sums) averages 1240 / 60 = 62/3;

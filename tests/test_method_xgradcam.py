@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LOGIT_MAP_0, LOGIT_MAP_1, X, assert_map
-from method_models import make_flat
+from helpers.tiny import LOGIT_MAP_0, LOGIT_MAP_1, X, assert_map
+from helpers.method_models import make_flat
 
 from gradcam.methods import XGradCAM
 from gradcam.methods.base import EmptyMapWarning
@@ -27,7 +27,7 @@ def test_xgradcam_hand_computed():
 
 def test_xgradcam_on_constant_gradients_is_gradcam(tiny):
     # The tiny model pools globally: G_k is a constant g_k over the map, so
-    # w_k = g_k sum A_k / sum A_k = g_k, Grad-CAM's weight (see conftest.py).
+    # w_k = g_k sum A_k / sum A_k = g_k, Grad-CAM's weight (see helpers/tiny.py).
     with pytest.warns(EmptyMapWarning):
         maps = XGradCAM(tiny).heatmaps(X, targets=[0, 1])
     assert_map(maps[0, 0], LOGIT_MAP_0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import (
+from helpers.tiny import (
     CONV_KERNEL,
     DENSE_KERNEL,
     LOGIT_MAP_0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from metric_models import X, make_linear, sigmoid
+from helpers.metric_models import X, make_linear, sigmoid
 
 from gradcam.metrics import average_drop, increase_in_confidence
 

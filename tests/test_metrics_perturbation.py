@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.ndimage
-from metric_models import X, make_linear, sigmoid
+from helpers.metric_models import X, make_linear, sigmoid
 
 from gradcam.metrics import deletion, insertion
 from gradcam.metrics.perturbation import blur

@@ -1,6 +1,6 @@
 """The model randomisation test and its rank correlation. Run once per KERAS_BACKEND.
 
-The "constant" model is conftest's tiny classifier (trained Grad-CAM map of class 0:
+The "constant" model is the tiny classifier of helpers/tiny.py (trained Grad-CAM map of class 0:
 ``[[0, 0.2], [0.8, 1]]``) whose initialisers are constants, so that its "random" weights
 are known by hand:
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, X, assert_map, make_functional, make_nested, make_subclassed
+from helpers.tiny import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, X, assert_map, make_functional, make_nested, make_subclassed
 
 from gradcam.methods.base import EmptyMapWarning
 from gradcam.metrics import randomisation
@@ -147,7 +147,7 @@ def test_randomisation_refuses_a_model_it_cannot_copy():
 def test_randomisation_at_the_automatic_input_of_the_pooling():
     # the automatic choice is "input of pool" (a residual sum made by an operation): the
     # copies must explain that tensor too, not the pooling layer's 2-D output
-    from method_models import make_residual
+    from helpers.method_models import make_residual
 
     model, _ = make_residual()
     result = randomisation(model, X, max_steps=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from metric_models import X, make_linear
+from helpers.metric_models import X, make_linear
 
 from gradcam.metrics import road
 from gradcam.metrics.remove_and_debias import NEIGHBOURS, dissection_order, impute

@@ -1,9 +1,9 @@
 """gradcam.ray: the Explainer on its own (hand-computed maps), then explain_images on a
 local Ray instance of two CPUs, the bundled EfficientNet-Lite0 and the bundled photos.
 
-The tiny RGB model is conftest's tiny classifier reading the red channel: its conv
-kernel is conftest's on channel 0 and zero on green and blue. An image whose red channel
-is ``arange(16)`` (4x4) therefore gives conftest's hand-computed values: logits
+The tiny RGB model is the tiny classifier (helpers/tiny.py) reading the red channel: its conv
+kernel is the tiny classifier's on channel 0 and zero on green and blue. An image whose red channel
+is ``arange(16)`` (4x4) therefore gives its hand-computed values: logits
 ``[2, -4.5]``, class 0's map ``[[0, 0.2], [0.8, 1]]``, class 1's map all zero.
 """
 
@@ -25,24 +25,11 @@ import ray.data
 import gradcam
 import gradcam.ray as gradcam_ray
 from gradcam.models import efficientnet_lite
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS
+from helpers.ray import tiny_rgb
+from helpers.tiny import LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS
 
 RED = np.zeros((4, 4, 3), np.uint8)
 RED[..., 0] = np.arange(16).reshape(4, 4)
-
-
-def tiny_rgb(activation="softmax"):
-    """conftest's tiny classifier on the red channel of a 4x4 RGB image."""
-    inputs = keras.Input((4, 4, 3), name="image")
-    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(conv(inputs))
-    dense = keras.layers.Dense(2, use_bias=False, activation=activation, name="predictions")
-    model = keras.Model(inputs, dense(x), name="tiny_rgb")
-    kernel = np.zeros((2, 2, 3, 2), np.float32)
-    kernel[:, :, :1, :] = CONV_KERNEL
-    conv.set_weights([kernel])
-    dense.set_weights([DENSE_KERNEL])
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +92,7 @@ def test_explainer_resizes_images_of_any_size_as_image_from_path(tiny_file, phot
 def test_explainer_passes_the_methods_options(photos, tmp_path):
     """Score-CAM on the first conv of the command line's tiny model (4 channels), scoring
     only the 1 of largest variance: the maps of ScoreCAM(max_channels=1), not of all 4."""
-    from test_cli import save_model
+    from helpers.cli import save_model
 
     path = save_model(tmp_path / "four.keras")
     options = {"max_channels": 1, "perturbation_batch": 3}

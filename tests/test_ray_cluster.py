@@ -20,7 +20,7 @@ import ray
 
 import gradcam
 import gradcam.ray as gradcam_ray
-from test_ray import tiny_rgb
+from helpers.ray import tiny_rgb
 
 #: How long the nodes may take to start on a busy machine.
 START_SECONDS = 120

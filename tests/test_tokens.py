@@ -4,7 +4,7 @@ a Vision Transformer (hand-built, and keras-hub's ``ViTImageClassifier``).
 
 Backend-neutral: run once per backend (``KERAS_BACKEND=jax pytest tests/test_tokens.py``).
 
-The "token" classifier, for the 4x4 input ``x = arange(16)`` of ``conftest``: the tiny
+The "token" classifier, for the 4x4 input ``x = arange(16)`` of :mod:`helpers.tiny`: the tiny
 conv makes a 2x2 grid of patches (``A0 = [[10, 18], [42, 50]]``, ``A1 = -5``), read as 4
 tokens row by row; ``extra`` copies of their mean ``[30, -5]`` go first (a class token,
 or a class token and a register); the layer "tokens" outputs the ``extra + 4`` tokens;
@@ -32,7 +32,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, LOGITS, X, assert_map
+from helpers.tiny import LOGIT_MAP_0, LOGITS, X, assert_map
+from helpers.tokens import make_tokens, make_vit
 import gradcam
 from gradcam import AblationCAM, GradCAM
 from gradcam.methods.base import EmptyMapWarning
@@ -46,23 +47,6 @@ ABLATION_MAP = {
 def drop(extra):
     """A ``reshape=`` function: the tokens after the first ``extra`` as a 2x2 grid."""
     return lambda tokens: ops.reshape(tokens[:, extra:, :], (-1, 2, 2, tokens.shape[-1]))
-
-
-def make_tokens(extra):
-    inputs = keras.Input((4, 4, 1), name="image")
-    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="conv")
-    patches = keras.layers.Reshape((4, 2), name="patches")(conv(inputs))
-    if extra:
-        mean = keras.layers.GlobalAveragePooling1D(keepdims=True, name="mean")(patches)
-        tokens = keras.layers.Concatenate(axis=1, name="tokens")([mean] * extra + [patches])
-    else:
-        tokens = keras.layers.Identity(name="tokens")(patches)
-    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(tokens)
-    dense = keras.layers.Dense(2, use_bias=False, activation="softmax", name="predictions")
-    model = keras.Model(inputs, dense(pooled), name=f"tokens_{extra}")
-    conv.set_weights([CONV_KERNEL])
-    dense.set_weights([DENSE_KERNEL])
-    return model
 
 
 @pytest.mark.parametrize("extra", [0, 1])
@@ -113,21 +97,6 @@ def test_explain_prediction_passes_reshape():
 
 
 # -- Vision Transformers: the automatic layer ---------------------------------------------
-def make_vit():
-    """A one-block pre-norm ViT on the 4x4 input: 2x2 patches, a class token, the head on
-    the class token of the final normalisation. Random weights, seeded."""
-    keras.utils.set_random_seed(1)
-    inputs = keras.Input((4, 4, 1), name="image")
-    patches = keras.layers.Reshape((4, 8), name="patches")(
-        keras.layers.Conv2D(8, 2, strides=2, name="embed")(inputs))
-    mean = keras.layers.GlobalAveragePooling1D(keepdims=True, name="class_token")(patches)
-    tokens = keras.layers.Concatenate(axis=1, name="tokens")([mean, patches])
-    normed = keras.layers.LayerNormalization(name="ln_1")(tokens)
-    attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(normed, normed)
-    tokens = keras.layers.Add(name="residual")([tokens, attended])
-    final = keras.layers.LayerNormalization(name="ln")(tokens)
-    head = keras.layers.Dense(3, activation="softmax", name="predictions")(final[:, 0])
-    return keras.Model(inputs, head, name="vit")
 
 
 def test_vit_automatic_layer_is_the_last_blocks_first_normalisation():

@@ -1,4 +1,4 @@
-"""Tiny fixed-weight models for the methods' hand-computed maps (beside ``conftest.py``'s).
+"""Tiny fixed-weight models for the methods' hand-computed maps (beside those of :mod:`helpers.tiny`).
 
 ``make_flat``: the tiny model's conv (``A0 = [[10, 18], [42, 50]]``, ``A1 = -5``
 everywhere, for ``X = arange(16)``), then Flatten and Dense(2, softmax) with no bias, so
@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from conftest import CONV_KERNEL, DENSE_KERNEL
+from helpers.tiny import CONV_KERNEL, DENSE_KERNEL
 
 FLAT_GRADIENTS = np.stack(
     [np.array([[0.1, 0], [-0.1, 0.2]], np.float32), np.array([[-0.1, 0], [0, 0.05]], np.float32)], axis=-1
