@@ -37,3 +37,22 @@ def check_positive_int(value, name: str, *, allow_none: bool = False, allow_zero
         kind = "a non-negative integer" if allow_zero else "a positive integer"
         raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}.")
     return int(value)
+
+
+class ArgumentError(ValueError):
+    """A bad argument value, with the argument's name in :attr:`argument`.
+
+    A ``ValueError``, so callers that catch those keep working; the command line reads
+    :attr:`argument` to say which flag is at fault, instead of parsing the message.
+
+    Args:
+        argument: the argument's name as the function takes it, e.g. ``"layer"``.
+        message: the whole message, naming the bad value and what was expected.
+
+    Attributes:
+        argument: the argument's name.
+    """
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
