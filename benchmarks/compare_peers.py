@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import gradcam  # noqa: E402
-from gradcam.api import engine_for  # noqa: E402
+from gradcam.api import ENGINES  # noqa: E402
 from gradcam.layers import find_layer  # noqa: E402
 
 # The keras.io recipe and eli5 call a model built on a list of inputs with one tensor,
@@ -202,7 +202,7 @@ def bench_model(key, repeats, skip_peers, xla):
     t1, t32 = tf.constant(x1), tf.constant(x32)
     target = tf.constant(TARGETS[0])
     floor = make_floor(model, layer)
-    cam = engine_for(model)  # the engine explain_prediction uses
+    cam = ENGINES.get(model)  # the engine explain_prediction uses
 
     floor1 = Row("floor: compiled forward + backward, batch 1", lambda: floor(t1, target))
     floor32 = Row(f"floor: compiled forward + backward, batch {BATCH}", lambda: floor(t32, target))

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 from backends import BACKEND, MODELS, TARGET, Row, block, first_call, make_floor, ms, time_rows  # noqa: E402
 
 from gradcam.layers import find_layer  # noqa: E402
-from gradcam.methods import METHODS, AblationCAM, ScoreCAM  # noqa: E402
+from gradcam.methods import AblationCAM, ScoreCAM, build_engine  # noqa: E402
 from gradcam.methods.base import EmptyMapWarning  # noqa: E402
 
 GRADIENT_ROWS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
@@ -109,7 +109,7 @@ def bench_model(key, repeats, perturbation_repeats, scorecam_channels):
     floor_row = Row("floor", lambda: floor(tx))
     rows.append(floor_row)
     for name in GRADIENT_ROWS:
-        cam = METHODS[name](model)
+        cam = build_engine(model, name)
         first[name] = first_call(lambda cam=cam: cam.heatmaps(x, targets=TARGET))
         rows.append(Row(name, lambda cam=cam: cam.heatmaps(x, targets=TARGET), floor_row))
     time_rows(rows, repeats)

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
+import warnings
 
 from PIL import Image
 
-from gradcam._method_names import check_method_options
 from gradcam.explanation import Explanation
-from gradcam.image import to_batch
-from gradcam.methods import Method, method_class
+from gradcam.methods.base import Method
+from gradcam.methods.factory import EngineCache
+from gradcam.model_input import checked_batch
 from gradcam.render import format_as_image
 
-# model -> {(method, layer key, score, class names, reshape): engine}; an entry goes when
-# its model does.
-# An engine serves every preprocess function (explain_prediction passes it per call), so
-# a new lambda on each call neither grows the cache nor compiles anything again.
-_ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_ENGINES_LOCK = threading.Lock()
+#: The engines of :func:`explain_prediction` and :func:`show_prediction`, per model (held
+#: weakly: an entry goes when its model does). An engine serves every preprocess function
+#: (explain_prediction passes it per call), so a new lambda on each call neither grows the
+#: cache nor compiles anything again.
+ENGINES = EngineCache()
 _FORMAT_ARGS = ("resampling_filter", "colormap", "alpha_limit")
-
-
-def _layer_key(layer):
-    if isinstance(layer, (str, int)) or layer is None:
-        return layer
-    return ("layer", id(layer))
 
 
 def engine_for(model, layer=None, score: str = "auto", class_names=None, method: str = "gradcam",
                reshape=None, method_options=None) -> Method:
-    """Return the cached engine of ``method`` for this model and layer.
-
-    Engines are built once per (model, method, layer, score, class names, reshape
-    function, method options) and reused; the
-    cache holds models weakly, so a model that is deleted elsewhere is freed with its
-    engines. Safe to call from several threads: each engine is built once.
+    """Return the cached engine of ``method`` for this model and layer (deprecated: use
+    ``gradcam.api.ENGINES.get`` or :func:`gradcam.methods.build_engine`).
 
     Args:
         model: as for :class:`~gradcam.GradCAM`.
@@ -43,36 +31,23 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
         score: as for :class:`~gradcam.GradCAM`. Defaults to ``"auto"``.
         class_names: as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
         method: a name of :data:`gradcam.METHODS`. Defaults to ``"gradcam"``.
-        reshape: as for :class:`~gradcam.GradCAM`; the same function object reuses the
-            engine. Defaults to ``None``.
-        method_options: a dict of the method's own keyword arguments, beyond those of
-            :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        reshape: as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
+        method_options: the method's own keyword arguments. Defaults to ``None``.
 
     Returns:
-        The method's engine (a :class:`~gradcam.methods.base.Method`), without
-        ``preprocess``.
+        The engine :func:`explain_prediction` uses, without ``preprocess``.
 
     Raises:
-        TypeError: ``model`` is not a Keras model; an option the method does not take.
-        ValueError: an unknown method; a model that is not built, an unknown layer or
-            score (see :class:`~gradcam.GradCAM`).
+        TypeError: as for :meth:`gradcam.methods.EngineCache.get`.
+        ValueError: as for :meth:`gradcam.methods.EngineCache.get`.
+
+    Warns:
+        DeprecationWarning: always.
     """
-    cls = method_class(method)
-    options = check_method_options(cls.name, method_options)
-    key = (cls, _layer_key(layer), score, None if class_names is None else tuple(class_names), reshape,
-           options)
-    with _ENGINES_LOCK:
-        try:
-            engines = _ENGINES.setdefault(model, {})
-        except TypeError:
-            engines = {}
-        engine = engines.get(key)
-        if engine is None:
-            engine = cls(model, layer=layer, score=score, class_names=class_names, reshape=reshape,
-                         **dict(options))
-            engine._strong_model = None
-            engines[key] = engine
-    return engine
+    warnings.warn("gradcam.api.engine_for is deprecated; use gradcam.api.ENGINES.get(model, method, ...) "
+                  "or gradcam.methods.build_engine.", DeprecationWarning, stacklevel=2)
+    return ENGINES.get(model, method, layer=layer, score=score, class_names=class_names, reshape=reshape,
+                       options=method_options)
 
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
@@ -137,17 +112,17 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
     """
     if preprocess is not None and not callable(preprocess):
         raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
-    batch = to_batch(doc)
+    batch = checked_batch(doc, name="doc")
+    engine = ENGINES.get(model, method, layer=layer, score=score, class_names=class_names, reshape=reshape,
+                         options=method_options)
     if len(batch) != 1:
         raise ValueError(
             f"explain_prediction explains one image; doc is a batch of {len(batch)} "
-            f"(shape {batch.shape}). Use gradcam.{method_class(method).__name__}(model)"
+            f"(shape {batch.shape}). Use gradcam.{type(engine).__name__}(model)"
             ".explain(docs) for batches."
         )
-    engine = engine_for(model, layer=layer, score=score, class_names=class_names, method=method,
-                        reshape=reshape, method_options=method_options)
     images = None if image is None else [image]
-    return engine._explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
+    return engine.explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
 
 
 def show_prediction(model, doc, **kwargs) -> Image.Image:

@@ -407,11 +407,21 @@ def _subclassed_model_info(model: keras.Model) -> ModelInfo:
     )
 
 
+# model -> its ModelInfo, computed once per model (held weakly: an entry goes when its
+# model does). A model whose layers or weights change keeps its inputs, outputs and layer
+# shapes: what ModelInfo describes.
+_MODEL_INFO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MODEL_INFO_LOCK = threading.Lock()
+
+
 def model_info(model) -> ModelInfo:
-    """Check that ``model`` is a built image classifier and describe it.
+    """Check that ``model`` is a built image classifier and describe it, once per model.
 
     Sequential and Functional models (nested ones too) are read from their symbolic graph;
-    a subclassed model that has been called once is traced once, symbolically.
+    a subclassed model that has been called once is traced once, symbolically. The result
+    is cached per model (held weakly, so a model deleted elsewhere is freed), so the
+    engines, the metrics and the command line read or trace a model once between them;
+    several threads may ask at once.
 
     Args:
         model: the model to describe.
@@ -426,6 +436,15 @@ def model_info(model) -> ModelInfo:
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model; got {type(model).__name__}.")
+    with _MODEL_INFO_LOCK:
+        info = _MODEL_INFO.get(model)
+        if info is None:
+            info = _MODEL_INFO[model] = _describe(model)
+    return info
+
+
+def _describe(model) -> ModelInfo:
+    """:func:`model_info`, computed."""
     if getattr(model, "inputs", None):
         return _graph_model_info(model)
     if isinstance(model, keras.Sequential) or type(model) is keras.Model:

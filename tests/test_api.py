@@ -17,7 +17,7 @@ from PIL import Image
 
 import gradcam
 from helpers.tiny import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested, tracing_count
-from gradcam.api import _ENGINES, engine_for
+from gradcam.api import ENGINES
 
 
 def test_explain_prediction_top_target(tiny):
@@ -60,19 +60,21 @@ def test_show_prediction_prints_the_top_prediction(capsys):
 
 def test_engine_is_cached_per_model_method_and_layer():
     tiny = make_functional(name="cached")
-    first = engine_for(tiny)
-    assert engine_for(tiny) is first
-    assert engine_for(tiny, layer="conv") is not first
+    first = ENGINES.get(tiny)
+    assert ENGINES.get(tiny) is first
+    assert ENGINES.get(tiny, layer="conv") is not first
     gradcam.explain_prediction(tiny, X)
     gradcam.explain_prediction(tiny, X, targets=[0])
     gradcam.explain_prediction(tiny, X, preprocess=lambda x: x)  # one engine for any preprocess
     assert list(first._compiled) == [("forward", False)]  # one computation, compiled once
     if keras.backend.backend() == "tensorflow":
         assert tracing_count(first) == 1
-    assert len(_ENGINES[tiny]) == 2
-    plus = engine_for(tiny, method="gradcam++")
-    assert isinstance(plus, gradcam.GradCAMPlusPlus) and engine_for(tiny, method="gradcam++") is plus
-    assert type(first) is gradcam.GradCAM and len(_ENGINES[tiny]) == 3
+    assert len(ENGINES.engines(tiny)) == 2
+    plus = ENGINES.get(tiny, "gradcam++")
+    assert isinstance(plus, gradcam.GradCAMPlusPlus) and ENGINES.get(tiny, "gradcam++") is plus
+    assert type(first) is gradcam.GradCAM and len(ENGINES.engines(tiny)) == 3
+    with pytest.warns(DeprecationWarning, match="engine_for is deprecated"):
+        assert gradcam.api.engine_for(tiny, method="gradcam++") is plus
 
 
 def test_method_argument():
@@ -103,10 +105,10 @@ def test_method_options_reach_the_method():
     expected = gradcam.ScoreCAM(tiny, max_channels=1).compute(X, targets=[0]).heatmaps[0, 0]
     np.testing.assert_array_equal(one.targets[0].heatmap, expected)
     assert np.abs(both.targets[0].heatmap - expected).max() > 0.02
-    engine = engine_for(tiny, method="scorecam", method_options={"max_channels": 1})
+    engine = ENGINES.get(tiny, "scorecam", options={"max_channels": 1})
     assert engine.max_channels == 1 and engine.perturbation_batch == 32
-    assert engine_for(tiny, method="scorecam", method_options={"max_channels": 1}) is engine
-    assert engine_for(tiny, method="scorecam") is not engine
+    assert ENGINES.get(tiny, "scorecam", options={"max_channels": 1}) is engine
+    assert ENGINES.get(tiny, "scorecam") is not engine
     overlay = gradcam.show_prediction(tiny, X, targets=[0], method="scorecam", method_options={"max_channels": 1})
     np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(one)))
 
@@ -133,7 +135,7 @@ def test_bad_method_option_values_are_the_methods_errors():
 def test_cache_does_not_keep_deleted_models_alive():
     model = make_functional(name="short_lived")
     gradcam.explain_prediction(model, X)
-    assert model in _ENGINES
+    assert ENGINES.engines(model)
     ref = weakref.ref(model)
     del model
     gc.collect()

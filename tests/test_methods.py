@@ -28,8 +28,8 @@ from helpers.tiny import (
     make_sequential,
 )
 
-from gradcam import _method_names, backend
-from gradcam.methods import METHODS, AblationCAM, GradCAM, GradCAMPlusPlus, Method, method_class
+from gradcam import backend
+from gradcam.methods import METHODS, AblationCAM, GradCAM, GradCAMPlusPlus, Method, PerturbationMethod, method_class, registry
 
 A0 = np.array([[10, 18], [42, 50]], np.float32)  # the tiny model's conv output, channel 0
 
@@ -80,11 +80,11 @@ def test_methods_registry():
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
     assert method_class("gradcam++") is GradCAMPlusPlus
     # the names and options the command line and gradcam.ray check before Keras loads
-    assert _method_names.METHOD_NAMES == tuple(names)
+    assert registry.METHOD_NAMES == tuple(names)
     shared = inspect.signature(Method.__init__).parameters
     own = {name: tuple(p for p in inspect.signature(cls.__init__).parameters if p not in shared)
            for name, cls in METHODS.items()}
-    assert {name: options for name, options in own.items() if options} == _method_names.METHOD_OPTIONS
+    assert {name: options for name, options in own.items() if options} == registry.METHOD_OPTIONS
 
 
 def test_unknown_method_names_the_known_ones():
@@ -210,12 +210,11 @@ def test_gradient_free_methods_run_no_backward_pass(tiny, monkeypatch):
         GradCAM(tiny).heatmaps(X)
 
 
-class ScaledInputs(Method):
+class ScaledInputs(PerturbationMethod):
     """A method that scores perturbed inputs: perturbation ``p`` is the image times
     ``p + 1``, and channel ``k`` is weighed by the score of perturbation ``k``."""
 
     name = "scaled-inputs"
-    uses_gradients = False
     perturbs = "inputs"
 
     def perturbation_count(self, activations_shape):

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from gradcam.io.images import OVERLAY_FORMATS
-from gradcam._method_names import METHOD_NAMES, SCORES
+from gradcam.methods.registry import METHOD_NAMES, SCORES
 
 BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")

@@ -9,7 +9,7 @@ import os
 import re
 import zipfile
 
-from gradcam._method_names import METHOD_OPTIONS
+from gradcam.methods.registry import METHOD_OPTIONS
 from gradcam.cli.arguments import BUILTIN_MODELS, UsageError
 from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
 from gradcam.pipeline import one_line
@@ -161,7 +161,7 @@ def parse_targets(values, classes) -> list[int] | None:
         raise UsageError(f"--target: {one_line(error)}") from None
 
 
-#: The methods' own options (:data:`gradcam._method_names.METHOD_OPTIONS`) that the
+#: The methods' own options (:data:`gradcam.methods.registry.METHOD_OPTIONS`) that the
 #: command line has a flag for.
 FLAG_OPTIONS = ("max_channels",)
 
@@ -238,18 +238,21 @@ def check_class_names(names: list[str] | None, path: str | None, model) -> None:
 
 
 def build_engines(model, classes, layer: str | None, score: str, class_names=None, options=None) -> list:
-    """One engine per method class, for ``--layer``, ``--score`` and ``--class-names``,
-    each with its own ``options`` (:func:`method_options`, by method name).
+    """One engine per method class (:func:`gradcam.methods.build_engine`), for ``--layer``,
+    ``--score`` and ``--class-names``, each with its own ``options`` (:func:`method_options`,
+    by method name).
 
     Raises:
         UsageError: the layer cannot be found or explained, or the model cannot be.
     """
+    from gradcam.methods import build_engine
+
     options = options or {}
     try:
-        return [cls(model, layer=layer, score=score, class_names=class_names, **options.get(cls.name, {}))
-                for cls in classes]
+        return [build_engine(model, cls, layer=layer, score=score, class_names=class_names,
+                             options=options.get(cls.name)) for cls in classes]
     except (TypeError, ValueError) as error:
-        text = one_line(error)
-        option = ("--score" if score != "auto" and "score" in text
+        argument = getattr(error, "argument", None)  # gradcam.checks.ArgumentError
+        option = ("--score" if argument == "score" and score != "auto"
                   else "--layer" if layer is not None else "--model")
-        raise UsageError(f"{option}: {text}") from None
+        raise UsageError(f"{option}: {one_line(error)}") from None

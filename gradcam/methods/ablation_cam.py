@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from keras import ops
 
-from gradcam.checks import check_positive_int
-from gradcam.methods.base import Method
+from gradcam.methods.perturbation import PerturbationMethod
 
 
-class AblationCAM(Method):
+class AblationCAM(PerturbationMethod):
     """Ablation-CAM (Desai and Ramaswamy, "Ablation-CAM: Visual Explanations for Deep
     Convolutional Network via Gradient-free Localization", WACV 2020).
 
@@ -30,6 +29,7 @@ class AblationCAM(Method):
         reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
         perturbation_batch: how many ablated copies of the activations go through the
             rest of the model at once. Defaults to ``32``.
+        weak_model: as for :class:`~gradcam.methods.base.Method`. Defaults to ``False``.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
@@ -38,14 +38,7 @@ class AblationCAM(Method):
     """
 
     name = "ablationcam"
-    uses_gradients = False
     perturbs = "activations"
-
-    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
-                 reshape=None, perturbation_batch: int = 32):
-        perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
-        super().__init__(model, layer, score, class_names, preprocess, reshape)
-        self.perturbation_batch = perturbation_batch
 
     def perturbation_count(self, activations_shape):
         return activations_shape[-1]

@@ -15,10 +15,11 @@ and overrides one hook; the template does the rest, once for all methods, writte
 3. **gradients**, only when the method's :attr:`Method.uses_gradients` is true:
    ``G = d y / d A`` ``(K, N, h, w, C)``, one backward pass per target, from the same
    forward pass;
-4. **perturbations**, only for methods whose :attr:`Method.perturbs` is set: the method's
-   :meth:`Method.perturb` makes a batch of perturbed activations (the model then runs
-   from the layer onward on them) or perturbed inputs (the model runs on them), and the
-   target scores of each are kept, ``(N, K, P)``;
+4. **perturbations**, only for methods of
+   :class:`~gradcam.methods.perturbation.PerturbationMethod`: the method's ``perturb``
+   makes a batch of perturbed activations (the model then runs from the layer onward on
+   them) or perturbed inputs (the model runs on them), and the target scores of each are
+   kept, ``(N, K, P)``;
 5. **the hook**: :meth:`Method.channel_weights` ``(K, N, C)`` for methods that weigh
    channels (the map is then ``sum_k w_k A_k``), or :meth:`Method.element_map`
    ``(K, N, h, w)`` for any other map;
@@ -28,14 +29,16 @@ and overrides one hook; the template does the rest, once for all methods, writte
 
 Steps 2 to 6 run as one compiled computation per batch; a method that perturbs runs
 three (capture; scoring, once per chunk of perturbations; the map), with its scoring
-chunks padded to one size so that nothing is compiled again.
+chunks padded to one size so that nothing is compiled again
+(:mod:`gradcam.methods.perturbation`).
 
 Where things plug in:
 
 * **a backend** is a module of :mod:`gradcam.backend` with ``compile``,
   ``probe_gradients``, ``to_numpy`` and ``fetch``; the template calls nothing else of it;
 * **a method** is a module of :mod:`gradcam.methods` with one :class:`Method` subclass,
-  listed in :data:`gradcam.methods.METHODS`; its hooks see a :class:`Capture` of backend
+  and one row of :mod:`gradcam.methods.registry` (from which
+  :data:`gradcam.methods.METHODS` is built); its hooks see a :class:`Capture` of backend
   tensors and use ``keras.ops`` only, so one file serves every backend.
 """
 
@@ -51,15 +54,13 @@ from keras import ops
 
 from gradcam import backend, hub
 from gradcam.capture import capture, model_info
-from gradcam.checks import check_positive_int
+from gradcam.checks import ArgumentError, check_positive_int
 from gradcam.explanation import Explanation, TargetExplanation
-from gradcam.image import image_from_array, to_batch
+from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
-from gradcam._method_names import SCORES
+from gradcam.methods.registry import SCORES
+from gradcam.model_input import as_batch, model_input
 from gradcam.targets import TOP, ClassNames, resolve_targets
-
-PERTURBS = (None, "activations", "inputs")
-
 
 class EmptyMapWarning(UserWarning):
     """Some maps are all zero: nothing in the layer's output raised the explained score.
@@ -117,49 +118,9 @@ class Result(NamedTuple):
     empty: np.ndarray
 
 
-def model_input(model, batch: np.ndarray, preprocess, input_shape, input_dtype) -> np.ndarray:
-    """A batch of images as the model takes it: ``preprocess`` applied, then checked.
-
-    ``preprocess`` (if any) runs on ``batch``, then a keras-hub classifier's own
-    preprocessor (:func:`gradcam.hub.preprocess_samples`), as ``model.predict()`` runs it;
-    the result must hold as many images, of the model's input shape. The engines and the
-    metrics prepare their batches with it.
-
-    Args:
-        model: the Keras model the batch is for.
-        batch: images ``(N, H, W, C)``; with ``preprocess``, an array of the caller's own,
-            which ``preprocess`` may change in place.
-        preprocess: a function of a batch, or ``None``.
-        input_shape: the model's image shape ``(height, width, channels)``, ``None``
-            where any size is accepted.
-        input_dtype: the model's input dtype.
-
-    Returns:
-        The model's input batch, of ``input_dtype`` (``batch`` itself where nothing changes).
-
-    Raises:
-        TypeError: ``preprocess`` returns something else than an array of numbers.
-        ValueError: ``preprocess`` returns another number of images, or NaN or infinite
-            values; the images do not have the model's input shape.
-    """
-    if preprocess is not None:
-        count = len(batch)
-        batch = to_batch(preprocess(batch), name="the output of preprocess")
-        if len(batch) != count:
-            raise ValueError(
-                f"preprocess returned {len(batch)} images for {count}; it must keep the batch as it is."
-            )
-    # keras-hub classifiers: their preprocessor, as model.predict() runs it (gradcam.hub)
-    batch = hub.preprocess_samples(model, batch)
-    expected = tuple(input_shape)
-    if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
-        what = "preprocess made a batch" if preprocess is not None else "got a batch"
-        raise ValueError(
-            f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
-            f"{what} of shape {batch.shape}. Load images with gradcam.image_from_path(path, "
-            f"image_shape={expected[:2]})."
-        )
-    return batch.astype(input_dtype, copy=False)
+#: The ``preprocess=`` of :meth:`Method.compute`, :meth:`Method.heatmaps` and
+#: :meth:`Method.explain` that stands for the engine's own ``preprocess``.
+ENGINE_PREPROCESS = "engine"
 
 
 def _stacklevel_outside_package() -> int:
@@ -176,8 +137,8 @@ class Method:
     engine, built once and compiled on first use.
 
     Subclasses set :attr:`name` and override :meth:`channel_weights` or
-    :meth:`element_map` (and, to perturb, :attr:`perturbs`, :meth:`perturbation_count`
-    and :meth:`perturb`). Hooks receive a :class:`Capture` of backend tensors and are
+    :meth:`element_map` (methods that score perturbations subclass
+    :class:`~gradcam.methods.perturbation.PerturbationMethod`). Hooks receive a :class:`Capture` of backend tensors and are
     written with ``keras.ops``: one method file serves every backend.
 
     ``y_c``, the explained score, is the pre-softmax logit when the model ends in a
@@ -224,14 +185,21 @@ class Method:
             with ``keras.ops`` so that it traces and differentiates on every backend.
             ``None``: 4-D outputs as they are, square token grids as above. Defaults to
             ``None``.
+        weak_model: hold the model by a weak reference only, so that the engine does not
+            keep a model deleted elsewhere alive (it then raises ``RuntimeError`` when
+            used); what a cache of engines needs (:class:`gradcam.methods.EngineCache`).
+            Defaults to ``False``: the engine keeps its model alive, as any object that
+            takes one does.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` or ``reshape`` is not
             callable.
         ValueError: the model has several inputs or outputs, or is not built (a
-            subclassed model: never called); the layer cannot be found, or its output is
-            neither 4-D nor a square grid of tokens (without ``reshape``); ``score`` is
-            unknown or ``"logit"`` without a final softmax.
+            subclassed model: never called). An :class:`~gradcam.checks.ArgumentError`
+            (a ``ValueError`` that names the argument): the layer cannot be found, or its
+            output is neither 4-D nor a square grid of tokens (without ``reshape``)
+            (``argument="layer"``); ``score`` is unknown or ``"logit"`` without a final
+            softmax (``argument="score"``).
         RuntimeError: Keras runs on a backend that cannot differentiate.
     """
 
@@ -239,32 +207,30 @@ class Method:
     name: ClassVar[str] = ""
     #: Whether the hooks read :attr:`Capture.gradients` (else no backward pass is run).
     uses_gradients: ClassVar[bool] = True
-    #: ``"activations"`` or ``"inputs"`` for methods that score perturbations, else ``None``.
-    perturbs: ClassVar[str | None] = None
-    #: How many perturbations go through the model at once.
-    perturbation_batch: int = 32
     #: Whether all-zero maps issue :class:`EmptyMapWarning` (``Result.empty`` marks them
     #: either way). Set it to ``False`` on an engine of your own to turn the warning off for
     #: that engine alone, without changing the process's warning filters.
     warn_empty: bool = True
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
-                 reshape=None):
-        if self.perturbs not in PERTURBS:
-            raise TypeError(f"{type(self).__name__}.perturbs must be one of {PERTURBS}; got {self.perturbs!r}.")
+                 reshape=None, *, weak_model: bool = False):
         if score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
+            raise ArgumentError("score", f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")
         if preprocess is not None and not callable(preprocess):
             raise TypeError(f"preprocess must be a function or None; got {preprocess!r}.")
         if reshape is not None and not callable(reshape):
             raise TypeError(f"reshape must be a function or None; got {reshape!r}.")
         info = model_info(model)
         if score == "logit" and info.softmax is None:
-            raise ValueError(
+            raise ArgumentError(
+                "score",
                 f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
                 "does not. Use score='output'."
             )
-        ref = find_layer(model, layer, shapes=info.layer_shapes, reshape=reshape)
+        try:
+            ref = find_layer(model, layer, shapes=info.layer_shapes, reshape=reshape)
+        except ValueError as error:
+            raise ArgumentError("layer", str(error)) from error
         self._backend = backend.current()
         #: The explained tensor: a layer's path, or ``"input of <path>"``.
         self.layer: str = ref.name
@@ -277,10 +243,10 @@ class Method:
         self._input_dtype = info.input_dtype
         self._has_softmax = info.softmax is not None
         # The model, its layer and its softmax are held weakly, so that a cache of engines
-        # (gradcam.api) does not keep a deleted model alive; an engine made by the user
-        # keeps its model alive (_strong_model), as any object that takes one does.
+        # (gradcam.methods.factory.EngineCache) does not keep a deleted model alive; an
+        # engine keeps its model alive (_strong_model) unless weak_model is set.
         self._model_ref = weakref.ref(model)
-        self._strong_model = model
+        self._strong_model = None if weak_model else model
         self._layer_ref = weakref.ref(ref.layer)
         logits = info.softmax is not None and score != "output"
         self._softmax_ref = (weakref.ref(info.softmax[0]), info.softmax[1]) if logits else None
@@ -323,37 +289,6 @@ class Method:
         weights = self.channel_weights(capture)
         return ops.einsum("knc,nhwc->knhw", weights, capture.activations)
 
-    def perturbation_count(self, activations_shape) -> int:
-        """How many perturbations :meth:`perturb` makes per image (methods that perturb).
-
-        Args:
-            activations_shape: the layer's output shape ``(N, h, w, C)``.
-
-        Returns:
-            The number of perturbations ``P``.
-
-        Raises:
-            NotImplementedError: the method perturbs but does not override this.
-        """
-        raise NotImplementedError(f"{type(self).__name__} must override perturbation_count.")
-
-    def perturb(self, image, activations, index):
-        """Perturbations number ``index`` of one image (methods that perturb).
-
-        Args:
-            image: the model's input for the image, ``(1, H, W, channels)``.
-            activations: float32 ``(1, h, w, C)``, the layer's output for it.
-            index: int32 ``(B,)``, which of the :meth:`perturbation_count` perturbations.
-
-        Returns:
-            ``(B, h, w, C)`` perturbed activations (``perturbs = "activations"``) or
-            ``(B, H, W, channels)`` perturbed inputs (``perturbs = "inputs"``).
-
-        Raises:
-            NotImplementedError: the method perturbs but does not override this.
-        """
-        raise NotImplementedError(f"{type(self).__name__} must override perturb.")
-
     # -- the compiled computations -------------------------------------------------------
     def _alive(self):
         """``(model, layer, softmax)``, or an error once the model has been deleted."""
@@ -372,7 +307,8 @@ class Method:
 
     def _one_activation(self, recording):
         if len(recording.activations) != 1:
-            raise ValueError(
+            raise ArgumentError(
+                "layer",
                 f"Layer {self.layer!r} ran {len(recording.activations)} times in one forward pass "
                 f"of model {self.model.name!r}; a class-activation map needs a layer that runs "
                 "exactly once."
@@ -397,8 +333,9 @@ class Method:
             try:
                 return tokens_to_grid(activations)
             except ValueError as error:
-                raise ValueError(f"Layer {self.layer!r}: {error}") from None
-        raise ValueError(
+                raise ArgumentError("layer", f"Layer {self.layer!r}: {error}") from None
+        raise ArgumentError(
+            "layer",
             f"Layer {self.layer!r} produced a tensor of shape {tuple(activations.shape)}; a "
             "class-activation map needs a 4-D (batch, height, width, channels) output, a token "
             "layer's (batch, tokens, channels), or reshape=."
@@ -412,20 +349,6 @@ class Method:
         flat = ops.reshape(gradients, (-1,) + tuple(activations.shape[1:]))
         grids = self._grid(flat)
         return ops.reshape(grids, (count, -1) + tuple(grids.shape[1:]))
-
-    def _ungrid(self, perturbed, own):
-        """The layer's output for perturbed grids ``(B, h, w, C)``: its own output ``own``
-        (one image) with the grid's cells replaced, computed as ``own + R^T (perturbed -
-        R(own))`` for the grid map ``R`` (a rearrangement, so its transpose puts values
-        back where they came from; the backend differentiates it to get ``R^T``)."""
-        base = ops.broadcast_to(own, (perturbed.shape[0],) + tuple(own.shape[1:]))
-        delta = ops.cast(perturbed, base.dtype) - self._grid(base)
-
-        def forward(probe):
-            return ops.sum(self._grid(base + probe(base)) * delta)[None], None
-
-        gradients, _ = self._backend.probe_gradients(forward, False)
-        return base + gradients[0]
 
     def _scores(self, recording, outputs):
         outputs = ops.cast(outputs, "float32")
@@ -453,7 +376,8 @@ class Method:
         if self.uses_gradients:
             gradients, aux = self._backend.probe_gradients(forward, many)
             if gradients is None:
-                raise ValueError(
+                raise ArgumentError(
+                    "layer",
                     f"The output of model {self.model.name!r} does not depend on layer "
                     f"{self.layer!r}; choose a layer on the path from the input to the output."
                 )
@@ -463,8 +387,10 @@ class Method:
             gradients = None
         activations, y, resolved, outputs, _ = aux
         probas = ops.take_along_axis(outputs, resolved, axis=1)
-        if self.perturbs is not None:
-            return activations, y, resolved, probas, outputs
+        return self._forward_result(x, activations, gradients, y, resolved, probas, outputs)
+
+    def _forward_result(self, x, activations, gradients, y, resolved, probas, outputs):
+        """What the compiled forward computation returns: the maps, with the scores."""
         maps = self._maps(Capture(x, activations, gradients, y, resolved))
         return maps, y, resolved, probas, outputs
 
@@ -474,33 +400,15 @@ class Method:
         maps = maps / ops.where(peaks > 0, peaks, ops.ones_like(peaks))
         return ops.transpose(maps, (1, 0, 2, 3))
 
-    def _score_perturbations(self, call, image, activations, index, targets):
-        """Each target's score on perturbations ``index`` of one image: ``(B, K)``."""
-        _, layer, softmax = self._alive()
-        perturbed = self.perturb(image, activations, index)
-        if self.perturbs == "activations":
-            grid = ops.cast(perturbed, layer.compute_dtype)
-
-            def replace(own):  # the layer's own output, for a grid of another layout
-                return grid if self.reshape is None and len(own.shape) == 4 else self._ungrid(grid, own)
-
-            with capture(layer, softmax, replace=replace, of_input=self._of_input) as recording:
-                outputs = call(image)
-            self._one_activation(recording)
-        else:
-            with capture(None, softmax) as recording:
-                outputs = call(ops.cast(perturbed, self._input_dtype))
-        scores, _ = self._scores(recording, outputs)
-        return ops.take(scores, targets[0], axis=1)
-
-    def _finish(self, call, x, activations, y, resolved, perturbation_scores):
-        del call  # the map needs no model call
-        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores))
-
     # -- running -------------------------------------------------------------------------
     def _prepare(self, docs, preprocess) -> tuple[np.ndarray, np.ndarray]:
-        """Check ``docs``; return the model's input batch and the pictures' batch."""
-        pictures = to_batch(docs, name="docs")
+        """Check ``docs``; return the model's input batch and the pictures' batch, with
+        ``preprocess`` (:data:`ENGINE_PREPROCESS`: the engine's own)."""
+        if isinstance(preprocess, str) and preprocess == ENGINE_PREPROCESS:
+            preprocess = self.preprocess
+        elif preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be a function, None or {ENGINE_PREPROCESS!r}; got {preprocess!r}.")
+        pictures = as_batch(docs, name="docs")
         # a copy for preprocess: preprocess_input functions may work in place (resnet50's does)
         batch = pictures if preprocess is None else np.array(pictures, dtype=np.float32)
         model = self._alive()[0]
@@ -509,44 +417,14 @@ class Method:
         # preprocessor keeps (gradcam.hub)
         return batch, hub.model_view(model, pictures)
 
-    def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
-        count = self.perturbation_count(tuple(activations.shape))
-        size = self.perturbation_batch
-        image_spec = ((1,) + tuple(x.shape[1:]), self._input_dtype)
-        signature = [image_spec, ((1,) + tuple(activations.shape[1:]), "float32"), ((size,), "int32"), ((1, None), "int32")]
-        score = self._function(("score", tuple(activations.shape[1:])), self._score_perturbations, signature)
-        scores = np.empty((len(x), resolved.shape[1], count), np.float32)
-        for n in range(len(x)):
-            image, image_activations, image_targets = x[n : n + 1], activations[n : n + 1], resolved[n : n + 1]
-            for start in range(0, count, size):
-                # The last chunk repeats the last perturbation: every chunk has one shape.
-                index = np.minimum(np.arange(start, start + size), count - 1).astype(np.int32)
-                chunk = self._backend.to_numpy(score(image, image_activations, index, image_targets))
-                stop = min(start + size, count)
-                scores[n, :, start:stop] = chunk[: stop - start].T
-        return scores
+    def _forward_function(self, many: bool):
+        """The compiled forward computation, for one target per image or several."""
+        signature = [((None,) + self._input_shape, self._input_dtype), ((None, None if many else 1), "int32")]
+        return self._function(("forward", many), lambda call, x, t: self._forward(call, x, t, many), signature)
 
     def _run_batch(self, x: np.ndarray, wanted: np.ndarray):
-        many = wanted.shape[1] > 1
-        signature = [((None,) + self._input_shape, self._input_dtype), ((None, None if many else 1), "int32")]
-        forward = self._function(("forward", many), lambda call, x, t: self._forward(call, x, t, many), signature)
-        outputs = forward(x, wanted)
-        if self.perturbs is None:
-            return self._backend.fetch(outputs)
-        activations, y, resolved, probas, model_outputs = outputs
-        resolved_np = self._backend.to_numpy(resolved)
-        perturbation_scores = self._perturbation_scores(x, activations, resolved_np)
-        shape = tuple(activations.shape[1:])
-        signature = [
-            ((None,) + self._input_shape, self._input_dtype),
-            ((None,) + shape, "float32"),
-            ((None, None), "float32"),
-            ((None, None), "int32"),
-            ((None, None, None), "float32"),
-        ]
-        finish = self._function(("finish", shape), self._finish, signature)
-        maps = finish(x, activations, y, resolved, perturbation_scores)
-        return self._backend.fetch((maps, y, resolved, probas, model_outputs))
+        """One batch through the model: numpy ``(maps, scores, targets, probas, outputs)``."""
+        return self._backend.fetch(self._forward_function(wanted.shape[1] > 1)(x, wanted))
 
     def _run(self, batch: np.ndarray, targets, batch_size) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
@@ -585,7 +463,7 @@ class Method:
             stacklevel=_stacklevel_outside_package(),
         )
 
-    def compute(self, docs, targets=None, batch_size: int = 32) -> Result:
+    def compute(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS) -> Result:
         """Run the method on a batch and return maps, targets, scores and outputs.
 
         Args:
@@ -595,12 +473,16 @@ class Method:
                 of them shared by all images, or a 2-D integer array with one row per image.
                 Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
+            preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
+                are ready for the model) or a function applied to a float32 copy of the
+                images, for this call only. Defaults to ``"engine"``.
 
         Returns:
             A :class:`Result`.
 
         Raises:
-            TypeError: ``docs`` is not a numeric array; a target of another type.
+            TypeError: ``docs`` is not a numeric array; a target of another type;
+                ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
                 ``batch_size`` is not a positive integer.
@@ -608,10 +490,10 @@ class Method:
         Warns:
             EmptyMapWarning: some maps are all zero.
         """
-        batch, _ = self._prepare(docs, self.preprocess)
+        batch, _ = self._prepare(docs, preprocess)
         return self._run(batch, targets, batch_size)
 
-    def heatmaps(self, docs, targets=None, batch_size: int = 32) -> np.ndarray:
+    def heatmaps(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS) -> np.ndarray:
         """The method's maps for a batch of images.
 
         Args:
@@ -619,12 +501,16 @@ class Method:
                 model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
             targets: as for :meth:`compute`. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
+            preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
+                are ready for the model) or a function applied to a float32 copy of the
+                images, for this call only. Defaults to ``"engine"``.
 
         Returns:
             float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution.
 
         Raises:
-            TypeError: ``docs`` is not a numeric array; a target of another type.
+            TypeError: ``docs`` is not a numeric array; a target of another type;
+                ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
                 ``batch_size`` is not a positive integer.
@@ -632,9 +518,10 @@ class Method:
         Warns:
             EmptyMapWarning: some maps are all zero.
         """
-        return self.compute(docs, targets, batch_size).heatmaps
+        return self.compute(docs, targets, batch_size, preprocess=preprocess).heatmaps
 
-    def explain(self, docs, targets=None, images=None, batch_size: int = 32) -> list[Explanation]:
+    def explain(self, docs, targets=None, images=None, batch_size: int = 32, *,
+                preprocess=ENGINE_PREPROCESS) -> list[Explanation]:
         """Explain a batch of images: one :class:`~gradcam.Explanation` per image.
 
         Args:
@@ -645,12 +532,16 @@ class Method:
                 ``None`` draws on the raw images when the engine has a ``preprocess``, else
                 rebuilds them from ``docs``. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
+            preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
+                are ready for the model) or a function applied to a float32 copy of the
+                images, for this call only. Defaults to ``"engine"``.
 
         Returns:
             A list of :class:`~gradcam.Explanation`, in the order of ``docs``.
 
         Raises:
-            TypeError: ``docs`` is not a numeric array; a target of another type.
+            TypeError: ``docs`` is not a numeric array; a target of another type;
+                ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; ``images`` has another length than ``docs``; a target index is out
                 of range or a class name is unknown.
@@ -658,10 +549,6 @@ class Method:
         Warns:
             EmptyMapWarning: some maps are all zero.
         """
-        return self._explain(docs, targets, images, batch_size, self.preprocess)
-
-    def _explain(self, docs, targets, images, batch_size, preprocess) -> list[Explanation]:
-        """:meth:`explain` with the given ``preprocess`` in place of the engine's."""
         batch, pictures = self._prepare(docs, preprocess)
         count = len(batch)
         if images is not None and len(images) != count:

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from gradcam.checks import check_positive_int
-from gradcam.methods.base import Method
+from gradcam.methods.perturbation import PerturbationMethod
 
 
 def _bilinear(size_in: int, size_out: int) -> np.ndarray:
@@ -23,7 +23,7 @@ def _bilinear(size_in: int, size_out: int) -> np.ndarray:
     return matrix
 
 
-class ScoreCAM(Method):
+class ScoreCAM(PerturbationMethod):
     """Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
     Convolutional Neural Networks", arXiv 1910.01279).
 
@@ -55,6 +55,7 @@ class ScoreCAM(Method):
             Defaults to ``32``.
         max_channels: score only this many channels, those of largest variance; ``None``
             scores every channel. Defaults to ``None``.
+        weak_model: as for :class:`~gradcam.methods.base.Method`. Defaults to ``False``.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
@@ -64,16 +65,15 @@ class ScoreCAM(Method):
     """
 
     name = "scorecam"
-    uses_gradients = False
     perturbs = "inputs"
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
-                 reshape=None, perturbation_batch: int = 32, max_channels: int | None = None):
-        perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
+                 reshape=None, perturbation_batch: int = 32, max_channels: int | None = None, *,
+                 weak_model: bool = False):
         if max_channels is not None:
             max_channels = check_positive_int(max_channels, "max_channels")
-        super().__init__(model, layer, score, class_names, preprocess, reshape)
-        self.perturbation_batch = perturbation_batch
+        super().__init__(model, layer, score, class_names, preprocess, reshape, perturbation_batch,
+                         weak_model=weak_model)
         self.max_channels = max_channels
 
     def _channels(self, activations):

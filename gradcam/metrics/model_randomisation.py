@@ -17,9 +17,10 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from gradcam.image import to_batch
 from gradcam.layers import find_layer, iter_layers
-from gradcam.methods import method_class
+from gradcam.methods.factory import build_engine
+from gradcam.methods.registry import check_method_name
+from gradcam.model_input import checked_batch
 from gradcam.checks import check_positive_int
 from gradcam.metrics.scoring import check_targets
 
@@ -227,15 +228,15 @@ def randomisation(
         >>> result.correlations.shape
         (1, 3)
     """
-    engine_class = method_class(method)
+    check_method_name(method)
     if max_steps is not None:
         max_steps = check_positive_int(max_steps, "max_steps")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
     copy = _copy(model)
     path = find_layer(model, layer).name
-    engine = engine_class(copy, layer=path, score=score, preprocess=preprocess)
-    batch = to_batch(docs, name="docs")
+    engine = build_engine(copy, method, layer=path, score=score, preprocess=preprocess)
+    batch = checked_batch(docs, name="docs")
     if targets is not None:
         targets = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis]
     original = engine.compute(batch, targets, batch_size)

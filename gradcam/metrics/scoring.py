@@ -25,7 +25,7 @@ from keras import ops
 from gradcam import backend
 from gradcam.capture import model_info
 from gradcam.checks import check_positive_int
-from gradcam.methods.base import model_input
+from gradcam.model_input import model_input
 from gradcam.metrics.maps import check_maps
 from gradcam.targets import ClassNames, resolve_targets
 

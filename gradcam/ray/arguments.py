@@ -7,7 +7,7 @@ import os
 
 from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
 from gradcam.image import check_image_shape
-from gradcam._method_names import SCORES, check_method_name, check_method_options
+from gradcam.methods.registry import SCORES, check_method_name, check_method_options
 
 #: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
 DEFAULT_MODEL = BUILTIN_MODELS[0]

@@ -109,7 +109,7 @@ class Explainer:
         keras_model, builtin = _build_model(model, size)
         from gradcam import hub
         from gradcam.cli.model import image_shape_for
-        from gradcam.methods import method_class
+        from gradcam.methods import build_engine
 
         # the window a keras-hub classifier's preprocessor keeps, read from each picture
         self._view = functools.partial(hub.picture_view, keras_model)
@@ -118,9 +118,8 @@ class Explainer:
             self._image_shape = image_shape_for(keras_model, size)
         except UsageError as error:
             raise ValueError(str(error)) from None
-        self._engine = method_class(method)(keras_model, layer=layer, score=score,
-                                            preprocess=_preprocess_function(preprocess, builtin),
-                                            **(method_options or {}))
+        self._engine = build_engine(keras_model, method, layer=layer, score=score,
+                                    preprocess=_preprocess_function(preprocess, builtin), options=method_options)
         self._targets = None
         if targets is not None:  # checked once, here: a class name the model lacks stops the actor
             self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()
