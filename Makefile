@@ -22,7 +22,8 @@ TORCH ?= torch==2.13.0
 BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.py tests/test_api.py \
                  tests/test_methods.py $(wildcard tests/test_method_*.py) \
                  $(wildcard tests/test_metrics_*.py) tests/test_pipeline.py tests/test_cli_evaluate.py \
-                 tests/test_tokens.py tests/test_hub.py
+                 tests/test_tokens.py tests/test_hub.py \
+                 tests/test_engine_factory.py
 OTHER_BACKENDS := jax torch
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
