@@ -50,7 +50,8 @@ def test_build_engine_makes_the_methods_engine_with_its_options(tiny):
 
 
 @pytest.mark.parametrize("kwargs, argument, error, message", [
-    (dict(method="gradcm"), "method", ValueError, r"^Unknown method 'gradcm'; the methods are .*Did you mean 'gradcam'"),
+    (dict(method="gradcm"), "method", ValueError,
+     r"^Unknown method 'gradcm'; the methods are .*Did you mean 'gradcam'"),
     (dict(layer="nope"), "layer", ValueError, r"^No layer named 'nope' in model"),
     (dict(score="proba"), "score", ValueError, r"^score must be one of 'auto', 'logit', 'output'; got 'proba'\.$"),
     (dict(method="gradcam", options={"max_channels": 2}), "options", TypeError,

@@ -21,15 +21,11 @@ class AblationCAM(PerturbationMethod):
     activations can be negative, this sets it to zero, as the paper does.
 
     Args:
-        model: as for :class:`~gradcam.methods.base.Method`.
-        layer: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        score: as for :class:`~gradcam.methods.base.Method`. Defaults to ``"auto"``.
-        class_names: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        preprocess: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        model: as for :class:`~gradcam.methods.base.Method`, as are ``layer``,
+            ``score``, ``class_names``, ``preprocess``, ``reshape`` and ``weak_model``
+            (keyword-only).
         perturbation_batch: how many ablated copies of the activations go through the
             rest of the model at once. Defaults to ``32``.
-        weak_model: as for :class:`~gradcam.methods.base.Method`. Defaults to ``False``.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.

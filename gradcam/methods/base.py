@@ -62,6 +62,7 @@ from gradcam.methods.registry import SCORES
 from gradcam.model_input import as_batch, model_input
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
+
 class EmptyMapWarning(UserWarning):
     """Some maps are all zero: nothing in the layer's output raised the explained score.
 
@@ -138,8 +139,9 @@ class Method:
 
     Subclasses set :attr:`name` and override :meth:`channel_weights` or
     :meth:`element_map` (methods that score perturbations subclass
-    :class:`~gradcam.methods.perturbation.PerturbationMethod`). Hooks receive a :class:`Capture` of backend tensors and are
-    written with ``keras.ops``: one method file serves every backend.
+    :class:`~gradcam.methods.perturbation.PerturbationMethod`). Hooks receive a
+    :class:`Capture` of backend tensors and are written with ``keras.ops``: one method
+    file serves every backend.
 
     ``y_c``, the explained score, is the pre-softmax logit when the model ends in a
     softmax (read during the forward pass; the model is not changed or rebuilt),

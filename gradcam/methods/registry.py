@@ -127,7 +127,9 @@ def check_method_options(method: str, options) -> tuple:
     try:
         hash(key)
     except TypeError:
-        raise OptionError(f"method_options' values must be hashable (numbers, strings, None); got {options!r}.") from None
+        raise OptionError(
+            f"method_options' values must be hashable (numbers, strings, None); got {options!r}."
+        ) from None
     return key
 
 

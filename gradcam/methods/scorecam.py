@@ -45,17 +45,13 @@ class ScoreCAM(PerturbationMethod):
     softmax, as in pytorch-grad-cam.
 
     Args:
-        model: as for :class:`~gradcam.methods.base.Method`.
-        layer: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        score: as for :class:`~gradcam.methods.base.Method`. Defaults to ``"auto"``.
-        class_names: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        preprocess: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
+        model: as for :class:`~gradcam.methods.base.Method`, as are ``layer``,
+            ``score``, ``class_names``, ``preprocess``, ``reshape`` and ``weak_model``
+            (keyword-only).
         perturbation_batch: how many masked inputs go through the model at once.
             Defaults to ``32``.
         max_channels: score only this many channels, those of largest variance; ``None``
             scores every channel. Defaults to ``None``.
-        weak_model: as for :class:`~gradcam.methods.base.Method`. Defaults to ``False``.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
