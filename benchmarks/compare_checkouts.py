@@ -50,9 +50,10 @@ def main(argv=None):
     parser.add_argument("base", help="the checkout to compare with (e.g. a worktree of main)")
     parser.add_argument("head", help="the checkout under test")
     parser.add_argument("--rounds", type=int, default=3, help="runs per checkout, alternated. Default 3.")
-    parser.add_argument("peers_args", nargs=argparse.REMAINDER, help="after --: compare_peers.py's arguments")
-    args = parser.parse_args(argv)
-    peers_args = [a for a in args.peers_args if a != "--"]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    peers_args = argv[split + 1:]  # after --: compare_peers.py's arguments
     results = {"base": [], "head": []}
     for round_ in range(args.rounds):
         order = ("base", "head") if round_ % 2 == 0 else ("head", "base")
