@@ -6,6 +6,8 @@ before anything imports Keras.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 
@@ -56,3 +58,38 @@ class ArgumentError(ValueError):
     def __init__(self, argument: str, message: str):
         super().__init__(message)
         self.argument = argument
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line of text, for messages and summaries: its message with
+    Keras's line breaks folded, prefixed by its type unless it is a ``ValueError`` or a
+    ``FileNotFoundError`` (whose messages say what is wrong on their own).
+
+    Example:
+        >>> one_line(TypeError("bad\n  value"))
+        'TypeError: bad value'
+    """
+    text = " ".join(str(error).split())
+    if isinstance(error, (FileNotFoundError, ValueError)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def attributed_to(argument: str):
+    """Within the block, a ``ValueError`` that names no argument becomes an
+    :class:`ArgumentError` of ``argument`` (same message); an :class:`ArgumentError`
+    passes unchanged.
+
+    Example:
+        >>> with attributed_to("batch_size"):
+        ...     check_positive_int(0, "batch_size")
+        Traceback (most recent call last):
+        gradcam.checks.ArgumentError: batch_size must be a positive integer; got 0.
+    """
+    try:
+        yield
+    except ArgumentError:
+        raise
+    except ValueError as error:
+        raise ArgumentError(argument, str(error)) from None

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from gradcam.checks import check_positive_int
+from gradcam.checks import ArgumentError, attributed_to, check_positive_int, one_line
 from gradcam.image import doc_from_image, load_image
 from gradcam.io.evaluation import MetricsWriter
 from gradcam.io.files import atomic_file
@@ -90,7 +90,8 @@ class RunSettings:
             two batches.
 
     Raises:
-        ValueError: a setting out of its range (checked when the object is made).
+        gradcam.checks.ArgumentError: (a ``ValueError``) a setting out of its range,
+            checked when the object is made; its ``argument`` is the field's name.
     """
 
     image_shape: tuple[int, int]
@@ -107,27 +108,32 @@ class RunSettings:
     prefetch: int | None = None
 
     def __post_init__(self):
-        shape = tuple(self.image_shape) if isinstance(self.image_shape, Sequence) else ()
-        if len(shape) != 2:
-            raise ValueError(f"image_shape must be (height, width); got {self.image_shape!r}.")
-        for value in shape:
-            check_positive_int(value, "image_shape's height and width")
+        with attributed_to("image_shape"):
+            shape = tuple(self.image_shape) if isinstance(self.image_shape, Sequence) else ()
+            if len(shape) != 2:
+                raise ValueError(f"image_shape must be (height, width); got {self.image_shape!r}.")
+            for value in shape:
+                check_positive_int(value, "image_shape's height and width")
         object.__setattr__(self, "image_shape", tuple(int(v) for v in shape))
         if self.targets is not None:
             targets = (self.targets,) if isinstance(self.targets, (int, str)) else tuple(self.targets)
             if not targets:
-                raise ValueError("targets is empty: pass None for each image's top prediction.")
+                raise ArgumentError("targets", "targets is empty: pass None for each image's top prediction.")
             object.__setattr__(self, "targets", targets)
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.overlay_size, "overlay_size", allow_zero=True)
-        check_positive_int(self.workers, "workers", allow_none=True)
-        check_positive_int(self.prefetch, "prefetch", allow_none=True)
+        for name, allow in (("batch_size", {}), ("overlay_size", {"allow_zero": True}),
+                            ("workers", {"allow_none": True}), ("prefetch", {"allow_none": True})):
+            with attributed_to(name):
+                check_positive_int(getattr(self, name), name, **allow)
         if not isinstance(self.overlays, bool):
-            raise ValueError(f"overlays must be True or False; got {self.overlays!r}.")
+            raise ArgumentError("overlays", f"overlays must be True or False; got {self.overlays!r}.")
         if not (isinstance(self.alpha_limit, (int, float)) and 0 <= self.alpha_limit <= 1):
-            raise ValueError(f"alpha_limit must be a fraction in [0, 1]; got {self.alpha_limit!r}.")
-        colorize(np.zeros((1, 1)), self.colormap, self.alpha_limit)  # an unknown colormap
-        check_format(self.format, self.compress)
+            raise ArgumentError("alpha_limit", f"alpha_limit must be a fraction in [0, 1]; got {self.alpha_limit!r}.")
+        with attributed_to("colormap"):
+            colorize(np.zeros((1, 1)), self.colormap, self.alpha_limit)  # an unknown colormap
+        with attributed_to("format"):
+            check_format(self.format)
+        with attributed_to("compress"):
+            check_format(self.format, self.compress)
 
     @property
     def targets_per_image(self) -> int:
@@ -219,14 +225,6 @@ def overlay_base(image: Image.Image, max_side: int | None = 320) -> Image.Image:
     scale = max_side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, resample=Image.BOX, reducing_gap=2.0)
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line of text, for messages and the summary."""
-    text = " ".join(str(error).split())
-    if isinstance(error, (FileNotFoundError, ValueError)) and text:
-        return text
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _background_priority() -> None:

@@ -244,7 +244,7 @@ def test_all_zero_maps_are_marked_and_reported_once(tmp_path, capsys):
         (["--target", "7"], "--target: Target 7 is out of range: the model has 3 classes (0..2)."),
         (["--target", "\u00b2"], "--target: Cannot find class '\u00b2': the model has 3 outputs and no class names"),
         (["--colormap", "viridiss"], "--colormap: Unknown matplotlib colormap 'viridiss'."),
-        (["--image-size", "64", "64"], "--image-size 64 64: the model takes images of 32x32"),
+        (["--image-size", "64", "64"], "--image-size: the model takes images of 32x32 (height x width); got 64x64."),
         (["--compress"], "--compress: compress applies to PNG overlays only; the format is jpg."),
         (["--method", "gradcm"], "--method: Unknown method 'gradcm'; the methods are 'gradcam', 'gradcam++'"),
         (["--method", "scorecam", "--method", "scorecam"], "--method: 'scorecam' is given twice."),

@@ -193,8 +193,7 @@ def test_reading_tasks_leave_a_cpu_to_each_actor():
 
 
 def test_builtin_models_are_read_at_their_native_size():
-    from gradcam.cli.arguments import BUILTIN_MODELS
-    from gradcam.ray.arguments import builtin_image_size
+    from gradcam.models.registry import BUILTIN_MODELS, builtin_image_size
 
     assert [builtin_image_size(name) for name in ("efficientnet_lite0", "efficientnet_lite1",
                                                    "efficientnet_lite2")] == [(224, 224), (240, 240), (260, 260)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
+from gradcam.checks import ArgumentError, one_line
 from gradcam.io.images import OVERLAY_FORMATS
 from gradcam.methods.registry import METHOD_NAMES, SCORES
+from gradcam.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, PREPROCESSING
 
-BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-PREPROCESSING = ("none", "lite", "tf", "caffe", "torch")
 #: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`
 #: (ROAD in each order, averaged over its percentiles).
 METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence", "road_morf", "road_lerf")
@@ -19,6 +20,45 @@ DEFAULT_OUT = "gradcam-out"
 
 class UsageError(Exception):
     """A problem with the command line: reported as one line, exit status 2."""
+
+
+#: The flag of each argument that the library's :class:`~gradcam.checks.ArgumentError`
+#: names (the engines', :class:`~gradcam.pipeline.RunSettings`' and
+#: :mod:`gradcam.models.registry`'s), where the flag's name differs from ``--argument``.
+FLAGS = {
+    "image_shape": "--image-size",
+    "options": "--method",
+    "overlays": "--no-overlays",
+    "targets": "--target",
+}
+
+
+def flag_of(argument: str) -> str:
+    """The flag that sets the library's ``argument``: ``"image_size"`` -> ``--image-size``."""
+    return FLAGS.get(argument) or "--" + argument.replace("_", "-")
+
+
+@contextlib.contextmanager
+def flag_errors(fallback: str | None = None):
+    """Within the block, the library's :class:`~gradcam.checks.ArgumentError` becomes a
+    :class:`UsageError` that names the argument's flag (:func:`flag_of`); other
+    ``TypeError`` and ``ValueError`` become one of ``fallback`` (the flag at fault when the
+    library names none), or pass unchanged without it.
+
+    Example:
+        >>> with flag_errors():
+        ...     raise ArgumentError("image_size", "the model takes images of 32x32")
+        Traceback (most recent call last):
+        gradcam.cli.arguments.UsageError: --image-size: the model takes images of 32x32
+    """
+    try:
+        yield
+    except ArgumentError as error:
+        raise UsageError(f"{flag_of(error.argument)}: {one_line(error)}") from None
+    except (TypeError, ValueError) as error:
+        if fallback is None:
+            raise
+        raise UsageError(f"{fallback}: {one_line(error)}") from None
 
 
 DESCRIPTION = """\
@@ -133,13 +173,14 @@ def _fraction(text: str) -> float:
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="efficientnet_lite0", metavar="NAME|FILE",
+        "--model", default=DEFAULT_MODEL, metavar="NAME|FILE",
         help=f"a built-in model ({', '.join(BUILTIN_MODELS)}, ImageNet weights, offline) or "
              "a .keras model file (default: %(default)s)")
+    sizes = ", ".join(str(model.size) for model in BUILTIN_MODELS.values())
     parser.add_argument(
         "--image-size", nargs=2, type=_positive_int, metavar=("H", "W"),
-        help="the size images are resized to for the model (default: the model's input size; "
-             "224, 240, 260 for Lite0/1/2)")
+        help=f"the size images are resized to for the model (default: the model's input size; "
+             f"{sizes} for {', '.join(BUILTIN_MODELS)})")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's own log lines (hidden by default)")
 
@@ -175,7 +216,7 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
                         help="replace outputs of an earlier run in --out")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="images per model call (default: %(default)s)")
-    parser.add_argument("--preprocess", choices=PREPROCESSING,
+    parser.add_argument("--preprocess", choices=list(PREPROCESSING),
                         help="input scaling (default: lite for the built-in models, none for "
                              "model files; see below)")
     parser.add_argument("-q", "--quiet", action="store_true",

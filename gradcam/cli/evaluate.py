@@ -3,7 +3,7 @@ perturbation metrics of :mod:`gradcam.metrics`, write ``metrics.csv``
 (:func:`gradcam.pipeline.evaluate_files`) and print the mean of each method and metric.
 
 The checks, the set-up and the run are those shared with ``gradcam explain``
-(:mod:`gradcam.cli.stream`).
+(:func:`gradcam.cli.stream.run_command`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import functools
 import math
 
 from gradcam.cli.arguments import DEFAULT_METRICS, UsageError
-from gradcam.cli.stream import (
-    check_before_model,
-    output_folder,
-    refuse_existing,
-    report_empty_maps,
-    run_stream,
-    say,
-)
+from gradcam.cli.stream import StreamCommand, run_command, say
 from gradcam.io.outputs import EVALUATION_FILES
 from gradcam.pipeline import EvaluationReport, RunSettings, evaluate_files
 
@@ -92,6 +85,41 @@ def format_means(report: EvaluationReport, methods, metrics) -> str:
     return "\n".join(lines)
 
 
+class Evaluate(StreamCommand):
+    """``gradcam evaluate``: ``metrics.csv`` and the table of means."""
+
+    doing = "evaluating"
+    run_files = EVALUATION_FILES
+    overlays = False
+    empty_maps_where = "scored as they are in metrics.csv"
+
+    def check(self, args) -> None:
+        """Check the ``--metric`` names."""
+        metric_names(args)
+
+    def settings(self, args, image_shape, preprocess, targets) -> RunSettings:
+        return RunSettings(image_shape=image_shape, preprocess=preprocess, targets=targets,
+                           batch_size=args.batch_size, overlays=False)
+
+    def memory_batch_size(self, args) -> int | None:
+        return args.metric_batch_size
+
+    def work(self, args, setup, inputs, folder, progress):
+        return evaluate_files(setup.engines, inputs, folder, setup.settings, metric_functions(args),
+                              progress=progress)
+
+    def summary(self, args, setup, report: EvaluationReport) -> int:
+        names = metric_names(args)
+        failed = f"; {len(report.failed)} failed (listed in metrics.csv)" if report.failed else ""
+        say(args, f"gradcam: evaluated {report.ok} of {report.total} images with {', '.join(names)} in "
+            f"{report.seconds:.1f} s ({report.images_per_second:.2f} images/s){failed}. Values in "
+            f"{args.out}/{EVALUATION_FILES[0]}")
+        targets = setup.settings.targets_per_image
+        print(format_means(report, setup.header["methods"], names))
+        print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")
+        return 1 if report.failed else 0
+
+
 def run(args) -> int:
     """``gradcam evaluate``: run the pipeline, print the table, return the exit status.
 
@@ -99,29 +127,4 @@ def run(args) -> int:
         UsageError: a bad option, model, layer, target, class-names file or input, an
             output folder in use or in the way, or not enough memory.
     """
-    names = metric_names(args)
-    checked = check_before_model(args)
-    with output_folder(args.out) as folder:
-        refuse_existing(args, checked.inputs, EVALUATION_FILES, overlays=False)
-
-        def settings(image_shape, preprocess, targets):
-            return RunSettings(image_shape=image_shape, preprocess=preprocess, targets=targets,
-                               batch_size=args.batch_size, overlays=False)
-
-        def work(setup, progress):
-            return evaluate_files(setup.engines, checked.inputs, folder, setup.settings, metric_functions(args),
-                                  progress=progress)
-
-        setup, report = run_stream(args, checked, folder, settings, work, "evaluating",
-                                   memory_batch_size=args.metric_batch_size)
-    if report is None:
-        return 1
-    report_empty_maps(report, setup, "scored as they are in metrics.csv")
-    failed = f"; {len(report.failed)} failed (listed in metrics.csv)" if report.failed else ""
-    say(args, f"gradcam: evaluated {report.ok} of {report.total} images with {', '.join(names)} in "
-        f"{report.seconds:.1f} s ({report.images_per_second:.2f} images/s){failed}. Values in "
-        f"{args.out}/{EVALUATION_FILES[0]}")
-    targets = setup.settings.targets_per_image
-    print(format_means(report, setup.header["methods"], names))
-    print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")
-    return 1 if report.failed else 0
+    return run_command(Evaluate(), args)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from gradcam.cli.arguments import UsageError
-from gradcam.cli.model import load_model
+from gradcam.cli.arguments import UsageError, flag_errors
 from gradcam.cli.quiet import tensorflow_quiet
-from gradcam.pipeline import one_line
+from gradcam.models.registry import load_model
 
 
 def run(args) -> int:
@@ -23,11 +22,9 @@ def run(args) -> int:
         from gradcam.capture import model_info
         from gradcam.layers import explained_shape, find_layer, output_shape, usable_layers
 
-        model, _ = load_model(args.model, args.image_size)
-        try:
+        with flag_errors(fallback="--model"):
+            model, _ = load_model(args.model, args.image_size)
             shapes = model_info(model).layer_shapes  # a subclassed model's, from a trace
-        except (TypeError, ValueError) as error:
-            raise UsageError(f"--model: {one_line(error)}") from None
         layers = usable_layers(model, shapes)
         if not layers:
             raise UsageError(f"--model: {args.model!r} has no layer with a 4-D output or a grid of "

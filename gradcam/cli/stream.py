@@ -1,13 +1,14 @@
-"""What the commands that stream image files through the engines share: ``gradcam
-explain`` and ``gradcam evaluate``.
+"""The driver of the commands that stream image files through the engines (``gradcam
+explain`` and ``gradcam evaluate``), and the protocol they follow (:class:`StreamCommand`).
 
-The order makes a usage error cheap and harmless: the options, the model file, the
-class-names file and the inputs are checked before TensorFlow is imported
+A command gives its settings, its work and its summary; :func:`run_command` does the
+rest, in an order that makes a usage error cheap and harmless: the options, the model
+file, the class-names file and the inputs are checked before TensorFlow is imported
 (:func:`check_before_model`); the output folder's lock is taken (:func:`output_folder`),
 and the outputs of an earlier run looked for (:func:`refuse_existing`), before the model
 is loaded (:func:`set_up`); the memory a batch needs is checked before the first batch
 runs. A usage error leaves nothing behind (an output folder the run created is removed
-again). :func:`run_stream` then runs the pipeline with a progress display and reports.
+again). The pipeline then runs with a progress display, and the command reports.
 """
 
 from __future__ import annotations
@@ -21,25 +22,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam.cli.arguments import UsageError
+from gradcam.checks import one_line
+from gradcam.cli.arguments import UsageError, flag_errors
 from gradcam.cli.memory import check_memory
 from gradcam.cli.model import (
     build_engines,
     check_class_names,
-    check_model_file,
-    image_shape_for,
-    load_model,
     method_classes,
     method_options,
     parse_targets,
-    preprocess_function,
     read_class_names_option,
 )
 from gradcam.cli.quiet import tensorflow_quiet
 from gradcam.io.inputs import Input, InputError, find_inputs
 from gradcam.io.lock import FolderLockedError
 from gradcam.io.outputs import OutputFolder, existing_outputs
-from gradcam.pipeline import RunReport, RunSettings, one_line
+from gradcam.models.registry import check_model_file, image_shape_for, load_model, preprocess_function
+from gradcam.pipeline import RunReport, RunSettings
 from gradcam.progress import Progress, format_duration
 
 
@@ -75,7 +74,8 @@ def check_before_model(args) -> Checked:
         UsageError: a bad model file or class-names file, an input that does not exist,
             or no image file.
     """
-    check_model_file(args.model)
+    with flag_errors():
+        check_model_file(args.model)
     class_names = read_class_names_option(args.class_names)
     try:
         inputs = find_inputs(args.paths, out_dir=args.out)
@@ -116,17 +116,14 @@ def refuse_existing(args, inputs, run_files, overlays: bool) -> None:
             "Pass --overwrite to replace them, or choose another --out.")
 
 
-def set_up(args, class_names, make_settings, memory_batch_size: int | None = None) -> SetUp:
+def set_up(args, class_names, command: StreamCommand) -> SetUp:
     """Load the model, build the engine of each method, check the memory and compile (one
     blank image).
 
     Args:
         args: the parsed options.
         class_names: the ``--class-names`` read, or ``None``.
-        make_settings: a function of ``(image_shape, preprocess, targets)`` returning the
-            run's :class:`~gradcam.pipeline.RunSettings`.
-        memory_batch_size: the largest number of images the model runs on at once, for
-            the memory check, when more than the settings' batch size. Defaults to ``None``.
+        command: the command, for its settings and the memory check.
 
     Raises:
         UsageError: a bad method, model, layer, score, target, class-names file or image
@@ -135,22 +132,22 @@ def set_up(args, class_names, make_settings, memory_batch_size: int | None = Non
     start = time.perf_counter()
     classes = method_classes(args.method)
     options = method_options(args, [cls.name for cls in classes])
-    model, builtin = load_model(args.model, args.image_size)
-    image_shape = image_shape_for(model, args.image_size)
+    with flag_errors():
+        model, builtin = load_model(args.model, args.image_size)
+        image_shape = image_shape_for(model, args.image_size)
     check_class_names(class_names, args.class_names, model)
     engines = build_engines(model, classes, args.layer, args.score, class_names, options)
     targets = parse_targets(args.target, engines[0].classes)
-    preprocess = args.preprocess or ("lite" if builtin else "none")
-    settings = make_settings(image_shape, preprocess_function(preprocess), targets)
-    largest = max(settings.batch_size, memory_batch_size or 0)
+    preprocess = args.preprocess or (builtin.preprocessing if builtin else "none")
+    with flag_errors():
+        settings = command.settings(args, image_shape, preprocess_function(preprocess), targets)
+    largest = max(settings.batch_size, command.memory_batch_size(args) or 0)
     check_memory(model, dataclasses.replace(settings, batch_size=largest))
-    try:  # compiles now, so the run's rate and ETA are steady
+    with flag_errors(fallback="--model"):  # compiles now, so the run's rate and ETA are steady
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
             for engine in engines:
                 engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"--model: {one_line(error)}") from None
     header = {"model": args.model, "methods": [engine.name for engine in engines],
               "preprocess": preprocess, "score": args.score,
               "setup_seconds": round(time.perf_counter() - start, 3)}
@@ -177,42 +174,88 @@ def _warnings_shown_by(progress: Progress):
         yield
 
 
-def run_stream(args, checked: Checked, folder: OutputFolder, make_settings, work, doing: str,
-               memory_batch_size: int | None = None):
-    """Set the run up, then run ``work(setup, progress)`` (the pipeline) with a progress
-    display.
+class StreamCommand:
+    """A command that streams image files through the engines: what it writes, its
+    settings, its work and its summary. :func:`run_command` runs it.
+
+    Attributes:
+        doing: what the run does, for the first line: ``"explaining"``.
+        run_files: the run-level files it writes in ``--out``.
+        overlays: whether it writes an overlay per input (looked for before a run).
+        empty_maps_where: where the outputs mark all-zero maps, for the warning.
+    """
+
+    doing: str
+    run_files: tuple
+    overlays: bool
+    empty_maps_where: str
+
+    def check(self, args) -> None:
+        """Check the command's own options before anything is read.
+
+        Raises:
+            UsageError: an option that cannot be used.
+        """
+
+    def settings(self, args, image_shape, preprocess, targets) -> RunSettings:
+        """The run's :class:`~gradcam.pipeline.RunSettings` (its errors name their field)."""
+        raise NotImplementedError
+
+    def memory_batch_size(self, args) -> int | None:
+        """The largest number of images the model runs on at once, for the memory check,
+        when more than the settings' batch size; ``None`` when not."""
+        return None
+
+    def work(self, args, setup: SetUp, inputs: list[Input], folder: OutputFolder, progress: Progress) -> RunReport:
+        """Run the pipeline on ``inputs``; return its report.
+
+        Raises:
+            OSError: the run-level files could not be written.
+        """
+        raise NotImplementedError
+
+    def summary(self, args, setup: SetUp, report: RunReport) -> int:
+        """Report the finished run (unless ``--quiet``); return the exit status."""
+        raise NotImplementedError
+
+
+def run_command(command: StreamCommand, args) -> int:
+    """Run a :class:`StreamCommand`: check, set up, run the pipeline with a progress
+    display, report.
 
     Args:
+        command: the command.
         args: the parsed options.
-        checked: what :func:`check_before_model` found.
-        folder: the output folder, held.
-        make_settings: as for :func:`set_up`.
-        work: runs the pipeline; returns its :class:`~gradcam.pipeline.RunReport`.
-        doing: what the run does, for the first line: ``"explaining"``.
-        memory_batch_size: as for :func:`set_up`. Defaults to ``None``.
 
     Returns:
-        ``(setup, report)``; ``report`` is ``None`` when the run-level files could not
+        The exit status: the command's summary's, or 1 when the run-level files could not
         be written (reported).
 
     Raises:
-        UsageError: see :func:`set_up`.
+        UsageError: a bad option, model, layer, target, class-names file or input, an
+            output folder in use or in the way, or not enough memory.
     """
-    say(args, f"gradcam: loading {args.model} and compiling its explanations...")
-    with tensorflow_quiet(enabled=not args.verbose):
-        setup = set_up(args, checked.class_names, make_settings, memory_batch_size)
-    say(args, f"gradcam: {doing} {len(checked.inputs)} images with {', '.join(setup.header['methods'])} at layer "
-        f"{setup.engines[0].layer!r} (setup took {format_duration(setup.header['setup_seconds'])})")
-    progress = Progress(len(checked.inputs), enabled=not args.quiet)
-    try:
-        with _warnings_shown_by(progress):
-            report = work(setup, progress)
-    except OSError as error:  # the run-level files could not be written (a full disk)
+    command.check(args)
+    checked = check_before_model(args)
+    with output_folder(args.out) as folder:
+        refuse_existing(args, checked.inputs, command.run_files, overlays=command.overlays)
+        say(args, f"gradcam: loading {args.model} and compiling its explanations...")
+        with tensorflow_quiet(enabled=not args.verbose):
+            setup = set_up(args, checked.class_names, command)
+        say(args, f"gradcam: {command.doing} {len(checked.inputs)} images with "
+            f"{', '.join(setup.header['methods'])} at layer {setup.engines[0].layer!r} "
+            f"(setup took {format_duration(setup.header['setup_seconds'])})")
+        progress = Progress(len(checked.inputs), enabled=not args.quiet)
+        try:
+            with _warnings_shown_by(progress):
+                report = command.work(args, setup, checked.inputs, folder, progress)
+        except OSError as error:  # the run-level files could not be written (a full disk)
+            progress.close()
+            print(f"gradcam: error: the run's outputs could not be written: {one_line(error)}", file=sys.stderr)
+            return 1
         progress.close()
-        print(f"gradcam: error: the run's outputs could not be written: {one_line(error)}", file=sys.stderr)
-        return setup, None
-    progress.close()
-    return setup, report
+    report_empty_maps(report, setup, command.empty_maps_where)
+    return command.summary(args, setup, report)
 
 
 def report_empty_maps(report: RunReport, setup: SetUp, where: str) -> None:

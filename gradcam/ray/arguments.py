@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import os
 
-from gradcam.cli.arguments import BUILTIN_MODELS, PREPROCESSING, UsageError
 from gradcam.image import check_image_shape
 from gradcam.methods.registry import SCORES, check_method_name, check_method_options
-
-#: ``model=`` when none is given: the built-in EfficientNet-Lite0 with ImageNet weights.
-DEFAULT_MODEL = BUILTIN_MODELS[0]
-
-
-#: The built-in models' native input sizes (those of :mod:`gradcam.models.efficientnet_lite`,
-#: which imports Keras: a script that only reads files and starts actors never needs it).
-BUILTIN_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
-
-
-def builtin_image_size(model) -> tuple[int, int] | None:
-    """A built-in model's native ``(height, width)``; ``None`` for any other ``model``."""
-    if not (isinstance(model, str) and model in BUILTIN_SIZES):
-        return None
-    return BUILTIN_SIZES[model], BUILTIN_SIZES[model]
+# Keras-free: a script that only reads files and starts actors never loads Keras.
+from gradcam.models.registry import BUILTIN_MODELS, PREPROCESSING, check_model_file
 
 
 def check_model(model) -> None:
-    """Check ``model=`` without building it: a built-in name, a model file, a function."""
-    if isinstance(model, (str, os.PathLike)):
-        from gradcam.cli.model import check_model_file
+    """Check ``model=`` without building it: a built-in name, a model file, a function.
 
-        try:
-            check_model_file(os.fspath(model))
-        except UsageError as error:
-            raise ValueError(str(error)) from None
+    Raises:
+        gradcam.checks.ArgumentError: (a ``ValueError``) an unknown name or a file that
+            is not a Keras model file.
+        TypeError: neither a name, a path nor a function.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        check_model_file(os.fspath(model))
     elif not callable(model) or hasattr(model, "layers"):
         raise TypeError(
             f"model must be a built-in model's name ({', '.join(BUILTIN_MODELS)}), the path of a "

@@ -12,7 +12,8 @@ import ray.data
 
 from gradcam.checks import check_positive_int
 from gradcam.io.inputs import find_inputs
-from gradcam.ray.arguments import DEFAULT_MODEL, builtin_image_size, checked
+from gradcam.models.registry import DEFAULT_MODEL, builtin_image_size
+from gradcam.ray.arguments import checked
 from gradcam.ray.explainer import Explainer
 from gradcam.ray.reading import READ_CPUS, read_files
 

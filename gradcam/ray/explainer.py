@@ -10,9 +10,9 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from gradcam.cli.arguments import UsageError
 from gradcam.image import to_rgb, doc_from_image
-from gradcam.ray.arguments import DEFAULT_MODEL, checked
+from gradcam.models.registry import DEFAULT_MODEL, image_shape_for, load_model, preprocess_function
+from gradcam.ray.arguments import checked
 from gradcam.targets import resolve_targets
 
 #: The columns :class:`Explainer` adds.
@@ -20,28 +20,22 @@ RESULT_COLUMNS = ("target", "score", "proba", "heatmap")
 
 
 def _build_model(model, image_size):
-    """Build the model inside the actor: ``(keras_model, builtin)``."""
+    """Build the model inside the actor: ``(keras_model, builtin)``, ``builtin`` the
+    :class:`~gradcam.models.registry.BuiltinModel` or ``None``."""
     if not isinstance(model, (str, os.PathLike)):
         import keras
 
         built = model()
         if not isinstance(built, keras.Model):
             raise TypeError(f"model() must return a Keras model; it returned {type(built).__name__}.")
-        return built, False
-    from gradcam.cli.model import load_model
-
-    try:
-        return load_model(os.fspath(model), image_size)
-    except UsageError as error:
-        raise ValueError(str(error)) from None
+        return built, None
+    return load_model(os.fspath(model), image_size)
 
 
-def _preprocess_function(preprocess, builtin: bool) -> Callable | None:
+def _preprocess_function(preprocess, builtin) -> Callable | None:
     if preprocess is None or callable(preprocess):
         return preprocess
-    from gradcam.cli.model import preprocess_function
-
-    return preprocess_function(("lite" if builtin else "none") if preprocess == "auto" else preprocess)
+    return preprocess_function(preprocess, builtin)
 
 
 class Explainer:
@@ -108,16 +102,12 @@ class Explainer:
         size = checked(model, method, score, preprocess, image_size, method_options)
         keras_model, builtin = _build_model(model, size)
         from gradcam import hub
-        from gradcam.cli.model import image_shape_for
         from gradcam.methods import build_engine
 
         # the window a keras-hub classifier's preprocessor keeps, read from each picture
         self._view = functools.partial(hub.picture_view, keras_model)
 
-        try:
-            self._image_shape = image_shape_for(keras_model, size)
-        except UsageError as error:
-            raise ValueError(str(error)) from None
+        self._image_shape = image_shape_for(keras_model, size)
         self._engine = build_engine(keras_model, method, layer=layer, score=score,
                                     preprocess=_preprocess_function(preprocess, builtin), options=method_options)
         self._targets = None
