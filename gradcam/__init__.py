@@ -10,8 +10,9 @@ Quick start::
     gradcam.show_prediction(model, doc, preprocess=efficientnet_lite.preprocess_input)
 """
 
-import importlib
 import sys
+
+from gradcam._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -44,29 +45,17 @@ def _method_classes() -> dict:
     return {cls.__name__: cls for cls in METHODS.values()}
 
 
-def _public_names() -> list:
-    return sorted([*_SOURCES, *_MODULES, *_method_classes()])
+_getattr, _dir = lazy_names(__name__, _SOURCES, modules=_MODULES, extra=_method_classes)
 
 
 def __getattr__(name):
     if name == "__all__":
-        return _public_names()
-    if name in _MODULES:
-        return importlib.import_module(f"gradcam.{name}")
-    if name in _SOURCES:
-        source = _SOURCES[name]
-        module, attribute = source if isinstance(source, tuple) else (source, name)
-        value = getattr(importlib.import_module(module), attribute)
-    elif name[:1].isupper() and name in _method_classes():  # a class name: never a submodule
-        value = _method_classes()[name]
-    else:
-        raise AttributeError(f"module 'gradcam' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+        return sorted([*_SOURCES, *_MODULES, *_method_classes()])
+    return _getattr(name)
 
 
 def __dir__():
-    names = set(globals()) | set(_SOURCES) | set(_MODULES)
+    names = set(_dir())
     if "gradcam.methods" in sys.modules:  # listing the methods needs Keras: only once loaded
         names |= set(_method_classes())
     return sorted(names)

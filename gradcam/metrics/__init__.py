@@ -14,34 +14,23 @@ metrics), :mod:`~gradcam.metrics.scoring` (batched scores of perturbed images),
 and :mod:`~gradcam.metrics.plots`.
 """
 
-import importlib
+from gradcam._lazy import lazy_names
 
 # Public names and the module that defines each. Imported on first use, so that
 # ``import gradcam.metrics`` does not load Keras until a metric is used. No module is named
 # like a function: importing a submodule sets the package's attribute of that name to it.
 _SOURCES = {
-    "deletion": "perturbation",
-    "insertion": "perturbation",
-    "average_drop": "confidence",
-    "increase_in_confidence": "confidence",
-    "road": "remove_and_debias",
-    "randomisation": "model_randomisation",
-    "RandomisationResult": "model_randomisation",
-    "pointing_game": "localisation",
-    "energy_pointing_game": "localisation",
-    "plot_curves": "plots",
+    "deletion": ".perturbation",
+    "insertion": ".perturbation",
+    "average_drop": ".confidence",
+    "increase_in_confidence": ".confidence",
+    "road": ".remove_and_debias",
+    "randomisation": ".model_randomisation",
+    "RandomisationResult": ".model_randomisation",
+    "pointing_game": ".localisation",
+    "energy_pointing_game": ".localisation",
+    "plot_curves": ".plots",
 }
 
 __all__ = sorted(_SOURCES)
-
-
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'gradcam.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gradcam.metrics.{_SOURCES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_names(__name__, _SOURCES)

