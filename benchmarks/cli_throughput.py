@@ -13,7 +13,7 @@ Side by side, in one process, on a folder of photos (copies of ``samples/*.jpg``
 The two alternate ``--repeats`` times; the medians and their ratio are printed, with the
 time each pipeline stage took (threads overlap, so the stages add up to more than the run).
 The stages are timed by this script: it passes a timer to the pipeline's ``timer`` hook
-(:func:`gradcam.pipeline.explain_files`), which times nothing by default.
+(:func:`gradcam.batch.explain_files`), which times nothing by default.
 
 Then the command runs in a child process (``python -m gradcam explain ...``) on
 ``--images`` and on ``--large`` photos, to measure its peak resident memory
@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import gradcam  # noqa: E402  (after the path set-up, so the checkout is benchmarked)
-from gradcam import cli, pipeline  # noqa: E402
+from gradcam import batch, cli  # noqa: E402
 from gradcam.cli import explain as explain_command  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
 
@@ -143,12 +143,12 @@ def end_to_end(folder: str, batch_size: int, options=()) -> dict:
     def timed_run(*args, **kwargs):
         cpu = _process_cpu()
         try:
-            return pipeline.explain_files(*args, timer=timers, **kwargs)
+            return batch.explain_files(*args, timer=timers, **kwargs)
         finally:
             measured["cpu_seconds"] = _process_cpu() - cpu
 
     try:
-        with mock.patch.object(explain_command, "explain_files", functools.wraps(pipeline.explain_files)(timed_run)):
+        with mock.patch.object(explain_command, "explain_files", functools.wraps(batch.explain_files)(timed_run)):
             status = cli.main(["explain", folder, "--out", out, "--batch-size", str(batch_size), "--quiet",
                                *options])
         if status != 0:

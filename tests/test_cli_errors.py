@@ -7,7 +7,7 @@ import pytest
 
 from gradcam.checks import ArgumentError
 from gradcam.cli.arguments import FLAGS, UsageError, build_parser, flag_errors, flag_of
-from gradcam.pipeline import RunSettings
+from gradcam.batch import RunSettings
 
 
 def _flags(command: str) -> set[str]:

@@ -5,7 +5,7 @@ import pytest
 
 from gradcam.cli import memory
 from gradcam.cli.arguments import UsageError
-from gradcam.pipeline import RunSettings
+from gradcam.batch import RunSettings
 
 
 @pytest.fixture(scope="module")

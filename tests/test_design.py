@@ -26,7 +26,7 @@ LAYERS = (
     ("engines: the method template and the methods", (
         "gradcam.engine", "gradcam.methods")),
     ("library: the API, metrics, batch runs, reports, training", (
-        "gradcam", "gradcam.api", "gradcam.batch", "gradcam.io.batch", "gradcam.keras", "gradcam.metrics",
+        "gradcam", "gradcam.api", "gradcam.batch", "gradcam.keras", "gradcam.metrics",
         "gradcam.pipeline", "gradcam.report")),
     ("shells: the command line and Ray", (
         "gradcam.__main__", "gradcam.cli", "gradcam.ray")),

@@ -14,10 +14,9 @@ import pytest
 from PIL import Image
 
 import gradcam
-from gradcam import pipeline
 from gradcam.io.inputs import find_inputs
 from gradcam.io.outputs import OutputFolder
-from gradcam.pipeline import RunSettings, evaluate_files, explain_files, overlay_base
+from gradcam.batch import RunSettings, decoding, evaluate_files, explain, explain_files, overlay_base
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,7 @@ def test_workers_run_below_the_engine_and_leave_the_caller_alone():
     def niceness():
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    with ThreadPoolExecutor(1, initializer=pipeline._background_priority) as pool:
+    with ThreadPoolExecutor(1, initializer=decoding._background_priority) as pool:
         worker = pool.submit(niceness).result()
     assert worker == min(19, niceness() + 10)
 
@@ -106,8 +105,8 @@ def test_without_overlays_nothing_is_drawn_and_the_maps_are_the_same(tmp_path, e
     def no_drawing(*args, **kwargs):
         raise AssertionError("an overlay was drawn")
 
-    monkeypatch.setattr(pipeline, "overlay_heatmap", no_drawing)
-    monkeypatch.setattr(pipeline, "overlay_base", no_drawing)
+    monkeypatch.setattr(explain, "overlay_heatmap", no_drawing)
+    monkeypatch.setattr(decoding, "overlay_base", no_drawing)
     inputs = find_inputs([photos(tmp_path / "in", 3)])
     settings = RunSettings((16, 16), targets=[1], batch_size=2, overlays=False)
     with OutputFolder(tmp_path / "out") as folder:
@@ -139,7 +138,7 @@ def test_every_image_failing_keeps_the_shape_of_the_run(tmp_path, engine):
 
 
 def test_a_failed_write_fails_that_image_and_leaves_no_partial_file(tmp_path, engine, monkeypatch):
-    encode, calls = pipeline.encode_image, []
+    encode, calls = explain.encode_image, []
 
     def disk_full_once(image, format, compress):  # called with the temporary file already open
         calls.append(image)
@@ -147,7 +146,7 @@ def test_a_failed_write_fails_that_image_and_leaves_no_partial_file(tmp_path, en
             raise OSError(28, "No space left on device")
         return encode(image, format, compress)
 
-    monkeypatch.setattr(pipeline, "encode_image", disk_full_once)
+    monkeypatch.setattr(explain, "encode_image", disk_full_once)
     inputs = find_inputs([photos(tmp_path / "in", 3)])
     with OutputFolder(tmp_path / "out") as folder:
         report = explain_files(engine, inputs, folder, RunSettings((16, 16), workers=1))
@@ -238,3 +237,16 @@ def test_evaluate_gives_each_metric_the_images_as_decoded_and_each_map(tmp_path,
             assert np.float32(dark["value"]) == np.float32(-docs[n].mean())
     assert report.means[("gradcam++", "dark")] == pytest.approx(-docs.mean(axis=(1, 2, 3)).mean(), rel=1e-6)
     assert list(report.means) == [(m, name) for m in ("gradcam", "gradcam++") for name in ("brightness", "dark")]
+
+
+def test_the_old_module_name_warns_and_gives_the_same_objects():
+    import importlib
+    import sys
+
+    import gradcam.batch
+
+    sys.modules.pop("gradcam.pipeline", None)
+    with pytest.warns(DeprecationWarning, match="gradcam.pipeline is deprecated; import from gradcam.batch"):
+        old = importlib.import_module("gradcam.pipeline")
+    assert [getattr(old, name) for name in gradcam.batch.__all__] == [
+        getattr(gradcam.batch, name) for name in gradcam.batch.__all__]

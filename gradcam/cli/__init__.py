@@ -12,7 +12,7 @@ model, its preprocessing, class names and targets), :mod:`~gradcam.cli.memory` (
 run fits), :mod:`~gradcam.cli.quiet` (TensorFlow's log lines), :mod:`~gradcam.cli.stream`
 (the checks, set-up and run shared by ``explain`` and ``evaluate``), and one per command,
 :mod:`~gradcam.cli.explain`, :mod:`~gradcam.cli.evaluate` and :mod:`~gradcam.cli.layers`.
-The work is done by :mod:`gradcam.pipeline` with the library's engine.
+The work is done by :mod:`gradcam.batch` with the library's engine.
 
 Exit status: 0 when every input was explained, 1 when some inputs failed (they are
 listed, and the rest of the run completes) or the summary could not be written, 2 for a

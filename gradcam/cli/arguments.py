@@ -23,7 +23,7 @@ class UsageError(Exception):
 
 
 #: The flag of each argument that the library's :class:`~gradcam.checks.ArgumentError`
-#: names (the engines', :class:`~gradcam.pipeline.RunSettings`' and
+#: names (the engines', :class:`~gradcam.batch.RunSettings`' and
 #: :mod:`gradcam.models.registry`'s), where the flag's name differs from ``--argument``.
 FLAGS = {
     "image_shape": "--image-size",

@@ -1,6 +1,6 @@
 """``gradcam evaluate``: stream image files through the engines, score each map with the
 perturbation metrics of :mod:`gradcam.metrics`, write ``metrics.csv``
-(:func:`gradcam.pipeline.evaluate_files`) and print the mean of each method and metric.
+(:func:`gradcam.batch.evaluate_files`) and print the mean of each method and metric.
 
 The checks, the set-up and the run are those shared with ``gradcam explain``
 (:func:`gradcam.cli.stream.run_command`).
@@ -14,7 +14,7 @@ import math
 from gradcam.cli.arguments import DEFAULT_METRICS, UsageError
 from gradcam.cli.stream import StreamCommand, run_command, say
 from gradcam.io.outputs import EVALUATION_FILES
-from gradcam.pipeline import EvaluationReport, RunSettings, evaluate_files
+from gradcam.batch import EvaluationReport, RunSettings, evaluate_files
 
 #: The metrics that take ``steps``.
 STEPPED_METRICS = ("deletion", "insertion")

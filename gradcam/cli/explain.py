@@ -1,5 +1,5 @@
 """``gradcam explain``: stream image files through the engines, drawing an overlay of
-each map, and write the heatmaps and the summaries (:func:`gradcam.pipeline.explain_files`).
+each map, and write the heatmaps and the summaries (:func:`gradcam.batch.explain_files`).
 
 The checks, the set-up and the run are those shared with ``gradcam evaluate``
 (:func:`gradcam.cli.stream.run_command`).
@@ -10,7 +10,7 @@ from __future__ import annotations
 from gradcam.cli.arguments import flag_errors
 from gradcam.cli.stream import StreamCommand, run_command, say
 from gradcam.io.outputs import RUN_FILES
-from gradcam.pipeline import RunSettings, explain_files
+from gradcam.batch import RunSettings, explain_files
 
 
 class Explain(StreamCommand):

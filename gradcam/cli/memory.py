@@ -6,7 +6,7 @@ The estimate counts what the image size and the batch size determine:
 
 * the pipeline's images at the model's size, float32: those decoded ahead of the engine
   and one batch three times (stacked, preprocessed, the engine's copy), see
-  :attr:`gradcam.pipeline.RunSettings.held_images`;
+  :attr:`gradcam.batch.RunSettings.held_images`;
 * the engine: :data:`ENGINE_FACTOR` times the largest layer output of the batch. The
   compiled forward and backward pass frees each activation once it is used, so its
   peak follows the largest one: measured with EfficientNet-Lite0 from 224 to 1792
@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from gradcam.cli.arguments import UsageError
-from gradcam.pipeline import RunSettings
+from gradcam.batch import RunSettings
 
 #: The engine's peak memory, in multiples of the batch's largest layer output.
 ENGINE_FACTOR = 2.5

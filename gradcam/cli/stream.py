@@ -38,7 +38,7 @@ from gradcam.io.inputs import Input, InputError, find_inputs
 from gradcam.io.lock import FolderLockedError
 from gradcam.io.outputs import OutputFolder, existing_outputs
 from gradcam.models.registry import check_model_file, image_shape_for, load_model, preprocess_function
-from gradcam.pipeline import RunReport, RunSettings
+from gradcam.batch import RunReport, RunSettings
 from gradcam.progress import Progress, format_duration
 
 
@@ -198,7 +198,7 @@ class StreamCommand:
         """
 
     def settings(self, args, image_shape, preprocess, targets) -> RunSettings:
-        """The run's :class:`~gradcam.pipeline.RunSettings` (its errors name their field)."""
+        """The run's :class:`~gradcam.batch.RunSettings` (its errors name their field)."""
         raise NotImplementedError
 
     def memory_batch_size(self, args) -> int | None:
