@@ -22,7 +22,7 @@ LAYERS = (
         "gradcam.progress", "gradcam.samples")),
     ("model access: images, rendering, layers, capture, backends, targets, built-in models", (
         "gradcam.backend", "gradcam.capture", "gradcam.explanation", "gradcam.hub", "gradcam.image",
-        "gradcam.layers", "gradcam.models", "gradcam.render", "gradcam.targets")),
+        "gradcam.layers", "gradcam.model_input", "gradcam.models", "gradcam.render", "gradcam.targets")),
     ("engines: the method template and the methods", (
         "gradcam.engine", "gradcam.methods")),
     ("library: the API, metrics, batch runs, reports, training", (

@@ -108,7 +108,7 @@ class Evaluate(StreamCommand):
         return evaluate_files(setup.engines, inputs, folder, setup.settings, metric_functions(args),
                               progress=progress)
 
-    def summary(self, args, setup, report: EvaluationReport) -> int:
+    def summary(self, args, setup, report: EvaluationReport) -> None:
         names = metric_names(args)
         failed = f"; {len(report.failed)} failed (listed in metrics.csv)" if report.failed else ""
         say(args, f"gradcam: evaluated {report.ok} of {report.total} images with {', '.join(names)} in "
@@ -117,7 +117,6 @@ class Evaluate(StreamCommand):
         targets = setup.settings.targets_per_image
         print(format_means(report, setup.header["methods"], names))
         print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")
-        return 1 if report.failed else 0
 
 
 def run(args) -> int:

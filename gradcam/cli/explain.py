@@ -35,11 +35,10 @@ class Explain(StreamCommand):
     def work(self, args, setup, inputs, folder, progress):
         return explain_files(setup.engines, inputs, folder, setup.settings, progress=progress, header=setup.header)
 
-    def summary(self, args, setup, report) -> int:
+    def summary(self, args, setup, report) -> None:
         failed = f"; {len(report.failed)} failed (listed in summary.json)" if report.failed else ""
         say(args, f"gradcam: explained {report.ok} of {report.total} images in {report.seconds:.1f} s "
             f"({report.images_per_second:.1f} images/s){failed}. Outputs in {args.out}")
-        return 1 if report.failed else 0
 
 
 def run(args) -> int:

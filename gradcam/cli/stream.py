@@ -214,8 +214,8 @@ class StreamCommand:
         """
         raise NotImplementedError
 
-    def summary(self, args, setup: SetUp, report: RunReport) -> int:
-        """Report the finished run (unless ``--quiet``); return the exit status."""
+    def summary(self, args, setup: SetUp, report: RunReport) -> None:
+        """Report the finished run."""
         raise NotImplementedError
 
 
@@ -228,8 +228,8 @@ def run_command(command: StreamCommand, args) -> int:
         args: the parsed options.
 
     Returns:
-        The exit status: the command's summary's, or 1 when the run-level files could not
-        be written (reported).
+        The exit status: 0 when every input was done, 1 when some failed or the run-level
+        files could not be written (reported).
 
     Raises:
         UsageError: a bad option, model, layer, target, class-names file or input, an
@@ -255,7 +255,8 @@ def run_command(command: StreamCommand, args) -> int:
             return 1
         progress.close()
     report_empty_maps(report, setup, command.empty_maps_where)
-    return command.summary(args, setup, report)
+    command.summary(args, setup, report)
+    return 1 if report.failed else 0
 
 
 def report_empty_maps(report: RunReport, setup: SetUp, where: str) -> None:

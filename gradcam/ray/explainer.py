@@ -59,9 +59,10 @@ class Explainer:
     have the model's size are used as they are (float arrays too).
 
     Args:
-        model: a built-in model's name (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
-            ``"efficientnet_lite2"``), the path of a ``.keras`` file (readable where the
-            actor runs), or a function without arguments that returns a Keras model.
+        model: a built-in model's name (one of
+            :data:`gradcam.models.registry.BUILTIN_MODELS`), the path of a ``.keras`` file
+            (readable where the actor runs), or a function without arguments that returns
+            a Keras model.
             Defaults to ``"efficientnet_lite0"``.
         method: the class-activation method, a name of :data:`gradcam.methods.METHODS`
             (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...). Defaults to ``"gradcam"``.
