@@ -56,6 +56,9 @@ def test_flag_errors_fallback_and_pass_through():
     with pytest.raises(UsageError, match=r"^--score: bad score$"):  # the argument, not the fallback
         with flag_errors(fallback="--layer"):
             raise ArgumentError("score", "bad score")
+    with pytest.raises(UsageError, match=r"^--model: no layer to explain$"):  # --layer not given
+        with flag_errors(fallback="--model", unset=["layer"]):
+            raise ArgumentError("layer", "no layer to explain")
     with pytest.raises(TypeError, match="not a flag's"):
         with flag_errors():
             raise TypeError("not a flag's")

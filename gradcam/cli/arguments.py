@@ -39,11 +39,17 @@ def flag_of(argument: str) -> str:
 
 
 @contextlib.contextmanager
-def flag_errors(fallback: str | None = None):
+def flag_errors(fallback: str | None = None, unset=()):
     """Within the block, the library's :class:`~gradcam.checks.ArgumentError` becomes a
     :class:`UsageError` that names the argument's flag (:func:`flag_of`); other
     ``TypeError`` and ``ValueError`` become one of ``fallback`` (the flag at fault when the
     library names none), or pass unchanged without it.
+
+    Args:
+        fallback: the flag of errors that name no argument. Defaults to ``None``.
+        unset: arguments the command line left to the library's default (no ``--layer``):
+            their errors are the ``fallback``'s (the model has no layer to explain).
+            Defaults to ``()``.
 
     Example:
         >>> with flag_errors():
@@ -54,6 +60,8 @@ def flag_errors(fallback: str | None = None):
     try:
         yield
     except ArgumentError as error:
+        if fallback is not None and error.argument in unset:
+            raise UsageError(f"{fallback}: {one_line(error)}") from None
         raise UsageError(f"{flag_of(error.argument)}: {one_line(error)}") from None
     except (TypeError, ValueError) as error:
         if fallback is None:

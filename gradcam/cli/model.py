@@ -119,6 +119,8 @@ def build_engines(model, classes, layer: str | None, score: str, class_names=Non
     from gradcam.methods import build_engine
 
     options = options or {}
-    with flag_errors(fallback="--layer" if layer is not None else "--model"):
+    unset = [name for name, value in (("layer", layer), ("score", None if score == "auto" else score))
+             if value is None]
+    with flag_errors(fallback="--layer" if layer is not None else "--model", unset=unset):
         return [build_engine(model, cls, layer=layer, score=score, class_names=class_names,
                              options=options.get(cls.name)) for cls in classes]
