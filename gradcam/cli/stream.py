@@ -143,11 +143,13 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
         settings = command.settings(args, image_shape, preprocess_function(preprocess), targets)
     largest = max(settings.batch_size, command.memory_batch_size(args) or 0)
     check_memory(model, dataclasses.replace(settings, batch_size=largest))
-    with flag_errors(fallback="--model"):  # compiles now, so the run's rate and ETA are steady
+    try:  # compiles now, so the run's rate and ETA are steady
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
             for engine in engines:
                 engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets)
+    except (TypeError, ValueError) as error:  # the options are checked: the model fails
+        raise UsageError(f"--model: {one_line(error)}") from None
     header = {"model": args.model, "methods": [engine.name for engine in engines],
               "preprocess": preprocess, "score": args.score,
               "setup_seconds": round(time.perf_counter() - start, 3)}
