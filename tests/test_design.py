@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent / "gradcam"
 #: layer and of the layers below.
 LAYERS = (
     ("foundation: Keras-free checks, tables, files and names", (
-        "gradcam._lazy", "gradcam._matching", "gradcam._method_names", "gradcam.checks",
+        "gradcam._lazy", "gradcam._matching", "gradcam.checks",
         "gradcam.imagenet", "gradcam.io", "gradcam.methods.registry", "gradcam.models.torch_weights",
         "gradcam.progress", "gradcam.samples")),
     ("model access: images, rendering, layers, capture, backends, targets, built-in models", (
