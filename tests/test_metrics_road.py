@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.metric_models import X, make_linear
+from helpers.metric_models import REGIONS, X, make_linear
 
 from gradcam.metrics import road
 from gradcam.metrics.remove_and_debias import NEIGHBOURS, dissection_order, impute
@@ -73,23 +73,10 @@ def dense_imputation(image, removed):
     return out
 
 
-# Three separate removed regions: one in a corner, one along the right edge, one irregular
-# blob with a hole, and single pixels touching them only diagonally.
-REGIONS = """
-##.........
-#.......###
-..#.....###
-.....##..##
-....####...
-...###.##..
-....####.#.
-""".split()
-
-
 @pytest.mark.parametrize(
     "removed",
     [
-        np.array([[c == "#" for c in row] for row in REGIONS]),
+        REGIONS,
         np.random.default_rng(1).random((24, 30)) < 0.6,  # many regions, cut several times
     ],
     ids=["regions", "random"],

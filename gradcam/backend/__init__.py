@@ -14,6 +14,13 @@ backend does its own way, and that an adapter module provides:
     the compiled code; PyTorch runs it eagerly under ``torch.no_grad()``. The compiled
     function holds the model weakly.
 
+``compile_function(fn, signature)``
+    The same for ``fn(*args)``, a computation of tensors alone that runs no model (ROAD's
+    iterative imputation, :func:`gradcam.metrics.remove_and_debias.impute_iteratively`).
+
+``on_accelerator()``
+    Whether Keras places new tensors on a GPU or another accelerator (rather than the CPU).
+
 ``probe_gradients(forward, many)``
     The gradients of ``K`` scores with respect to a layer's activations, by way of a zero
     probe added to them. ``forward(probe)`` runs the model and returns ``(totals, aux)``:

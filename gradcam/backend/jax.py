@@ -53,6 +53,25 @@ def compile(model, fn, signature):
     return run
 
 
+def compile_function(fn, signature):
+    """Compile ``fn(*args)``, a computation of arrays alone (no model), with ``jax.jit``.
+
+    Args:
+        fn: the computation, written with ``keras.ops``.
+        signature: unused (JAX compiles once per set of argument shapes).
+
+    Returns:
+        A function of ``*args`` (numpy or JAX arrays) returning ``fn``'s arrays.
+    """
+    del signature
+    return jax.jit(fn)
+
+
+def on_accelerator() -> bool:
+    """Whether JAX's default device is a GPU or TPU."""
+    return jax.default_backend() != "cpu"
+
+
 def probe_gradients(forward, many):
     """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
 

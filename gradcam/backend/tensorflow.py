@@ -30,13 +30,32 @@ def compile(model, fn, signature):
     def call(x):
         return model_ref()(x, training=False)
 
+    return compile_function(functools.partial(_apply, fn, call), signature)
+
+
+def compile_function(fn, signature):
+    """Trace ``fn(*args)``, a computation of tensors alone (no model), once as a
+    ``tf.function`` with ``signature``.
+
+    Args:
+        fn: the computation, written with ``keras.ops``.
+        signature: ``(shape, dtype)`` per argument; ``None`` marks a size that varies.
+
+    Returns:
+        A function of ``*args`` (numpy arrays or tensors) returning ``fn``'s tensors.
+    """
     specs = [tf.TensorSpec(shape, dtype) for shape, dtype in signature]
     # autograph=False: the computations have no tensor-dependent Python control flow, and
     # converting them would add about half a second to the first call. A partial (which
-    # has no __code__) rather than a closure: TensorFlow counts traces per code object, so
-    # a closure would count every engine's one trace together and warn of "retracing".
-    traced = functools.partial(_apply, fn, call)
-    return tf.function(traced, input_signature=specs, autograph=False)
+    # has no __code__) rather than the function itself: TensorFlow counts traces per code
+    # object, so a closure would count every engine's one trace together and warn of
+    # "retracing".
+    return tf.function(functools.partial(fn), input_signature=specs, autograph=False)
+
+
+def on_accelerator() -> bool:
+    """Whether TensorFlow places tensors on a GPU (or another accelerator) by default."""
+    return any(device.device_type != "CPU" for device in tf.config.list_logical_devices())
 
 
 def probe_gradients(forward, many):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import keras
@@ -25,18 +26,12 @@ def compile(model, fn, signature):
         A function of ``*args`` (numpy arrays or tensors, made tensors on Keras' device)
         returning ``fn``'s tensors, none of which holds a gradient graph.
     """
-    del signature
     model_ref = weakref.ref(model)
 
     def call(x):
         return model_ref()(x, training=False)
 
-    def run(*args):
-        tensors = [keras.ops.convert_to_tensor(arg) for arg in args]  # on Keras' device
-        with torch.no_grad():
-            return fn(call, *tensors)
-
-    return run
+    return compile_function(functools.partial(fn, call), signature)
 
 
 def _detached(tree):
@@ -45,6 +40,33 @@ def _detached(tree):
     if isinstance(tree, (tuple, list)):
         return type(tree)(_detached(t) for t in tree)
     return tree
+
+
+def compile_function(fn, signature):
+    """Run ``fn(*args)``, a computation of tensors alone (no model), eagerly, with no
+    gradient graph recorded.
+
+    Args:
+        fn: the computation, written with ``keras.ops``.
+        signature: unused.
+
+    Returns:
+        A function of ``*args`` (numpy arrays or tensors, made tensors on Keras' device)
+        returning ``fn``'s tensors.
+    """
+    del signature
+
+    def run(*args):
+        tensors = [keras.ops.convert_to_tensor(arg) for arg in args]  # on Keras' device
+        with torch.no_grad():
+            return fn(*tensors)
+
+    return run
+
+
+def on_accelerator() -> bool:
+    """Whether Keras places PyTorch tensors on a GPU (or another accelerator)."""
+    return keras.ops.convert_to_tensor(0.0).device.type != "cpu"
 
 
 def probe_gradients(forward, many):

@@ -7,6 +7,10 @@ last), so the score of a perturbed image is a sum that can be written down. With
 ``activation="softmax"`` the score is that class's probability.
 
 ``X``: one 3x4 one-channel image whose pixel ``p`` (row-major) holds ``p + 1``; sum 78.
+
+``REGIONS``: a bool ``(7, 11)`` mask of removed pixels for imputations: three separate
+regions (one in a corner, one along the right edge, one irregular blob with a hole) and
+single pixels touching them only diagonally.
 """
 
 from __future__ import annotations
@@ -15,6 +19,20 @@ import keras
 import numpy as np
 
 X = np.arange(1, 13, dtype=np.float32).reshape(1, 3, 4, 1)
+REGIONS = np.array(
+    [
+        [c == "#" for c in row]
+        for row in """
+##.........
+#.......###
+..#.....###
+.....##..##
+....####...
+...###.##..
+....####.#.
+""".split()
+    ]
+)
 ONES = np.stack([np.ones(12), -np.ones(12)], axis=1).astype(np.float32)  # sum, minus sum
 
 
