@@ -23,7 +23,8 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
                  tests/test_methods.py $(wildcard tests/test_method_*.py) \
                  $(wildcard tests/test_metrics_*.py) tests/test_pipeline.py tests/test_cli_evaluate.py \
                  tests/test_tokens.py tests/test_hub.py \
-                 tests/test_engine_factory.py
+                 tests/test_engine_factory.py \
+                 tests/test_keras_callback.py
 OTHER_BACKENDS := jax torch
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
