@@ -27,6 +27,7 @@ _SOURCES = {
     "TargetExplanation": "gradcam.explanation",
     "expand_heatmap": "gradcam.render",
     "explain_prediction": "gradcam.api",
+    "maps": "gradcam.api",
     "format_as_image": "gradcam.render",
     "heatmap_to_image": "gradcam.render",
     "image_from_path": "gradcam.image",

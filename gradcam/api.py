@@ -162,3 +162,45 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
     if kwargs.get("targets") is None:
         print(f"Taking top prediction: {expl.targets[0].label}")
     return format_as_image(expl, **format_kwargs)
+
+
+def maps(model, x, targets=None, layer=None, method: str = "gradcam", score: str = "auto"):
+    """A method's maps as backend tensors that gradients flow through, for training.
+
+    ``maps(model, x, targets)`` is :meth:`~gradcam.methods.base.Method.differentiable_maps`
+    of the cached engine of ``method`` for ``model`` and ``layer``: the maps
+    ``(N, K, h, w)`` in [0, 1], on the model's device, differentiable with respect to the
+    model's weights, so that a loss on them (a penalty on the maps' mass outside an
+    object's mask, say) can be part of a training step: under a ``tf.GradientTape`` on
+    TensorFlow, by autograd on PyTorch, and on JAX in a function of the weights that calls
+    the model under ``keras.StatelessScope``. Gradient-based methods only.
+
+    Args:
+        model: a built Keras classifier (see :class:`~gradcam.GradCAM`).
+        x: the model's input batch ``(N, H, W, C)``, ready for the model (a backend
+            tensor or an array).
+        targets: ``None`` (each image's top prediction), a class index or name, a list of
+            them shared by all images, or a 2-D integer array with one row per image.
+            Defaults to ``None``.
+        layer: the layer to explain, as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
+        method: a name of :data:`gradcam.METHODS` whose maps come from one forward and
+            backward pass (not ``"scorecam"`` or ``"ablationcam"``). Defaults to
+            ``"gradcam"``.
+        score: as for :class:`~gradcam.GradCAM`. Defaults to ``"auto"``.
+
+    Returns:
+        float32 backend tensor ``(N, K, h, w)``.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model; a method that scores perturbations; a
+            target of another type.
+        ValueError: an unknown method, layer or score; ``x`` not of the model's input
+            shape; a target out of range.
+
+    Example:
+        >>> with tf.GradientTape() as tape:
+        ...     attention = gradcam.maps(model, x, labels[:, None])
+        ...     loss = keras.ops.mean(attention * outside_mask)
+        >>> tape.gradient(loss, model.trainable_variables)
+    """
+    return ENGINES.get(model, method, layer=layer, score=score).differentiable_maps(x, targets)

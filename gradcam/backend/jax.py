@@ -72,7 +72,7 @@ def on_accelerator() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def probe_gradients(forward, many):
+def probe_gradients(forward, many, differentiable=False):
     """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
 
     The probe is the argument ``jax.vjp`` differentiates, so its shape must be known
@@ -83,12 +83,14 @@ def probe_gradients(forward, many):
     Args:
         forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
         many: unused (``K`` is static under ``jax.jit``).
+        differentiable: unused: ``jax.vjp`` composes with a caller's ``jax.grad``, so the
+            gradients can always be differentiated again. Defaults to ``False``.
 
     Returns:
         ``(gradients, aux)``; ``gradients`` is ``(K,) + activation.shape`` (zeros when the
         totals do not depend on the probe).
     """
-    del many
+    del many, differentiable
     found = []
 
     def measure(activation):

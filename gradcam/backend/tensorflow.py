@@ -58,7 +58,7 @@ def on_accelerator() -> bool:
     return any(device.device_type != "CPU" for device in tf.config.list_logical_devices())
 
 
-def probe_gradients(forward, many):
+def probe_gradients(forward, many, differentiable=False):
     """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
 
     Args:
@@ -69,13 +69,18 @@ def probe_gradients(forward, many):
             rank-4 matrix products with a size-1 dimension, which TensorFlow 2.21's oneDNN
             kernels corrupt memory on (the process crashes). It was about 25% faster for
             several targets at MobileNetV2's default layer, and no faster at early layers.
+        differentiable: for a caller that differentiates the result again under its own
+            ``tf.GradientTape`` (which records these gradients), eagerly: one gradient per
+            target from a persistent tape. Defaults to ``False``.
 
     Returns:
         ``(gradients, aux)``; ``gradients`` is ``(K,) + activation.shape``, or ``None``
         when the totals do not depend on the probe.
     """
     probes = []
-    with tf.GradientTape() as tape:
+    # differentiable: the caller runs eagerly, where a Jacobian needs a persistent tape;
+    # one gradient per target, each target's total taken while the tape records
+    with tf.GradientTape(persistent=differentiable) as tape:
 
         def probe(activation):
             # float32 whatever the layer computes in: the Jacobian's loop stores the
@@ -87,7 +92,11 @@ def probe_gradients(forward, many):
 
         totals, aux = forward(probe)
         total = tf.reduce_sum(totals)
-    if many:
+        parts = tf.unstack(totals) if differentiable else None
+    if differentiable:
+        found = [tape.gradient(part, probes[0]) for part in parts]
+        gradients = None if found[0] is None else tf.stack(found)
+    elif many:
         gradients = tape.jacobian(totals, probes[0], experimental_use_pfor=False)
     else:
         gradient = tape.gradient(total, probes[0])

@@ -69,21 +69,25 @@ def on_accelerator() -> bool:
     return keras.ops.convert_to_tensor(0.0).device.type != "cpu"
 
 
-def probe_gradients(forward, many):
+def probe_gradients(forward, many, differentiable=False):
     """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
 
     The model runs with gradient recording off until the probe: ``probe`` turns it on
     (for this thread), so that only the layers after the explained one record a graph,
     which the backward pass frees. ``K > 1`` uses one batched backward pass
-    (``is_grads_batched``).
+    (``is_grads_batched``). With ``differentiable``, the whole forward pass records a
+    graph and the gradients are taken with ``create_graph=True``, one target at a time:
+    the gradients, and what is computed from them, can be differentiated again (with
+    respect to the weights too).
 
     Args:
         forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
         many: unused (``K`` is known when the totals are).
+        differentiable: keep the graph, as above. Defaults to ``False``.
 
     Returns:
-        ``(gradients, aux)``, detached; ``gradients`` is ``(K,) + activation.shape``, or
-        ``None`` when the totals do not depend on the probe.
+        ``(gradients, aux)``, detached unless ``differentiable``; ``gradients`` is
+        ``(K,) + activation.shape``, or ``None`` when the totals do not depend on the probe.
     """
     del many
     probes = []
@@ -94,6 +98,14 @@ def probe_gradients(forward, many):
         probes.append(zero)
         return zero
 
+    if differentiable:
+        with torch.enable_grad():  # restores the caller's grad mode on exit
+            totals, aux = forward(probe)
+            gradients = [
+                torch.autograd.grad(total, probes[0], retain_graph=True, create_graph=True, allow_unused=True)[0]
+                for total in totals
+            ] if totals.requires_grad else [None]
+        return (None if gradients[0] is None else torch.stack(gradients)), aux
     with torch.no_grad():  # restores the caller's grad mode on exit
         totals, aux = forward(probe)
         if not totals.requires_grad:

@@ -371,12 +371,12 @@ class Method:
         y = ops.take_along_axis(scores, resolved, axis=1)
         return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs, raw)
 
-    def _forward(self, call, x, targets, many):
+    def _forward(self, call, x, targets, many, differentiable=False):
         def forward(probe):
             return self._run_model(call, x, targets, probe)
 
         if self.uses_gradients:
-            gradients, aux = self._backend.probe_gradients(forward, many)
+            gradients, aux = self._backend.probe_gradients(forward, many, differentiable=differentiable)
             if gradients is None:
                 raise ArgumentError(
                     "layer",
@@ -521,6 +521,50 @@ class Method:
             EmptyMapWarning: some maps are all zero.
         """
         return self.compute(docs, targets, batch_size, preprocess=preprocess).heatmaps
+
+    def differentiable_maps(self, x, targets=None):
+        """The method's maps of a batch as backend tensors that gradients flow through.
+
+        The same maps as :meth:`heatmaps`, computed by the model's own call on ``x``
+        (inference mode, not compiled by the engine) and kept as backend tensors on the
+        model's device, so that a loss on them can be differentiated with respect to the
+        model's weights (double backpropagation): under a ``tf.GradientTape`` on
+        TensorFlow, by autograd on PyTorch, and on JAX inside a function of the weights
+        that calls the model under ``keras.StatelessScope`` (a stateless training step).
+        Only the methods that compute their maps from one forward and backward pass can
+        be differentiated so; those that score perturbations cannot.
+
+        Args:
+            x: the model's input batch ``(N, H, W, C)``, ready for the model (a backend
+                tensor or an array; the engine's ``preprocess`` is not applied).
+            targets: as for :meth:`compute`. Defaults to ``None``.
+
+        Returns:
+            float32 backend tensor ``(N, K, h, w)`` in [0, 1].
+
+        Raises:
+            TypeError: the method scores perturbations (a
+                :class:`~gradcam.methods.perturbation.PerturbationMethod`); a target of
+                another type.
+            ValueError: ``x`` is not of the model's input shape; a target index is out of
+                range or a class name is unknown.
+        """
+        shape = tuple(x.shape)
+        expected = tuple(self._input_shape)
+        if len(shape) != 4 or any(e is not None and e != got for e, got in zip(expected, shape[1:])):
+            raise ValueError(
+                f"Model {self.model.name!r} expects images of shape {expected} (height, width, "
+                f"channels); got a batch of shape {shape}."
+            )
+        wanted = resolve_targets(targets, self.classes, shape[0])
+        model = self._alive()[0]
+
+        def call(inputs):
+            return model(inputs, training=False)
+
+        x = ops.cast(x, self._input_dtype)
+        maps, *_ = self._forward(call, x, ops.convert_to_tensor(wanted), wanted.shape[1] > 1, differentiable=True)
+        return maps
 
     def explain(self, docs, targets=None, images=None, batch_size: int = 32, *,
                 preprocess=ENGINE_PREPROCESS) -> list[Explanation]:

@@ -97,6 +97,20 @@ class PerturbationMethod(Method):
         """
         raise NotImplementedError(f"{type(self).__name__} must override perturb.")
 
+    def differentiable_maps(self, x, targets=None):
+        """Not available: the maps of a method that scores perturbations cannot be
+        differentiated (see :meth:`Method.differentiable_maps
+        <gradcam.methods.base.Method.differentiable_maps>`).
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError(
+            f"The {self.name} method scores perturbations of the {self.perturbs}, which cannot "
+            "be differentiated; differentiable maps need a gradient-based method, e.g. "
+            "'gradcam', 'gradcam++', 'xgradcam', 'hirescam' or 'layercam'."
+        )
+
     # -- the computations --------------------------------------------------------------
     def _forward_result(self, x, activations, gradients, y, resolved, probas, outputs):
         del x, gradients  # the map is made after the scoring
