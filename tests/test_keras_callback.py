@@ -141,6 +141,7 @@ def test_an_unknown_target_fails_when_training_begins(tmp_path):
         (dict(method="gradcan"), ValueError, r"gradcan"),
         (dict(log_dir=None, png_dir=None), ValueError, r"TensorBoard \(log_dir=...\) and/or to PNG files \(png_dir=...\); got neither"),
         (dict(preprocess="resnet50"), TypeError, r"preprocess must be a function or None; got 'resnet50'"),
+        (dict(method_options={"max_channels": 4}), TypeError, r"method 'gradcam' has no option 'max_channels'"),
     ],
 )
 def test_bad_arguments_fail_at_construction(tmp_path, kwargs, error, message):

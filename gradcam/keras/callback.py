@@ -11,8 +11,9 @@ from PIL import Image
 
 from gradcam.checks import check_positive_int
 from gradcam.image import to_batch
-from gradcam.methods import method_class
+from gradcam.methods import build_engine
 from gradcam.methods.base import EmptyMapWarning
+from gradcam.methods.registry import check_method_name, check_method_options
 from gradcam.render import format_as_image
 
 
@@ -69,7 +70,8 @@ class ExplainCallback(keras.callbacks.Callback):
             image; ``None`` before.
 
     Raises:
-        TypeError: ``images`` is not an array of numbers.
+        TypeError: ``images`` is not an array of numbers; ``preprocess`` is not callable;
+            an option the method does not take.
         ValueError: ``images`` has the wrong rank, no image, or NaN or infinite values;
             an unknown method; ``every`` or ``batch_size`` not a positive integer; neither
             ``log_dir`` nor ``png_dir``. When training begins, as for
@@ -88,7 +90,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.images = np.array(to_batch(images, name="images"))
         self.targets = targets
         self.layer = layer
-        self.method = method_class(method).name
+        self.method = check_method_name(method)
         self.every = check_positive_int(every, "every")
         if log_dir is None and png_dir is None:
             raise ValueError(
@@ -102,7 +104,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.preprocess = preprocess
         self.score = score
         self.class_names = class_names
-        self.method_options = dict(method_options or {})
+        self.method_options = dict(check_method_options(self.method, method_options))
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.engine = None
         self.explanations = None
@@ -112,9 +114,9 @@ class ExplainCallback(keras.callbacks.Callback):
         """Build the engine for the model being trained (once per model), check the images
         and targets against it by computing their maps, and open the TensorBoard writer."""
         if self.engine is None or self.engine.model is not self.model:
-            self.engine = method_class(self.method)(
-                self.model, layer=self.layer, score=self.score, class_names=self.class_names,
-                preprocess=self.preprocess, **self.method_options,
+            self.engine = build_engine(
+                self.model, self.method, layer=self.layer, score=self.score, class_names=self.class_names,
+                preprocess=self.preprocess, options=self.method_options,
             )
         with warnings.catch_warnings():  # untrained weights may well give empty maps
             warnings.simplefilter("ignore", EmptyMapWarning)
