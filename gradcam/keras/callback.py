@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -12,7 +11,6 @@ from PIL import Image
 from gradcam.checks import check_positive_int
 from gradcam.image import to_batch
 from gradcam.methods import build_engine
-from gradcam.methods.base import EmptyMapWarning
 from gradcam.methods.registry import check_method_name, check_method_options
 from gradcam.render import format_as_image
 
@@ -118,9 +116,11 @@ class ExplainCallback(keras.callbacks.Callback):
                 self.model, self.method, layer=self.layer, score=self.score, class_names=self.class_names,
                 preprocess=self.preprocess, options=self.method_options,
             )
-        with warnings.catch_warnings():  # untrained weights may well give empty maps
-            warnings.simplefilter("ignore", EmptyMapWarning)
+        self.engine.warn_empty = False  # untrained weights may well give empty maps
+        try:
             self.engine.compute(self.images, self.targets, self.batch_size)
+        finally:
+            self.engine.warn_empty = True
         if self.log_dir is not None and self._writer is None:
             import tensorflow as tf  # a dependency of gradcam; only its summary writer is used
 

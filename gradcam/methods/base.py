@@ -376,7 +376,8 @@ class Method:
             return self._run_model(call, x, targets, probe)
 
         if self.uses_gradients:
-            gradients, aux = self._backend.probe_gradients(forward, many, differentiable=differentiable)
+            gradients_of = self._backend.probe_gradients
+            gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
             if gradients is None:
                 raise ArgumentError(
                     "layer",
