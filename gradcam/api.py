@@ -173,7 +173,8 @@ def maps(model, x, targets=None, layer=None, method: str = "gradcam", score: str
     model's weights, so that a loss on them (a penalty on the maps' mass outside an
     object's mask, say) can be part of a training step: under a ``tf.GradientTape`` on
     TensorFlow, by autograd on PyTorch, and on JAX in a function of the weights that calls
-    the model under ``keras.StatelessScope``. Gradient-based methods only.
+    the model under ``keras.StatelessScope``, eagerly or compiled (``tf.function``,
+    ``jax.jit``: a ``train_step`` of one's own). Gradient-based methods only.
 
     Args:
         model: a built Keras classifier (see :class:`~gradcam.GradCAM`).

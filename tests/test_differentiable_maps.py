@@ -109,3 +109,30 @@ def test_a_perturbation_method_cannot_be_differentiated():
 def test_images_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"expects images of shape \(6, 6, 1\).*got a batch of shape \(2, 5, 6, 1\)"):
         gradcam.maps(make_model(), X[:, :5], [0])
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="PyTorch runs a training step eagerly")
+def test_gradients_inside_a_compiled_training_step_equal_the_eager_ones():
+    model = make_model()
+    variables = model.trainable_variables
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = keras.ops.sum(keras.ops.multiply(gradcam.maps(model, x, [0, 1]), MASK))
+            return tape.gradient(loss, [v.value for v in variables[:3]])
+
+        compiled, eager = tf.function(step)(tf.constant(X)), step(tf.constant(X))
+    else:
+        import jax
+
+        def loss_of(values, x):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return keras.ops.sum(keras.ops.multiply(gradcam.maps(model, x, [0, 1]), MASK))
+
+        values = [v.value for v in variables]
+        compiled, eager = jax.jit(jax.grad(loss_of))(values, X)[:3], jax.grad(loss_of)(values, X)[:3]
+    for a, b in zip(compiled, eager):
+        assert np.abs(np.asarray(b)).max() > 1e-2
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-4)
