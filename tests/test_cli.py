@@ -59,7 +59,7 @@ def test_good_odd_and_bad_files(tmp_path, capsys, model_file):
     assert status == 1
     skipped = [line for line in stderr.splitlines() if line.startswith("gradcam: skipped: ")]
     assert len(skipped) == 3
-    assert "'empty.jpg' is not an image file" in stderr.replace(str(photos) + os.sep, "")
+    assert "gradcam: skipped: 'empty.jpg' is empty (0 bytes)." in stderr.replace(str(photos) + os.sep, "")
     assert "is not an image file" in stderr and "truncated or corrupt" in stderr
     report = summary(out)
     status_of = {os.path.relpath(r["path"], photos): r["status"] for r in report["images"]}
@@ -435,7 +435,8 @@ def test_no_tensorflow_lines_on_the_terminal_unless_verbose(tmp_path, model_file
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert lines[0] == f"gradcam: loading {model_file} and compiling its explanations..."
-    assert lines[1].startswith("gradcam: explaining 1 images with gradcam at layer 'conv2' (setup took ")
+    assert lines[1].startswith("gradcam: explaining 1 image with gradcam at layer 'conv2', 1 forward pass "
+                               "(setup took ")
     assert re.fullmatch(r"1/1 images 100% \| [0-9.]+ images/s \| ETA 0:00", lines[2])
     assert lines[3].startswith("gradcam: explained 1 of 1 images in ") and len(lines) == 4
 
@@ -457,8 +458,11 @@ def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys,
     status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", out,
                             "--batch-size", "1")
     assert status == 130 and "gradcam: interrupted" in stderr
-    written = sorted(os.listdir(out)) if out.exists() else []  # a folder left empty is removed
-    assert written in ([], ["a.2.gradcam.jpg"], ["a.0.gradcam.jpg"], ["a.1.gradcam.jpg"])
+    assert stderr.rstrip().endswith("Run the same command with --resume to go on with it.")
+    assert "skipped" not in stderr
+    written = sorted(os.listdir(out))
+    assert written[0] == ".gradcam-run.explain"  # the journal, for --resume
+    assert written[1:] in ([], ["a.2.gradcam.jpg"], ["a.0.gradcam.jpg"], ["a.1.gradcam.jpg"])
     assert leftovers(tmp_path) == []
 
 

@@ -65,6 +65,22 @@ class _Decoded:
     doc: np.ndarray | None = None
     base: Image.Image | None = None
     error: str | None = None
+    warning: str | None = None
+
+
+#: An image whose width or height is below the model's divided by this is warned about:
+#: upscaled that much, it holds little for the model to see.
+SMALL_IMAGE_FACTOR = 4
+
+
+def small_image_warning(path: str, size: tuple[int, int], image_shape: tuple[int, int]) -> str | None:
+    """The warning for an image of ``size`` (width, height) much smaller than the model's
+    ``image_shape`` (height, width) (:data:`SMALL_IMAGE_FACTOR`), or ``None``."""
+    (width, height), (model_height, model_width) = size, image_shape
+    if width * SMALL_IMAGE_FACTOR > model_width and height * SMALL_IMAGE_FACTOR > model_height:
+        return None
+    return (f"{path!r} is {width}x{height} pixels, much smaller than the model's {model_width}x{model_height}: "
+            "it is upscaled, and its map shows little.")
 
 
 class _Decoder:
@@ -90,12 +106,15 @@ class _Decoder:
         """Read one file and resize it for the model (and the overlay); never raises."""
         try:
             with self.timed("decode"):
+                if os.path.getsize(item.path) == 0:
+                    raise ValueError(f"{item.path!r} is empty (0 bytes).")
                 image = load_image(item.path)
+            warning = small_image_warning(item.path, image.size, self.settings.image_shape)
             with self.timed("resize"):
                 image = self.view(image)  # the window a keras-hub classifier's preprocessor keeps
                 doc = doc_from_image(image, self.settings.image_shape)[0]
                 base = overlay_base(image, self.settings.overlay_size) if self.keeps_picture else None
-            return _Decoded(item, doc, base)
+            return _Decoded(item, doc, base, warning=warning)
         except Exception as error:  # any unreadable file: recorded, the run goes on
             return _Decoded(item, error=one_line(error))
 

@@ -15,6 +15,7 @@ from gradcam.batch.settings import EvaluationReport, RunSettings
 from gradcam.checks import one_line
 from gradcam.io.evaluation import MetricsWriter
 from gradcam.io.inputs import Input
+from gradcam.io.journal import RunJournal
 from gradcam.io.outputs import OutputFolder
 
 if TYPE_CHECKING:
@@ -27,10 +28,11 @@ class _Evaluating(_Pipeline):
 
     keeps_images = True
 
-    def __init__(self, engines, inputs, folder: OutputFolder, settings: RunSettings, metrics, progress, timer):
+    def __init__(self, engines, inputs, folder: OutputFolder, settings: RunSettings, metrics, progress, timer,
+                 journal, paths):
         super().__init__(engines, inputs, settings, progress, timer)
         self.metrics = dict(metrics)
-        self.files = MetricsWriter(folder, list(self.metrics))
+        self.files = MetricsWriter(folder, list(self.metrics), journal=journal, paths=paths)
 
     def after_engine(self, chunk, images, results) -> list[np.ndarray | None]:
         """Each metric on each map of the chunk's explained images: float32
@@ -66,6 +68,7 @@ class _Evaluating(_Pipeline):
 
     def finish(self, report) -> None:
         report.means = self.files.means()
+        report.failed = list(self.files.failed)
         self.files.commit()
 
     def abort(self) -> None:
@@ -74,7 +77,8 @@ class _Evaluating(_Pipeline):
 
 def evaluate_files(engine: Method | Sequence[Method], inputs: Sequence[Input], folder: OutputFolder,
                    settings: RunSettings, metrics: Mapping[str, Callable], progress=None,
-                   timer: Callable[[str], AbstractContextManager] | None = None) -> EvaluationReport:
+                   timer: Callable[[str], AbstractContextManager] | None = None,
+                   journal: RunJournal | None = None) -> EvaluationReport:
     """Score the explanations of image files with metrics, writing ``metrics.csv``.
 
     Each batch of images goes through every engine, then every metric runs on every map
@@ -94,10 +98,13 @@ def evaluate_files(engine: Method | Sequence[Method], inputs: Sequence[Input], f
         progress: a :class:`gradcam.progress.Progress`, or ``None``. Defaults to ``None``.
         timer: as for :func:`explain_files`, with the stage ``"metrics"`` instead of
             the drawing stages. Defaults to ``None``.
+        journal: the run's :class:`~gradcam.io.journal.RunJournal`, started or resumed
+            (only the images it has not recorded are scored); ``None`` keeps one of its
+            own. Defaults to ``None``.
 
     Returns:
-        An :class:`EvaluationReport`: the failed inputs, and the mean of each method and
-        metric.
+        An :class:`EvaluationReport` of the whole run: the failed inputs, and the mean of
+        each method and metric.
 
     Raises:
         ValueError: an empty list of engines or of metrics.
@@ -115,5 +122,8 @@ def evaluate_files(engine: Method | Sequence[Method], inputs: Sequence[Input], f
     engines = _engine_list(engine)
     if not metrics:
         raise ValueError("evaluate_files needs a metric; got none.")
-    run = _Evaluating(engines, list(inputs), folder, settings, metrics, progress, timer)
-    return run.run(EvaluationReport(total=len(inputs)))
+    inputs, done = list(inputs), journal.done if journal is not None else set()
+    remaining = [item for item in inputs if item.path not in done]
+    run = _Evaluating(engines, remaining, folder, settings, metrics, progress, timer, journal,
+                      [item.path for item in inputs])
+    return run.run(EvaluationReport(total=len(inputs), resumed=len(inputs) - len(remaining)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from gradcam.checks import one_line
 from gradcam.io.files import atomic_file
 from gradcam.io.images import encode_image
 from gradcam.io.inputs import Input
+from gradcam.io.journal import RunJournal
 from gradcam.io.outputs import OutputFolder, overlay_name
 from gradcam.io.summary import ExplainedTarget, ImageResult, SummaryWriter, TopClass
 from gradcam.render import overlay_heatmap
@@ -37,12 +38,12 @@ class _Explaining(_Pipeline):
     keeps_images = False
 
     def __init__(self, engines, inputs, folder: OutputFolder, settings: RunSettings, progress,
-                 header: Mapping[str, object], timer):
+                 header: Mapping[str, object], timer, journal, paths):
         self.keeps_picture = settings.overlays  # before the decoder is made
         super().__init__(engines, inputs, settings, progress, timer)
         self.folder = folder
         self.files = SummaryWriter(folder, {**settings.as_json(), **header}, self.engine.layer,
-                                   len(self.methods), self.methods)
+                                   len(self.methods), self.methods, journal=journal, paths=paths)
 
     def draw(self, entry: _Decoded, results: Result, position: int) -> list[str]:
         """In a worker: draw and save the overlays of one explained image; their names,
@@ -93,6 +94,8 @@ class _Explaining(_Pipeline):
             with self.timed("wait_draw"):
                 try:
                     overlays = outcome.result()
+                except CancelledError:  # the run is being abandoned: not a failure
+                    return
                 except Exception as error:  # e.g. a full disk: this image fails
                     entry.error = f"cannot write the overlay of {entry.item.path!r}: {one_line(error)}"
                     return
@@ -122,12 +125,15 @@ class _Explaining(_Pipeline):
             return None
 
     def finish(self, report) -> None:
+        records = self.files.records()
+        report.failed, report.empty_maps = list(self.files.failed), self.files.empty_maps
         self.files.commit({
             "counts": {"images": report.total, "ok": report.ok, "failed": len(report.failed),
                        "empty_maps": report.empty_maps},
             "seconds": round(report.seconds, 3),
             "images_per_second": round(report.images_per_second, 2),
-        }, map_size=None if self.files.ok else self.map_size())
+            **({"resumed": report.resumed} if report.resumed else {}),
+        }, map_size=None if any(r["status"] == "ok" for r in records) else self.map_size(), records=records)
 
     def abort(self) -> None:
         self.files.abort()
@@ -135,8 +141,14 @@ class _Explaining(_Pipeline):
 
 def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], folder: OutputFolder,
                   settings: RunSettings, progress=None, header: Mapping[str, object] | None = None,
-                  timer: Callable[[str], AbstractContextManager] | None = None) -> RunReport:
+                  timer: Callable[[str], AbstractContextManager] | None = None,
+                  journal: RunJournal | None = None) -> RunReport:
     """Explain image files with one or several methods, writing overlays, heatmaps and summaries.
+
+    Each image is recorded in the run's journal as soon as its overlays are written, and
+    the summaries are made from the journal at the end: a run given the journal of an
+    interrupted run (:meth:`~gradcam.io.journal.RunJournal.resume`) explains only the
+    images it has not recorded, and its summaries cover the whole run.
 
     Args:
         engine: an engine (:class:`gradcam.GradCAM`, or another method's), or a list of
@@ -158,10 +170,13 @@ def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], fo
             ``"wait_writer"``, ``"wait_engine"``, ``"wait_draw"``) and returns a context
             manager that runs around it, in the thread doing it. ``None`` times nothing.
             Defaults to ``None``.
+        journal: the run's :class:`~gradcam.io.journal.RunJournal`, started or resumed
+            (the caller checks that a resumed journal's settings are the run's); ``None``
+            keeps one of its own. Defaults to ``None``.
 
     Returns:
-        A :class:`RunReport`; the failed inputs are in ``report.failed`` and in the
-        summaries.
+        A :class:`RunReport` of the whole run; the failed inputs are in ``report.failed``
+        and in the summaries; ``report.resumed`` counts the images recorded before.
 
     Raises:
         ValueError: an empty list of engines.
@@ -175,5 +190,8 @@ def explain_files(engine: Method | Sequence[Method], inputs: Sequence[Input], fo
         ...                            RunSettings(image_shape=(224, 224)))
     """
     engines = _engine_list(engine)
-    run = _Explaining(engines, list(inputs), folder, settings, progress, dict(header or {}), timer)
-    return run.run(RunReport(total=len(inputs)))
+    inputs, done = list(inputs), journal.done if journal is not None else set()
+    remaining = [item for item in inputs if item.path not in done]
+    run = _Explaining(engines, remaining, folder, settings, progress, dict(header or {}), timer, journal,
+                      [item.path for item in inputs])
+    return run.run(RunReport(total=len(inputs), resumed=len(inputs) - len(remaining)))

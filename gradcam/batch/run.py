@@ -171,10 +171,12 @@ class _Pipeline:
                 return
             position = 0
             for entry, outcome in zip(batch.entries, batch.outcomes):
-                if self.stop.is_set():
+                if self.stop.is_set():  # abandoned: nothing more is recorded or reported
                     raise _Stopped
                 if entry.error is None:
                     self.record_image(entry, batch.results, position, outcome)
+                    if self.stop.is_set():  # the image's drawing was cancelled, not failed
+                        raise _Stopped
                     if entry.error is None:
                         self.empty_maps += int(batch.results.empty[position].sum())
                     position += 1
@@ -186,6 +188,8 @@ class _Pipeline:
                 if self.progress is not None:
                     if entry.error is not None:
                         self.progress.message(f"gradcam: skipped: {entry.error}")
+                    elif entry.warning is not None:
+                        self.progress.message(f"gradcam: warning: {entry.warning}")
                     self.progress.update(1, failed=entry.error is not None)
 
     # -- the whole run --------------------------------------------------------------------
@@ -208,7 +212,7 @@ class _Pipeline:
             report.failed, report.empty_maps = list(self.failed), self.empty_maps
             report.seconds = time.perf_counter() - start
             with self.timed("finish"):
-                self.finish(report)
+                self.finish(report)  # sets the whole run's failures, a resumed run's too
             report.seconds = time.perf_counter() - start
             return report
         except BaseException:

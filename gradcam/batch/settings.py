@@ -120,22 +120,29 @@ class RunReport:
         failed: ``(path, message)`` of each input that could not be explained.
         empty_maps: maps that are all zero (the layer's output does not raise the score).
         seconds: wall-clock time of the run (the model was already built).
+        resumed: inputs recorded as explained by the earlier runs of a resumed run.
     """
 
     total: int
     failed: list[tuple[str, str]] = field(default_factory=list)
     empty_maps: int = 0
     seconds: float = 0.0
+    resumed: int = 0
 
     @property
     def ok(self) -> int:
-        """Inputs explained."""
+        """Inputs explained (by the earlier runs of a resumed run too)."""
         return self.total - len(self.failed)
 
     @property
+    def explained_now(self) -> int:
+        """Inputs explained by this run."""
+        return self.ok - self.resumed
+
+    @property
     def images_per_second(self) -> float:
-        """Inputs handled per second of the run."""
-        return self.total / self.seconds if self.seconds > 0 else 0.0
+        """Inputs explained per second of this run: an input that failed does not count."""
+        return self.explained_now / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass

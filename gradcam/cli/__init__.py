@@ -31,7 +31,8 @@ import sys
 import threading
 
 from gradcam.cli import evaluate, explain, layers
-from gradcam.cli.arguments import UsageError, build_parser
+from gradcam.cli.arguments import UsageError, build_parser, parse_arguments
+from gradcam.io.journal import RunJournal
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_arguments(parser, argv)
     except SystemExit as exit:  # --help, --version, or an argparse error (already printed)
         return exit.code if isinstance(exit.code, int) else 0
     try:
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
         print(f"gradcam: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        resume = ""
+        if args.command in ("explain", "evaluate") and RunJournal(args.out, args.command).exists():
+            resume = " Run the same command with --resume to go on with it."
         print("\ngradcam: interrupted; files already written are complete, the run's summaries, "
-              "heatmaps or metrics.csv were not written.", file=sys.stderr)
+              f"heatmaps or metrics.csv were not written.{resume}", file=sys.stderr)
         return 130

@@ -16,6 +16,8 @@ from gradcam.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, PREPROCESSING
 METRICS = ("deletion", "insertion", "average_drop", "increase_in_confidence", "road_morf", "road_lerf")
 DEFAULT_METRICS = ("deletion", "insertion", "average_drop")
 DEFAULT_OUT = "gradcam-out"
+#: Forward passes of the model above which a run asks before it starts (``--yes``).
+COST_WARNING_PASSES = 1_000_000
 
 
 class UsageError(Exception):
@@ -221,7 +223,14 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help="output folder (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace outputs of an earlier run in --out")
+                        help="start again: remove the outputs of the earlier run in --out (the "
+                             "files its summary or journal lists) and replace them")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the interrupted run in --out, with the same settings: "
+                             "the images it finished are not explained again")
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help="go on without asking when the run's cost is above the warning "
+                             f"threshold ({COST_WARNING_PASSES:,} forward passes)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="images per model call (default: %(default)s)")
     parser.add_argument("--preprocess", choices=list(PREPROCESSING),
@@ -290,10 +299,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metric-batch-size", type=_positive_int, metavar="N",
                           help="perturbed images per model call in the metrics (default: --batch-size)")
 
+    parser.subcommands = {"explain": explain, "evaluate": evaluate}
+
     layers = commands.add_parser(
         "layers", help="list the layers Grad-CAM can explain",
         description="List the model's layers usable for Grad-CAM (4-D output) with their output "
                     "shapes; * marks the one used when --layer is not given.")
     layers.set_defaults(command="layers")
     _add_common_options(layers)
+    parser.subcommands["layers"] = layers
     return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv):
+    """Parse ``argv``; an option the command does not take is reported with the
+    command's usage (and the commands that take it), not the top-level usage.
+
+    Raises:
+        SystemExit: ``--help``, ``--version``, or a bad argument (already reported).
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.subcommands[args.command]
+        unknown = [item for item in extra if item.startswith("-")]
+        takers = [name for name, sub in parser.subcommands.items()
+                  if unknown and any(unknown[0].split("=")[0] in action.option_strings for action in sub._actions)]
+        hint = f" ({unknown[0].split('=')[0]} is an option of 'gradcam {' and '.join(takers)}')" if takers else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args

@@ -12,12 +12,24 @@ import functools
 import math
 
 from gradcam.cli.arguments import DEFAULT_METRICS, UsageError
-from gradcam.cli.stream import StreamCommand, run_command, say
+from gradcam.cli.stream import StreamCommand, plural, run_command, run_time, say
 from gradcam.io.outputs import EVALUATION_FILES
 from gradcam.batch import EvaluationReport, RunSettings, evaluate_files
 
 #: The metrics that take ``steps``.
 STEPPED_METRICS = ("deletion", "insertion")
+#: The model's forward passes of each metric on one map, given the options: ``steps + 1``
+#: images for deletion and insertion, the image and the map-weighted image for average
+#: drop and increase in confidence, the image and its nine percentiles for ROAD.
+METRIC_PASSES = {
+    "deletion": lambda args: args.steps + 1,
+    "insertion": lambda args: args.steps + 1,
+    "average_drop": lambda args: 2,
+    "increase_in_confidence": lambda args: 2,
+    "road_morf": lambda args: 10,
+    "road_lerf": lambda args: 10,
+}
+
 #: The ``--metric`` names of ROAD (:func:`gradcam.metrics.road`), by its order.
 ROAD_ORDERS = {"road_morf": "morf", "road_lerf": "lerf"}
 
@@ -88,7 +100,9 @@ def format_means(report: EvaluationReport, methods, metrics) -> str:
 class Evaluate(StreamCommand):
     """``gradcam evaluate``: ``metrics.csv`` and the table of means."""
 
+    name = "evaluate"
     doing = "evaluating"
+    recorded_options = ("metric", "steps")
     run_files = EVALUATION_FILES
     overlays = False
     empty_maps_where = "scored as they are in metrics.csv"
@@ -104,16 +118,18 @@ class Evaluate(StreamCommand):
     def memory_batch_size(self, args) -> int | None:
         return args.metric_batch_size
 
-    def work(self, args, setup, inputs, folder, progress):
+    def passes_per_map(self, args) -> int:
+        return sum(METRIC_PASSES[name](args) for name in metric_names(args))
+
+    def work(self, args, setup, inputs, folder, progress, journal):
         return evaluate_files(setup.engines, inputs, folder, setup.settings, metric_functions(args),
-                              progress=progress)
+                              progress=progress, journal=journal)
 
     def summary(self, args, setup, report: EvaluationReport) -> None:
         names = metric_names(args)
         failed = f"; {len(report.failed)} failed (listed in metrics.csv)" if report.failed else ""
-        say(args, f"gradcam: evaluated {report.ok} of {report.total} images with {', '.join(names)} in "
-            f"{report.seconds:.1f} s ({report.images_per_second:.2f} images/s){failed}. Values in "
-            f"{args.out}/{EVALUATION_FILES[0]}")
+        say(args, f"gradcam: evaluated {report.ok} of {plural(report.total, 'image')} with {', '.join(names)}"
+            f"{run_time(report)}{failed}. Values in {args.out}/{EVALUATION_FILES[0]}")
         targets = setup.settings.targets_per_image
         print(format_means(report, setup.header["methods"], names))
         print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")

@@ -8,7 +8,7 @@ The checks, the set-up and the run are those shared with ``gradcam evaluate``
 from __future__ import annotations
 
 from gradcam.cli.arguments import flag_errors
-from gradcam.cli.stream import StreamCommand, run_command, say
+from gradcam.cli.stream import StreamCommand, plural, run_command, run_time, say
 from gradcam.io.outputs import RUN_FILES
 from gradcam.batch import RunSettings, explain_files
 
@@ -16,7 +16,9 @@ from gradcam.batch import RunSettings, explain_files
 class Explain(StreamCommand):
     """``gradcam explain``: overlays, ``heatmaps.npz`` and the summaries."""
 
+    name = "explain"
     doing = "explaining"
+    recorded_options = ("colormap", "alpha_limit", "overlay_size", "format", "compress", "overlays")
     run_files = RUN_FILES
     overlays = True
     empty_maps_where = '"empty" in summary.json'
@@ -32,13 +34,14 @@ class Explain(StreamCommand):
             colormap=args.colormap, alpha_limit=args.alpha_limit, overlay_size=args.overlay_size,
             format=args.format, compress=args.compress, overlays=args.overlays)
 
-    def work(self, args, setup, inputs, folder, progress):
-        return explain_files(setup.engines, inputs, folder, setup.settings, progress=progress, header=setup.header)
+    def work(self, args, setup, inputs, folder, progress, journal):
+        return explain_files(setup.engines, inputs, folder, setup.settings, progress=progress, header=setup.header,
+                             journal=journal)
 
     def summary(self, args, setup, report) -> None:
         failed = f"; {len(report.failed)} failed (listed in summary.json)" if report.failed else ""
-        say(args, f"gradcam: explained {report.ok} of {report.total} images in {report.seconds:.1f} s "
-            f"({report.images_per_second:.1f} images/s){failed}. Outputs in {args.out}")
+        say(args, f"gradcam: explained {report.ok} of {plural(report.total, 'image')}{run_time(report)}{failed}. "
+            f"Outputs in {args.out}")
 
 
 def run(args) -> int:

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import re
+import sys
 
-from gradcam.methods.registry import METHOD_OPTIONS
+from gradcam.methods.registry import METHOD_OPTIONS, check_method_name
 from gradcam.checks import one_line
 from gradcam.cli.arguments import UsageError, flag_errors
 from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
@@ -16,9 +17,10 @@ from gradcam.targets import resolve_targets
 _INDEX = re.compile(r"^-?[0-9]+$")
 
 
-def parse_targets(values, classes) -> list[int] | None:
+def parse_targets(values, classes, warn_duplicates: bool = True) -> list[int] | None:
     """Resolve ``--target`` values to class indices: ASCII digits (with an optional minus)
-    are an index, anything else a class name.
+    are an index, anything else a class name. A class given twice (``--target 281
+    --target tabby``) is explained once, with a warning.
 
     Raises:
         UsageError: an index out of range or an unknown class name.
@@ -27,9 +29,17 @@ def parse_targets(values, classes) -> list[int] | None:
         return None
     parsed = [int(v) if _INDEX.match(v.strip()) else v for v in values]
     try:
-        return resolve_targets(parsed, classes, 1)[0].tolist()
+        indices = resolve_targets(parsed, classes, 1)[0].tolist()
     except (TypeError, ValueError) as error:
         raise UsageError(f"--target: {one_line(error)}") from None
+    first: dict[int, str] = {}  # each class, and the value that first gave it
+    for value, index in zip(values, indices):
+        if index not in first:
+            first[index] = value
+        elif warn_duplicates:
+            print(f"gradcam: warning: --target {value!r} is class {index}, given already as {first[index]!r}: "
+                  "it is explained once.", file=sys.stderr)
+    return list(first)
 
 
 #: The methods' own options (:data:`gradcam.methods.registry.METHOD_OPTIONS`) that the
@@ -57,6 +67,22 @@ def method_options(args, names) -> dict:
         for method in given:
             options[method][option] = value
     return options
+
+
+def check_method_names(names) -> None:
+    """Check the ``--method`` names without Keras.
+
+    Raises:
+        UsageError: an unknown name (the known ones are listed) or a name given twice.
+    """
+    names = list(names or ["gradcam"])
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(f"--method: {name!r} is given twice.")
+        try:
+            check_method_name(name)
+        except ValueError as error:
+            raise UsageError(f"--method: {one_line(error)}") from None
 
 
 def method_classes(names) -> list:
@@ -108,10 +134,12 @@ def check_class_names(names: list[str] | None, path: str | None, model) -> None:
         raise UsageError(f"--class-names: {error}") from None
 
 
-def build_engines(model, classes, layer: str | None, score: str, class_names=None, options=None) -> list:
+def build_engines(model, classes, layer: str | None, score: str, class_names=None, options=None,
+                  model_spec: str = "MODEL") -> list:
     """One engine per method class (:func:`gradcam.methods.build_engine`), for ``--layer``,
     ``--score`` and ``--class-names``, each with its own ``options`` (:func:`method_options`,
-    by method name).
+    by method name); ``model_spec`` is ``--model``, for the hint to ``gradcam layers``
+    after a bad ``--layer``.
 
     Raises:
         UsageError: the layer cannot be found or explained, or the model cannot be.
@@ -121,6 +149,11 @@ def build_engines(model, classes, layer: str | None, score: str, class_names=Non
     options = options or {}
     unset = [name for name, value in (("layer", layer), ("score", None if score == "auto" else score))
              if value is None]
-    with flag_errors(fallback="--layer" if layer is not None else "--model", unset=unset):
-        return [build_engine(model, cls, layer=layer, score=score, class_names=class_names,
-                             options=options.get(cls.name)) for cls in classes]
+    try:
+        with flag_errors(fallback="--layer" if layer is not None else "--model", unset=unset):
+            return [build_engine(model, cls, layer=layer, score=score, class_names=class_names,
+                                 options=options.get(cls.name)) for cls in classes]
+    except UsageError as error:
+        if layer is None or not str(error).startswith("--layer"):
+            raise
+        raise UsageError(f"{error} The layers that can be explained: gradcam layers --model {model_spec}") from None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import sys
 import time
 import warnings
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcam.checks import one_line
-from gradcam.cli.arguments import UsageError, flag_errors
+from gradcam.cli.arguments import COST_WARNING_PASSES, UsageError, flag_errors, flag_of
 from gradcam.cli.memory import check_memory
 from gradcam.cli.model import (
     build_engines,
     check_class_names,
+    check_method_names,
     method_classes,
     method_options,
     parse_targets,
@@ -36,10 +39,18 @@ from gradcam.cli.model import (
 from gradcam.cli.quiet import tensorflow_quiet
 from gradcam.io.inputs import Input, InputError, find_inputs
 from gradcam.io.lock import FolderLockedError
-from gradcam.io.outputs import OutputFolder, existing_outputs
-from gradcam.models.registry import check_model_file, image_shape_for, load_model, preprocess_function
+from gradcam.io.journal import RunJournal, inputs_digest, setting_differences
+from gradcam.io.outputs import OutputFolder, existing_outputs, previous_run_files
+from gradcam.models.registry import (
+    builtin_image_size,
+    check_model_file,
+    image_shape_for,
+    load_model,
+    preprocess_function,
+)
+from gradcam.targets import ClassNames
 from gradcam.batch import RunReport, RunSettings
-from gradcam.progress import Progress, format_duration
+from gradcam.progress import Progress, format_duration, format_rate
 
 
 @dataclass(frozen=True)
@@ -74,14 +85,61 @@ def check_before_model(args) -> Checked:
         UsageError: a bad model file or class-names file, an input that does not exist,
             or no image file.
     """
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other: --resume goes on with the run in "
+                         "--out, --overwrite starts it again.")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} is a file; --out names a folder (created if needed).")
+    check_method_names(args.method)
     with flag_errors():
         check_model_file(args.model)
+    warn_small_image_size(args)
     class_names = read_class_names_option(args.class_names)
+    runs: list[str] = []
     try:
-        inputs = find_inputs(args.paths, out_dir=args.out)
+        inputs = find_inputs(args.paths, out_dir=args.out, skipped_runs=runs)
     except InputError as error:
         raise UsageError(str(error)) from None
+    for folder in runs:
+        say(args, f"gradcam: note: skipped {folder!r}: it holds a gradcam run's outputs.")
+    check_targets_before_model(args, class_names)
     return Checked(inputs, class_names)
+
+
+def warn(text: str) -> None:
+    """Print ``gradcam: warning: TEXT`` on standard error (with ``--quiet`` too)."""
+    print(f"gradcam: warning: {text}", file=sys.stderr, flush=True)
+
+
+#: An ``--image-size`` below a built-in model's own size divided by this is warned about.
+SMALL_SIZE_FACTOR = 2
+
+
+def warn_small_image_size(args) -> None:
+    """Warn when ``--image-size`` is far below a built-in model's own size: its maps are
+    then tiny (Lite0's are 7x7 at 224, 4x4 at 100)."""
+    own = builtin_image_size(args.model)
+    if own is None or args.image_size is None:
+        return
+    if any(size * SMALL_SIZE_FACTOR <= native for size, native in zip(args.image_size, own)):
+        height, width = args.image_size
+        warn(f"--image-size {height} {width} is far below {args.model}'s own {own[0]}x{own[1]}: "
+             "its maps will be coarse. Leave --image-size out to use the model's own.")
+
+
+def check_targets_before_model(args, class_names) -> None:
+    """Check the ``--target`` names against the class names known without the model:
+    ``--class-names``, or ImageNet's for a built-in model.
+
+    Raises:
+        UsageError: a name that is not a class.
+    """
+    if not args.target:
+        return
+    if class_names is not None:
+        parse_targets(args.target, ClassNames(len(class_names), class_names), warn_duplicates=False)
+    elif builtin_image_size(args.model) is not None:  # the built-in models are ImageNet's
+        parse_targets(args.target, ClassNames(1000), warn_duplicates=False)
 
 
 @contextlib.contextmanager
@@ -116,6 +174,144 @@ def refuse_existing(args, inputs, run_files, overlays: bool) -> None:
             "Pass --overwrite to replace them, or choose another --out.")
 
 
+def recorded_options(args, command: StreamCommand) -> dict:
+    """The options that make a run's outputs what they are, as JSON values: a resumed
+    run must give the same (``--batch-size`` and the display options may change)."""
+    options = {name: getattr(args, name) for name in RECORDED_OPTIONS + command.recorded_options}
+    options["method"] = list(args.method or ["gradcam"])
+    return json.loads(json.dumps(options))
+
+
+#: The options of both commands recorded in a run's journal (:func:`recorded_options`).
+RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", "max_channels", "layer", "score",
+                    "preprocess")
+
+
+def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> bool:
+    """Decide, before the model loads, whether the run resumes the journal in ``--out``.
+
+    Returns:
+        Whether to resume it (``--resume`` with a journal whose settings and inputs are
+        the run's).
+
+    Raises:
+        UsageError: ``--resume`` with other settings or inputs than the run's, or with
+            nothing to resume when ``--out`` holds a finished run; a journal in ``--out``
+            without ``--resume`` or ``--overwrite``.
+    """
+    if not journal.exists():
+        if args.resume:
+            existing = existing_outputs(args.out, inputs, run_files=command.run_files, overlays=False)
+            if existing:
+                raise UsageError(f"--resume: the run in --out {args.out!r} finished ({existing[0]!r} exists): "
+                                 "there is nothing to resume. Pass --overwrite to run it again.")
+            say(args, f"gradcam: nothing to resume in {args.out!r}: starting the run.")
+        return False
+    try:
+        info = journal.run_info()
+    except ValueError as error:
+        raise UsageError(f"--out: {error} Pass --overwrite to start the run again.") from None
+    done = len({record.get("path") for record in journal.read_records() if record.get("status") == "ok"})
+    if not args.resume:
+        if args.overwrite:
+            return False
+        raise UsageError(f"--out {args.out!r} holds an interrupted run ({done} of {info.get('inputs')} images "
+                         "done). Pass --resume to go on with it, --overwrite to start it again, or choose "
+                         "another --out.")
+    for name, then, now in setting_differences(info["settings"], recorded_options(args, command)):
+        raise UsageError(f"--resume: {flag_of(name)} differs from the interrupted run's: it was {then!r}, "
+                         f"now {now!r}. Resume with the run's settings, or pass --overwrite to start again.")
+    if info.get("digest") != inputs_digest(item.path for item in inputs):
+        raise UsageError(f"--resume: the inputs differ from the interrupted run's ({info.get('inputs')} files "
+                         f"then, {len(inputs)} now): resume with the same paths, or pass --overwrite to start "
+                         "again.")
+    return True
+
+
+def remove_previous_run(args, journal: RunJournal, command: StreamCommand) -> None:
+    """``--overwrite``: remove the files the earlier run in ``--out`` lists as its own
+    (:func:`~gradcam.io.outputs.previous_run_files`) and its journal."""
+    for path in previous_run_files(args.out, command.run_files, journal):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    journal.remove()
+
+
+def forward_passes(args, setup: SetUp, command: StreamCommand) -> int:
+    """The model's forward passes per image: each method's (one, or one per perturbation
+    for the methods that perturb) and, for ``evaluate``, each metric's on each map."""
+    passes = 0
+    for engine in setup.engines:
+        passes += 1
+        if getattr(engine, "perturbs", None):
+            passes += engine.perturbation_count((1, 1, 1, layer_channels(engine)))
+    maps = len(setup.engines) * setup.settings.targets_per_image
+    return passes + maps * command.passes_per_map(args)
+
+
+def layer_channels(engine) -> int:
+    """The channels of the engine's layer's output (1 where they cannot be read)."""
+    try:
+        return int(engine.model.get_layer(engine.layer).output.shape[-1])
+    except (AttributeError, ValueError, TypeError, IndexError):
+        return 1
+
+
+def check_cost(args, passes_per_image: int, images: int) -> None:
+    """Warn before a run of more than :data:`~gradcam.cli.arguments.COST_WARNING_PASSES`
+    forward passes: ask on a terminal, go on with ``--yes``, else stop.
+
+    Raises:
+        UsageError: the run is not to go on.
+    """
+    total = passes_per_image * images
+    if total <= COST_WARNING_PASSES:
+        return
+    text = (f"this run makes {total:,} forward passes of the model ({images:,} images x {passes_per_image:,}), "
+            f"above {COST_WARNING_PASSES:,}: it may take hours")
+    if args.yes:
+        warn(text + ".")
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        warn(text + ".")
+        print("gradcam: go on? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return
+    raise UsageError(f"{text}. Pass --yes to run it anyway, or make it smaller (fewer images, --steps, "
+                     "--max-channels, --method, --metric).")
+
+
+class _EstimatingProgress(Progress):
+    """The progress display, and one line when the first batch is done: the time the
+    whole run is expected to take."""
+
+    def __init__(self, total: int, first: int, **kwargs):
+        super().__init__(total, **kwargs)
+        self._first = min(first, total)
+
+    def update(self, done: int = 1, failed: int = 0) -> None:
+        super().update(done, failed)
+        if self._first and self.done >= self._first:
+            self._first = 0
+            if self.enabled and self.done < self.total:
+                elapsed = self._clock() - self._start
+                self.message(f"gradcam: the first {self.done} took {format_duration(elapsed)}: about "
+                             f"{format_duration(elapsed * self.total / self.done)} for all {self.total}.")
+
+
+def run_time(report: RunReport) -> str:
+    """`` in 2.5 s (21.4 images/s)`` for the final line: the rate of the images this run
+    explained, left out when it explained none (a run where every file failed)."""
+    if not report.explained_now:
+        return f" in {report.seconds:.1f} s"
+    return f" in {report.seconds:.1f} s ({format_rate(report.images_per_second)} images/s)"
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 image"``, ``"2 images"``."""
+    return f"{count:,} {word}{'' if count == 1 else 'es' if word.endswith('s') else 's'}"
+
+
 def set_up(args, class_names, command: StreamCommand) -> SetUp:
     """Load the model, build the engine of each method, check the memory and compile (one
     blank image).
@@ -136,7 +332,7 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
         model, builtin = load_model(args.model, args.image_size)
         image_shape = image_shape_for(model, args.image_size)
     check_class_names(class_names, args.class_names, model)
-    engines = build_engines(model, classes, args.layer, args.score, class_names, options)
+    engines = build_engines(model, classes, args.layer, args.score, class_names, options, model_spec=args.model)
     targets = parse_targets(args.target, engines[0].classes)
     preprocess = args.preprocess or (builtin.preprocessing if builtin else "none")
     with flag_errors():
@@ -181,16 +377,25 @@ class StreamCommand:
     settings, its work and its summary. :func:`run_command` runs it.
 
     Attributes:
+        name: the command's name, ``"explain"``: its journal's.
         doing: what the run does, for the first line: ``"explaining"``.
         run_files: the run-level files it writes in ``--out``.
         overlays: whether it writes an overlay per input (looked for before a run).
         empty_maps_where: where the outputs mark all-zero maps, for the warning.
+        recorded_options: the command's own options that a resumed run must give as the
+            interrupted run did (besides :data:`RECORDED_OPTIONS`).
     """
 
+    name: str
     doing: str
     run_files: tuple
     overlays: bool
     empty_maps_where: str
+    recorded_options: tuple = ()
+
+    def passes_per_map(self, args) -> int:
+        """The model's forward passes per map after the engines (the metrics')."""
+        return 0
 
     def check(self, args) -> None:
         """Check the command's own options before anything is read.
@@ -208,8 +413,9 @@ class StreamCommand:
         when more than the settings' batch size; ``None`` when not."""
         return None
 
-    def work(self, args, setup: SetUp, inputs: list[Input], folder: OutputFolder, progress: Progress) -> RunReport:
-        """Run the pipeline on ``inputs``; return its report.
+    def work(self, args, setup: SetUp, inputs: list[Input], folder: OutputFolder, progress: Progress,
+             journal: RunJournal) -> RunReport:
+        """Run the pipeline on ``inputs`` (those ``journal`` has not recorded); return its report.
 
         Raises:
             OSError: the run-level files could not be written.
@@ -240,21 +446,41 @@ def run_command(command: StreamCommand, args) -> int:
     command.check(args)
     checked = check_before_model(args)
     with output_folder(args.out) as folder:
-        refuse_existing(args, checked.inputs, command.run_files, overlays=command.overlays)
+        journal = RunJournal(args.out, command.name)
+        resuming = check_journal(args, journal, checked.inputs, command)
+        if not resuming:
+            refuse_existing(args, checked.inputs, command.run_files, overlays=command.overlays)
         say(args, f"gradcam: loading {args.model} and compiling its explanations...")
         with tensorflow_quiet(enabled=not args.verbose):
             setup = set_up(args, checked.class_names, command)
-        say(args, f"gradcam: {command.doing} {len(checked.inputs)} images with "
-            f"{', '.join(setup.header['methods'])} at layer {setup.engines[0].layer!r} "
-            f"(setup took {format_duration(setup.header['setup_seconds'])})")
-        progress = Progress(len(checked.inputs), enabled=not args.quiet)
+        passes = forward_passes(args, setup, command)
+        try:
+            if resuming:
+                journal.resume()
+            else:
+                if args.overwrite:
+                    remove_previous_run(args, journal, command)
+                journal.start(recorded_options(args, command), [item.path for item in checked.inputs])
+        except OSError as error:
+            raise UsageError(f"--out {args.out!r}: cannot write there: {one_line(error)}") from None
+        remaining = len(checked.inputs) - len(journal.done)
+        check_cost(args, passes, remaining)
+        done = f" ({len(journal.done)} of {len(checked.inputs)} done before)" if resuming else ""
+        say(args, f"gradcam: {command.doing} {plural(remaining, 'image')}{done} with "
+            f"{', '.join(setup.header['methods'])} at layer {setup.engines[0].layer!r}, "
+            f"{plural(passes * remaining, 'forward pass')} (setup took {format_duration(setup.header['setup_seconds'])})")
+        progress = _EstimatingProgress(remaining, setup.settings.batch_size, enabled=not args.quiet)
         try:
             with _warnings_shown_by(progress):
-                report = command.work(args, setup, checked.inputs, folder, progress)
+                report = command.work(args, setup, checked.inputs, folder, progress, journal)
         except OSError as error:  # the run-level files could not be written (a full disk)
             progress.close()
+            journal.close()
             print(f"gradcam: error: the run's outputs could not be written: {one_line(error)}", file=sys.stderr)
             return 1
+        except BaseException:
+            journal.close()
+            raise
         progress.close()
     report_empty_maps(report, setup, command.empty_maps_where)
     command.summary(args, setup, report)

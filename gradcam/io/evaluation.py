@@ -1,21 +1,23 @@
 """``metrics.csv``: the values of a run of ``gradcam evaluate``, written as the run goes.
 
 One row per image, method, target and metric, in input order; a file that could not be
-explained gets one row with its error. The file is written in the run's temporary folder
-and moved into place by :meth:`MetricsWriter.commit`: an interrupted run leaves the
-previous one, or none.
+explained gets one row with its error. Each image's values are recorded in the run's
+journal (:class:`gradcam.io.journal.RunJournal`) as it finishes; the file is written from
+the journal at the end, in the run's temporary folder, and moved into place by
+:meth:`MetricsWriter.commit`: an interrupted run leaves the previous one, or none, and its
+journal, to be resumed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import os
 
 import numpy as np
 
 from gradcam.io.files import move_into_place
+from gradcam.io.journal import RunJournal
 from gradcam.io.outputs import EVALUATION_FILES, OutputFolder
 
 #: The columns of ``metrics.csv``.
@@ -23,29 +25,37 @@ METRICS_COLUMNS = ("path", "method", "metric", "target", "target_name", "value",
 
 
 class MetricsWriter:
-    """Streams a run's ``metrics.csv`` and keeps the mean of each method and metric.
+    """Records a run's metric values in its journal as each image finishes, and writes
+    ``metrics.csv`` from the journal at the end, with the mean of each method and metric.
 
     Args:
         folder: the :class:`~gradcam.io.outputs.OutputFolder`, entered.
         metrics: the metrics' names, in the order of the values given to :meth:`add`.
+        journal: the run's :class:`~gradcam.io.journal.RunJournal`, started or resumed;
+            ``None`` starts one of its own, removed on :meth:`abort`. Defaults to ``None``.
+        paths: the run's inputs in order, the order of the rows; ``None`` for the order
+            recorded. Defaults to ``None``.
 
     Raises:
         ValueError: ``folder`` is not entered.
     """
 
-    def __init__(self, folder: OutputFolder, metrics):
+    def __init__(self, folder: OutputFolder, metrics, journal: RunJournal | None = None, paths=None):
         if folder.temporary is None:
             raise ValueError("MetricsWriter needs an entered OutputFolder.")
         self.out_dir = folder.path
         self.metrics = [str(m) for m in metrics]
+        self.paths = None if paths is None else [str(p) for p in paths]
         (name,) = EVALUATION_FILES
         self._name = name
         self._temporary = os.path.join(folder.temporary, name)
-        self._file = open(self._temporary, "x", newline="", encoding="utf-8")
-        self._csv = csv.writer(self._file)
-        self._csv.writerow(METRICS_COLUMNS)
-        self._sums: dict[tuple[str, str], float] = {}
-        self._counts: dict[tuple[str, str], int] = {}
+        self._own_journal = journal is None
+        if journal is None:
+            journal = RunJournal(folder.path, "evaluate")
+            journal.start({"metrics": self.metrics}, self.paths or [])
+        self.journal = journal
+        self.failed: list[tuple[str, str]] = []
+        self._records: list[dict] | None = None
 
     def add(self, path: str, maps, values) -> None:
         """Record the values of an explained image.
@@ -61,35 +71,62 @@ class MetricsWriter:
         values = np.asarray(values, dtype=np.float32)
         if values.shape != (len(maps), len(self.metrics)):
             raise ValueError(f"values of shape {values.shape}; expected ({len(maps)}, {len(self.metrics)}).")
-        for (method, index, name), row in zip(maps, values.tolist()):
-            for metric, value in zip(self.metrics, row):
-                self._csv.writerow([path, method, metric, index, name or "", f"{value:.9g}", ""])
-                key = (method, metric)
-                self._sums[key] = self._sums.get(key, 0.0) + value
-                self._counts[key] = self._counts.get(key, 0) + 1
+        self.journal.append({"path": path, "status": "ok", "maps": [list(m) for m in maps],
+                             "values": values.tolist()})
 
     def add_failed(self, path: str, error: str) -> None:
         """Record an input that could not be explained, and why."""
-        self._csv.writerow([path, "", "", "", "", "", error])
+        self.journal.append({"path": path, "status": "failed", "error": error})
+
+    def records(self) -> list[dict]:
+        """The whole run's records (a resumed run's included), in input order; sets
+        :attr:`failed`."""
+        if self._records is None:
+            paths = self.paths if self.paths is not None else dict.fromkeys(
+                r["path"] for r in self.journal.read_records())
+            self._records = self.journal.records(paths)
+            self.failed = [(r["path"], r["error"]) for r in self._records if r["status"] == "failed"]
+        return self._records
 
     def means(self) -> dict[tuple[str, str], float]:
-        """The mean value of each ``(method, metric)`` recorded (the values of every image
-        and target), in the order first recorded."""
-        return {key: self._sums[key] / self._counts[key] if self._counts[key] else math.nan for key in self._sums}
+        """The mean value of each ``(method, metric)`` over the whole run (every image and
+        target), in the order first recorded."""
+        sums: dict[tuple[str, str], float] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for record in self.records():
+            for (method, _, _), row in zip(record.get("maps", ()), record.get("values", ())):
+                for metric, value in zip(self.metrics, row):
+                    sums[(method, metric)] = sums.get((method, metric), 0.0) + value
+                    counts[(method, metric)] = counts.get((method, metric), 0) + 1
+        return {key: sums[key] / counts[key] for key in sums}
 
     def commit(self) -> None:
-        """Finish ``metrics.csv`` and move it into the output folder.
+        """Write ``metrics.csv`` from the journal, move it into the output folder and
+        remove the journal.
 
         Raises:
             OSError: it cannot be written or moved (the temporary is left for
                 :meth:`abort`).
         """
-        self._file.close()
+        with open(self._temporary, "x", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(METRICS_COLUMNS)
+            for record in self.records():
+                if record["status"] != "ok":
+                    writer.writerow([record["path"], "", "", "", "", "", record["error"]])
+                    continue
+                for (method, index, name), row in zip(record["maps"], record["values"]):
+                    for metric, value in zip(self.metrics, row):
+                        writer.writerow([record["path"], method, metric, index, name or "", f"{value:.9g}", ""])
         move_into_place(self._temporary, os.path.join(self.out_dir, self._name))
+        self.journal.remove()
 
     def abort(self) -> None:
-        """Close and remove the temporary file; the output is left as it was."""
-        with contextlib.suppress(OSError):
-            self._file.close()
+        """Remove the temporary file; the output is left as it was, and so is the
+        journal given (for a resumed run), which is closed."""
         with contextlib.suppress(OSError):
             os.unlink(self._temporary)
+        if self._own_journal:
+            self.journal.remove()
+        else:
+            self.journal.close()

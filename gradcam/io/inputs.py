@@ -66,7 +66,20 @@ def _inside(path: str, folder: os.stat_result) -> bool:
         current = parent
 
 
-def _walk(folder: str, out: os.stat_result | None, skipped: list[str]):
+def holds_run(folder: str) -> bool:
+    """Whether ``folder`` holds a gradcam run's outputs: a run's lock, the journal of an
+    interrupted run (``.gradcam-run.*``), ``summary.json`` with ``summary.csv``, or
+    ``metrics.csv``."""
+    try:
+        with os.scandir(folder) as scan:
+            names = {entry.name for entry in scan}
+    except OSError:
+        return False
+    return (".gradcam.lock" in names or any(name.startswith(".gradcam-run.") for name in names)
+            or {"summary.json", "summary.csv"} <= names or "metrics.csv" in names)
+
+
+def _walk(folder: str, out: os.stat_result | None, skipped: list[str], runs: list[str] | None = None):
     """Image files under ``folder``: each folder's files by name, then its subfolders.
 
     Hidden entries are skipped, and so is the output folder ``out`` (appended to
@@ -92,6 +105,9 @@ def _walk(folder: str, out: os.stat_result | None, skipped: list[str]):
             if entry.is_dir(follow_symlinks=False):
                 if out is not None and os.path.samestat(entry.stat(follow_symlinks=False), out):
                     skipped.append(entry.path)
+                elif holds_run(entry.path):
+                    if runs is not None:
+                        runs.append(entry.path)
                 else:
                     subfolders.append(entry.path)
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
@@ -100,12 +116,14 @@ def _walk(folder: str, out: os.stat_result | None, skipped: list[str]):
         pending.extend(reversed(subfolders))
 
 
-def find_inputs(paths, out_dir=None) -> list[Input]:
+def find_inputs(paths, out_dir=None, skipped_runs: list | None = None) -> list[Input]:
     """List the files to explain: the files given, and the image files in the folders given.
 
     Folders are searched recursively for files with an extension in
     :data:`IMAGE_EXTENSIONS`; hidden files and folders are skipped, and so is the output
-    folder ``out_dir`` wherever it is met. A file reached twice is listed once.
+    folder ``out_dir`` wherever it is met, and any folder met in the search that holds a
+    gradcam run's outputs (:func:`holds_run`): earlier outputs are not inputs. A file
+    reached twice is listed once.
 
     Each input gets an output name: its path relative to the deepest folder holding all
     the inputs, without its extension (kept when two inputs of one folder differ only by
@@ -114,6 +132,8 @@ def find_inputs(paths, out_dir=None) -> list[Input]:
     Args:
         paths: file and folder paths, in order.
         out_dir: the output folder, never read from. Defaults to ``None``.
+        skipped_runs: a list to which the folders skipped for holding a run's outputs
+            are appended, or ``None``. Defaults to ``None``.
 
     Returns:
         A non-empty list of :class:`Input`, in the order given (folders sorted by name).
@@ -142,7 +162,7 @@ def find_inputs(paths, out_dir=None) -> list[Input]:
                      else f"is inside the output folder {os.fspath(out_dir)!r}")
             raise InputError(f"{path!r} {where}: a run never reads its own outputs. "
                              "Choose another output folder.")
-        found = _walk(path, out, skipped) if stat.S_ISDIR(info.st_mode) else [path]
+        found = _walk(path, out, skipped, skipped_runs) if stat.S_ISDIR(info.st_mode) else [path]
         for file in found:
             key = os.path.abspath(file)
             if key not in seen:

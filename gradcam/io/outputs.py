@@ -138,3 +138,47 @@ class OutputFolder:
             for folder in self._created:
                 os.rmdir(folder)  # only if empty
         self._created = []
+
+
+def _inside_folder(out_dir: str, relative) -> str | None:
+    """``out_dir/relative`` when ``relative`` is a relative path that stays inside
+    ``out_dir``; else ``None``."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        return None
+    path = os.path.normpath(os.path.join(out_dir, *relative.split("/")))
+    return path if os.path.commonpath([os.path.abspath(out_dir), os.path.abspath(path)]) == os.path.abspath(
+        out_dir) else None
+
+
+def previous_run_files(out_dir, run_files=RUN_FILES, journal=None) -> list[str]:
+    """The files that the earlier run in ``out_dir`` lists as its own: its run-level files
+    and the overlays its ``summary.json`` names, and those of the records of an
+    interrupted run's journal. Files it does not list are not among them.
+
+    Args:
+        out_dir: the output folder.
+        run_files: the run-level files (:data:`RUN_FILES` or :data:`EVALUATION_FILES`).
+            Defaults to :data:`RUN_FILES`.
+        journal: the :class:`~gradcam.io.journal.RunJournal` of that command in
+            ``out_dir``, or ``None``. Defaults to ``None``.
+
+    Returns:
+        The paths of the files that exist, in the order found.
+    """
+    import json
+
+    out_dir = os.fspath(out_dir)
+    records = []
+    if "summary.json" in run_files:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as file:
+                records += list(json.load(file).get("images") or [])
+    if journal is not None:
+        records += journal.read_records()
+    found = [os.path.join(out_dir, name) for name in run_files]
+    for record in records:
+        for target in record.get("targets") or () if isinstance(record, dict) else ():
+            path = _inside_folder(out_dir, target.get("overlay") if isinstance(target, dict) else None)
+            if path is not None:
+                found.append(path)
+    return [path for path in dict.fromkeys(found) if os.path.isfile(path)]

@@ -1,10 +1,10 @@
 """A run's summary and heatmap files, written as the run goes.
 
-``summary.csv`` and ``summary.json`` get one record per image as it finishes; the
-heatmaps are appended to a raw file and packed into ``heatmaps.npz`` at the end, so
-memory does not grow with the number of images (beyond each image's path, targets and
-scores). All three are written in the run's temporary folder and moved into place by
-:meth:`SummaryWriter.commit`: an interrupted run leaves the previous ones, or none.
+Each image is recorded in the run's journal (:class:`gradcam.io.journal.RunJournal`) as
+it finishes: its summary record, and its maps appended to a raw file. At the end
+``summary.csv``, ``summary.json`` and ``heatmaps.npz`` are written from the journal, in
+the run's temporary folder, and moved into place by :meth:`SummaryWriter.commit`: an
+interrupted run leaves the previous ones, or none, and its journal, to be resumed.
 
 Names: ``proba`` is always a softmax probability, ``score`` the explained score (the
 pre-softmax logit for a model that ends in a softmax, else the model's output).
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcam.io.files import move_into_place
+from gradcam.io.journal import RunJournal
 from gradcam.io.outputs import RUN_FILES, OutputFolder
 
 #: The columns of ``summary.csv``.
@@ -104,7 +105,8 @@ class ImageResult:
 
 
 class SummaryWriter:
-    """Streams a run's ``summary.csv``, ``summary.json`` and ``heatmaps.npz``.
+    """Records a run's images in its journal as they finish, and writes ``summary.csv``,
+    ``summary.json`` and ``heatmaps.npz`` from the journal at the end.
 
     Args:
         folder: the :class:`~gradcam.io.outputs.OutputFolder`, entered.
@@ -113,64 +115,47 @@ class SummaryWriter:
         targets_per_image: ``K``, the number of maps per image (targets times methods).
         methods: the method of each of the ``K`` maps, for ``heatmaps.npz``; ``None`` for
             ``"gradcam"`` everywhere. Defaults to ``None``.
+        journal: the run's :class:`~gradcam.io.journal.RunJournal`, started or resumed
+            (its earlier records are part of the summaries); ``None`` starts one of its
+            own, removed on :meth:`abort`. Defaults to ``None``.
+        paths: the run's inputs in order, the order of the summaries; ``None`` for the
+            order recorded. Defaults to ``None``.
 
     Raises:
         ValueError: ``folder`` is not entered; ``methods`` has another length than ``K``.
     """
 
     def __init__(self, folder: OutputFolder, header: Mapping[str, object], layer: str,
-                 targets_per_image: int, methods=None):
+                 targets_per_image: int, methods=None, journal: RunJournal | None = None, paths=None):
         if folder.temporary is None:
             raise ValueError("SummaryWriter needs an entered OutputFolder.")
         self.out_dir = folder.path
+        self.header = dict(header)
         self.layer = layer
         self.targets_per_image = int(targets_per_image)
         self.methods = ["gradcam"] * self.targets_per_image if methods is None else [str(m) for m in methods]
         if len(self.methods) != self.targets_per_image:
             raise ValueError(f"methods names {len(self.methods)} maps; expected {self.targets_per_image}.")
+        self.paths = None if paths is None else [str(p) for p in paths]
+        self._own_journal = journal is None
+        if journal is None:
+            journal = RunJournal(folder.path, "explain")
+            journal.start({**self.header, "layer": layer}, self.paths or [])
+        self.journal = journal
         self.failed: list[tuple[str, str]] = []
-        self._temporary = {name: os.path.join(folder.temporary, name) for name in RUN_FILES + ("heatmaps.raw",)}
-        self._files = []
-        try:
-            self._csv_file = self._open("summary.csv", "x", newline="", encoding="utf-8")
-            self._json = self._open("summary.json", "x", encoding="utf-8")
-            self._raw = self._open("heatmaps.raw", "xb")
-        except BaseException:
-            self.abort()
-            raise
-        self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(CSV_COLUMNS)
-        self._json.write("{")
-        for key, value in {**header, "layer": layer}.items():
-            self._json.write(f"\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},")
-        self._json.write('\n  "images": [')
+        self.empty_maps = 0
+        self._temporary = {name: os.path.join(folder.temporary, name) for name in RUN_FILES}
         self._map_size: tuple[int, int] | None = None
-        self._paths: list[str] = []
-        self._targets: list[list[int]] = []
-        self._scores: list[list[float]] = []
-        self._probas: list[list[float | None]] = []
-        self._records = 0
-
-    def _open(self, name: str, mode: str, **kwargs):
-        file = open(self._temporary[name], mode, **kwargs)
-        self._files.append(file)
-        return file
+        self._ok = 0
 
     @property
     def ok(self) -> int:
-        """Images recorded as explained."""
-        return len(self._paths)
-
-    def _record(self, record: dict) -> None:
-        separator = "," if self._records else ""
-        self._json.write(f"{separator}\n    {json.dumps(record, ensure_ascii=False)}")
-        self._records += 1
+        """Images recorded as explained in this run (not counting a resumed run's)."""
+        return self._ok
 
     def add_failed(self, path: str, error: str) -> None:
         """Record an input that could not be explained, and why."""
-        self.failed.append((path, error))
-        self._csv.writerow([path, "failed", error] + [""] * (len(CSV_COLUMNS) - 3))
-        self._record({"path": path, "status": "failed", "error": error})
+        self.journal.append({"path": path, "status": "failed", "error": error})
 
     def add(self, result: ImageResult) -> None:
         """Record an explained image.
@@ -187,67 +172,95 @@ class SummaryWriter:
                 f"heatmaps of shape {heatmaps.shape} for {len(result.targets)} targets; expected "
                 f"({self.targets_per_image}, h, w) with (h, w) = {self._map_size or 'that of the first image'}.")
         self._map_size = size
-        top_text = "; ".join(c.as_text() for c in result.top)
-        for t in result.targets:
-            proba = "" if t.proba is None else f"{t.proba:.6g}"
-            self._csv.writerow([result.path, "ok", "", self.layer, t.method, t.index, t.name or "",
-                                f"{t.score:.6g}", proba, "true" if t.empty else "false", t.overlay or "", top_text])
-        self._record({"path": result.path, "status": "ok", "layer": self.layer,
-                      "top": [c.as_json() for c in result.top],
-                      "targets": [t.as_json() for t in result.targets]})
-        self._raw.write(heatmaps.tobytes())
-        self._paths.append(result.path)
-        self._targets.append([t.index for t in result.targets])
-        self._scores.append([t.score for t in result.targets])
-        self._probas.append([t.proba for t in result.targets])
+        self.journal.append({"path": result.path, "status": "ok", "layer": self.layer,
+                             "top": [c.as_json() for c in result.top],
+                             "targets": [t.as_json() for t in result.targets]}, heatmaps)
+        self._ok += 1
 
-    def commit(self, ending: Mapping[str, object], map_size: tuple[int, int] | None = None) -> None:
-        """Finish the three files and move them into the output folder.
+    def records(self) -> list[dict]:
+        """The whole run's records (a resumed run's included), in input order; sets
+        :attr:`failed` and :attr:`empty_maps` for the whole run."""
+        records = self.journal.records(self.paths) if self.paths is not None else self.journal.records(
+            dict.fromkeys(r["path"] for r in self.journal.read_records()))
+        self.failed = [(r["path"], r["error"]) for r in records if r["status"] == "failed"]
+        self.empty_maps = sum(t["empty"] for r in records if r["status"] == "ok" for t in r["targets"])
+        return records
+
+    def commit(self, ending: Mapping[str, object], map_size: tuple[int, int] | None = None, records=None) -> None:
+        """Write the three files from the journal, move them into the output folder and
+        remove the journal.
 
         Args:
             ending: run-level facts for the end of ``summary.json`` (counts, seconds).
             map_size: ``(h, w)`` of the maps, for the shape of ``heatmaps`` when no image
                 was explained (``(0, K, h, w)``); ``None`` gives ``(0, K, 0, 0)``.
                 Defaults to ``None``.
+            records: :meth:`records`, when already read. Defaults to ``None``.
 
         Raises:
             OSError: a file cannot be written or moved (the temporary files are left
                 for :meth:`abort`).
         """
-        self._csv_file.close()
-        self._raw.close()
-        ok = len(self._paths)
-        size = self._map_size or tuple(map_size or (0, 0))
-        shape = (ok, self.targets_per_image, *size)
+        records = self.records() if records is None else records
+        explained = [r for r in records if r["status"] == "ok"]
+        with open(self._temporary["summary.csv"], "x", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(CSV_COLUMNS)
+            for record in records:
+                writer.writerows(csv_rows(record))
+        with open(self._temporary["summary.json"], "x", encoding="utf-8") as file:
+            file.write("{")
+            for key, value in {**self.header, "layer": self.layer}.items():
+                file.write(f"\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},")
+            file.write('\n  "images": [')
+            for n, record in enumerate(records):
+                image = {key: value for key, value in record.items() if key not in ("slot", "map_shape")}
+                file.write(f"{',' if n else ''}\n    {json.dumps(image, ensure_ascii=False)}")
+            file.write("\n  ]" if records else "]")
+            ending = {"failed": [{"path": p, "error": e} for p, e in self.failed], **ending}
+            for key, value in ending.items():
+                file.write(f",\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+            file.write("\n}\n")
+        heatmaps = self.journal.heatmaps(explained)
+        size = tuple(heatmaps.shape[2:]) if heatmaps is not None else tuple(map_size or (0, 0))
+        shape = (len(explained), self.targets_per_image, *size)
         arrays = {
-            "heatmaps": (np.memmap(self._temporary["heatmaps.raw"], np.float32, "r", shape=shape)
-                         if ok else np.zeros(shape, np.float32)),
-            "paths": np.array(self._paths, dtype=str),
-            "targets": np.array(self._targets, dtype=np.int32).reshape(shape[:2]),
-            "scores": np.array(self._scores, dtype=np.float32).reshape(shape[:2]),
+            "heatmaps": heatmaps if heatmaps is not None else np.zeros(shape, np.float32),
+            "paths": np.array([r["path"] for r in explained], dtype=str),
+            "targets": np.array([[t["index"] for t in r["targets"]] for r in explained], np.int32).reshape(shape[:2]),
+            "scores": np.array([[t["score"] for t in r["targets"]] for r in explained], np.float32).reshape(shape[:2]),
             "methods": np.array(self.methods, dtype=str),
             "layer": np.array(self.layer),
         }
-        if ok and self._probas[0][0] is not None:
-            arrays["probas"] = np.array(self._probas, dtype=np.float32)
+        if explained and explained[0]["targets"][0]["proba"] is not None:
+            arrays["probas"] = np.array([[t["proba"] for t in r["targets"]] for r in explained], np.float32)
         with open(self._temporary["heatmaps.npz"], "xb") as file:
             np.savez(file, **arrays)
-        del arrays
-        self._json.write("\n  ]" if self._records else "]")
-        ending = {"failed": [{"path": p, "error": e} for p, e in self.failed], **ending}
-        for key, value in ending.items():
-            self._json.write(f",\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
-        self._json.write("\n}\n")
-        self._json.close()
-        os.unlink(self._temporary["heatmaps.raw"])
+        del arrays, heatmaps
         for name in RUN_FILES:
             move_into_place(self._temporary[name], os.path.join(self.out_dir, name))
+        self.journal.remove()
 
     def abort(self) -> None:
-        """Close and remove the temporary files; the outputs are left as they were."""
-        for file in self._files:
-            with contextlib.suppress(OSError):
-                file.close()
+        """Remove the temporary files; the outputs are left as they were, and so is the
+        journal given (for a resumed run), which is closed."""
         for path in self._temporary.values():
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if self._own_journal:
+            self.journal.remove()
+        else:
+            self.journal.close()
+
+
+def csv_rows(record: Mapping[str, object]) -> list[list]:
+    """The rows of ``summary.csv`` of one record of ``summary.json``'s ``"images"``."""
+    if record["status"] != "ok":
+        return [[record["path"], "failed", record["error"]] + [""] * (len(CSV_COLUMNS) - 3)]
+    top_text = "; ".join(TopClass(**c).as_text() for c in record["top"])
+    rows = []
+    for t in record["targets"]:
+        proba = "" if t["proba"] is None else f"{t['proba']:.6g}"
+        rows.append([record["path"], "ok", "", record["layer"], t["method"], t["index"], t["name"] or "",
+                     f"{t['score']:.6g}", proba, "true" if t["empty"] else "false", t["overlay"] or "", top_text])
+    return rows
