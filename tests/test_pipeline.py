@@ -250,3 +250,40 @@ def test_the_old_module_name_warns_and_gives_the_same_objects():
         old = importlib.import_module("gradcam.pipeline")
     assert [getattr(old, name) for name in gradcam.batch.__all__] == [
         getattr(gradcam.batch, name) for name in gradcam.batch.__all__]
+
+
+def test_an_interrupted_run_reports_no_failure_for_a_drawing_it_cancelled(tmp_path, engine, monkeypatch):
+    import io
+    import time
+
+    from gradcam.progress import Progress
+
+    decode, record_image, recording = decoding._Decoder.decode, explain._Explaining.record_image, threading.Event()
+
+    def slow(self, item):  # the one worker is decoding the next images when Ctrl-C comes...
+        time.sleep(0.5)
+        return decode(self, item)
+
+    def recorded(self, *args):
+        recording.set()  # ... while the first image waits for its drawing, queued behind them
+        return record_image(self, *args)
+
+    compute, calls = type(engine).compute, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            assert recording.wait(5)
+            raise KeyboardInterrupt
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(decoding._Decoder, "decode", slow)
+    monkeypatch.setattr(explain._Explaining, "record_image", recorded)
+    monkeypatch.setattr(type(engine), "compute", interrupted)
+    stream = io.StringIO()
+    inputs = find_inputs([photos(tmp_path / "in", 4)])
+    with OutputFolder(tmp_path / "out") as folder:
+        with pytest.raises(KeyboardInterrupt):
+            explain_files(engine, inputs, folder, RunSettings((16, 16), batch_size=1, workers=1),
+                          progress=Progress(4, stream=stream, tty=False))
+    assert stream.getvalue() == ""  # no "skipped: cannot write the overlay of ...: CancelledError"
