@@ -143,12 +143,15 @@ def format_as_image(
         An RGBA PIL image of the size of ``expl.image``.
 
     Raises:
+        TypeError: ``expl`` is not an explanation (it has no ``targets`` and ``image``).
         ValueError: ``alpha_limit`` outside [0, 255], an unknown colormap name, or no
             target at position ``target``.
 
     Example:
         >>> overlay = format_as_image(expl, alpha_limit=255., colormap=matplotlib.cm.cividis)
     """
+    if not (hasattr(expl, "targets") and hasattr(expl, "image")):
+        raise TypeError(f"format_as_image takes an Explanation (from explain_prediction); got {expl!r}.")
     if not 0 <= target < len(expl.targets):
         raise ValueError(f"target must be a position in 0..{len(expl.targets) - 1}; got {target!r}.")
     return overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)

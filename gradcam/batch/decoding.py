@@ -77,7 +77,7 @@ def small_image_warning(path: str, size: tuple[int, int], image_shape: tuple[int
     """The warning for an image of ``size`` (width, height) much smaller than the model's
     ``image_shape`` (height, width) (:data:`SMALL_IMAGE_FACTOR`), or ``None``."""
     (width, height), (model_height, model_width) = size, image_shape
-    if width * SMALL_IMAGE_FACTOR > model_width and height * SMALL_IMAGE_FACTOR > model_height:
+    if width * SMALL_IMAGE_FACTOR >= model_width and height * SMALL_IMAGE_FACTOR >= model_height:
         return None
     return (f"{path!r} is {width}x{height} pixels, much smaller than the model's {model_width}x{model_height}: "
             "it is upscaled, and its map shows little.")

@@ -267,7 +267,7 @@ def check_cost(args, passes_per_image: int, images: int) -> None:
     total = passes_per_image * images
     if total <= COST_WARNING_PASSES:
         return
-    text = (f"this run makes {total:,} forward passes of the model ({images:,} images x {passes_per_image:,}), "
+    text = (f"this run makes {total:,} forward passes of the model ({plural(images, 'image')} x {passes_per_image:,}), "
             f"above {COST_WARNING_PASSES:,}: it may take hours")
     if args.yes:
         warn(text + ".")
@@ -457,14 +457,17 @@ def run_command(command: StreamCommand, args) -> int:
         try:
             if resuming:
                 journal.resume()
-            else:
+            remaining = len(checked.inputs) - len(journal.done)
+            check_cost(args, passes, remaining)
+            if not resuming:
                 if args.overwrite:
                     remove_previous_run(args, journal, command)
                 journal.start(recorded_options(args, command), [item.path for item in checked.inputs])
         except OSError as error:
             raise UsageError(f"--out {args.out!r}: cannot write there: {one_line(error)}") from None
-        remaining = len(checked.inputs) - len(journal.done)
-        check_cost(args, passes, remaining)
+        except BaseException:
+            journal.close()
+            raise
         done = f" ({len(journal.done)} of {len(checked.inputs)} done before)" if resuming else ""
         say(args, f"gradcam: {command.doing} {plural(remaining, 'image')}{done} with "
             f"{', '.join(setup.header['methods'])} at layer {setup.engines[0].layer!r}, "
