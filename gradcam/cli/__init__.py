@@ -18,9 +18,11 @@ work done by :mod:`gradcam.batch` with the library's engine.
 
 Exit status: 0 when every input was explained, 1 when some inputs failed (they are
 listed, and the rest of the run completes) or the summary could not be written, 2 for a
-usage error (bad option, input path, model file, class-names file, layer or class; outputs that would be
-overwritten without ``--overwrite``; an output folder in use by another run; a run that
-cannot fit in memory), 130 when interrupted.
+usage error (bad option, input path, model file, class-names file, layer or class; outputs
+that would be overwritten without ``--overwrite``; an interrupted run in ``--out`` without
+``--resume``, or ``--resume`` with other settings; an output folder in use by another run;
+a run that cannot fit in memory, or whose cost is above the threshold without ``--yes``),
+130 when interrupted (``--resume`` goes on with the run).
 """
 
 from __future__ import annotations

@@ -105,7 +105,13 @@ outputs, in --out:
 With --no-overlays only heatmaps.npz and the summaries are written.
 
 Outputs of an earlier run are never replaced without --overwrite: the command
-stops (status 2) and names one. Each file is written under a temporary name,
+stops (status 2) and names one. --overwrite removes the earlier run's own files
+(those its summary or journal lists) before writing. A run records each image in
+its journal, --out/.gradcam-run.explain, as soon as its files are complete: after
+an interruption (Ctrl-C, kill, even kill -9) the same command with --resume
+explains only the images not yet done and writes one summary for the whole run.
+Before the first image the command prints the forward passes the run makes; above
+1,000,000 it asks (on a terminal) or stops unless --yes is given. Each file is written under a temporary name,
 then renamed: an interrupted run leaves no half-written file, and the next run
 removes what a killed one left. While a run writes in --out it holds the lock
 --out/.gradcam.lock: a second run on the same --out stops (status 2). Folders
@@ -122,7 +128,9 @@ ImageNet mean).
 exit status: 0 all inputs explained; 1 some inputs failed (reported, and listed
 in the summary; the others are done) or the summary could not be written;
 2 usage error (bad option, input path, model file, layer or class name, outputs
-in the way, --out in use by another run, not enough memory); 130 interrupted.
+in the way, an interrupted run in the way without --resume, --resume with other
+settings, --out in use by another run, not enough memory, a cost above the
+threshold without --yes); 130 interrupted (--resume goes on with the run).
 """
 
 
@@ -146,7 +154,8 @@ The score is the target's probability when the model ends in a softmax, else
 its output. Each metric runs the model on many perturbed images (deletion with
 100 steps: 101 per image and map): a run takes far longer than explain's.
 
-Inputs, --model, --preprocess, targets, the output folder's lock, --overwrite
+Inputs, --model, --preprocess, targets, the output folder's lock, --overwrite,
+--resume (the journal is --out/.gradcam-run.evaluate), the cost estimate and --yes,
 and the exit status are as for 'gradcam explain'.
 """
 

@@ -2,13 +2,17 @@
 explain`` and ``gradcam evaluate``), and the protocol they follow (:class:`StreamCommand`).
 
 A command gives its settings, its work and its summary; :func:`run_command` does the
-rest, in an order that makes a usage error cheap and harmless: the options, the model
-file, the class-names file and the inputs are checked before TensorFlow is imported
-(:func:`check_before_model`); the output folder's lock is taken (:func:`output_folder`),
-and the outputs of an earlier run looked for (:func:`refuse_existing`), before the model
-is loaded (:func:`set_up`); the memory a batch needs is checked before the first batch
-runs. A usage error leaves nothing behind (an output folder the run created is removed
-again). The pipeline then runs with a progress display, and the command reports.
+rest, in an order that makes a usage error cheap and harmless: the options, the method
+names, the model file, the class-names file, the target names known without the model
+and the inputs are checked before TensorFlow is imported (:func:`check_before_model`);
+the output folder's lock is taken (:func:`output_folder`), and its journal
+(:func:`check_journal`: ``--resume``'s settings) and the outputs of an earlier run looked
+at (:func:`refuse_existing`), before the model is loaded (:func:`set_up`: the layer, the
+targets, the memory a batch needs). The run's cost is counted (:func:`forward_passes`,
+:func:`check_cost`) before its journal is started or resumed; ``--overwrite`` removes the
+earlier run's files only then. A usage error leaves nothing behind (an output folder the
+run created is removed again). The pipeline then runs with a progress display, which
+gives the expected time after the first batch, and the command reports.
 """
 
 from __future__ import annotations
