@@ -438,7 +438,7 @@ def test_no_tensorflow_lines_on_the_terminal_unless_verbose(tmp_path, model_file
     assert lines[1].startswith("gradcam: explaining 1 image with gradcam at layer 'conv2', 1 forward pass "
                                "(setup took ")
     assert re.fullmatch(r"1/1 images 100% \| [0-9.]+ images/s \| ETA 0:00", lines[2])
-    assert lines[3].startswith("gradcam: explained 1 of 1 images in ") and len(lines) == 4
+    assert lines[3].startswith("gradcam: explained 1 of 1 image in ") and len(lines) == 4
 
 
 def test_interrupted_run_writes_no_summary_and_no_partial_file(tmp_path, capsys, model_file, monkeypatch):
