@@ -261,3 +261,23 @@ def test_a_journal_records_and_drops_what_a_killed_run_left_half_written(tmp_pat
     assert json.loads(open(os.path.join(resumed.path, "run.json")).read())["inputs"] == 3
     resumed.remove()
     assert os.listdir(tmp_path) == []
+
+
+def test_resume_may_spell_out_the_defaults(tmp_path, capsys, model_file, photos, monkeypatch):
+    compute, calls = gradcam.GradCAM.compute, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(gradcam.GradCAM, "compute", interrupted)
+    out = tmp_path / "out"
+    args = ["evaluate", photos / "00.png", photos / "01.png", "--model", model_file, "--out", out, "--batch-size",
+            "1", "--steps", "2"]
+    assert run(capsys, *args)[0] == 130
+    monkeypatch.setattr(gradcam.GradCAM, "compute", compute)
+    status, _, stderr = run(capsys, *args, "--resume", "--method", "gradcam", "--metric", "deletion", "--metric",
+                            "insertion", "--metric", "average_drop")
+    assert status == 0, stderr

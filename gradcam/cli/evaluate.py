@@ -118,6 +118,9 @@ class Evaluate(StreamCommand):
     def memory_batch_size(self, args) -> int | None:
         return args.metric_batch_size
 
+    def recorded_defaults(self, args) -> dict:
+        return {"metric": metric_names(args)}
+
     def passes_per_map(self, args) -> int:
         return sum(METRIC_PASSES[name](args) for name in metric_names(args))
 

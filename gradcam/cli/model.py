@@ -69,8 +69,9 @@ def method_options(args, names) -> dict:
     return options
 
 
-def check_method_names(names) -> None:
-    """Check the ``--method`` names without Keras.
+def check_method_names(names) -> list[str]:
+    """Check the ``--method`` names without Keras; return them (``["gradcam"]`` when none
+    is given).
 
     Raises:
         UsageError: an unknown name (the known ones are listed) or a name given twice.
@@ -83,6 +84,7 @@ def check_method_names(names) -> None:
             check_method_name(name)
         except ValueError as error:
             raise UsageError(f"--method: {one_line(error)}") from None
+    return names
 
 
 def method_classes(names) -> list:
@@ -93,14 +95,7 @@ def method_classes(names) -> list:
     """
     from gradcam.methods import method_class  # Keras loads here, not for --help
 
-    names = list(names or ["gradcam"])
-    for name in names:
-        if names.count(name) > 1:
-            raise UsageError(f"--method: {name!r} is given twice.")
-    try:
-        return [method_class(name) for name in names]
-    except ValueError as error:
-        raise UsageError(f"--method: {one_line(error)}") from None
+    return [method_class(name) for name in check_method_names(names)]
 
 
 def read_class_names_option(path: str | None) -> list[str] | None:

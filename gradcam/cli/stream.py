@@ -182,7 +182,8 @@ def recorded_options(args, command: StreamCommand) -> dict:
     """The options that make a run's outputs what they are, as JSON values: a resumed
     run must give the same (``--batch-size`` and the display options may change)."""
     options = {name: getattr(args, name) for name in RECORDED_OPTIONS + command.recorded_options}
-    options["method"] = list(args.method or ["gradcam"])
+    options["method"] = check_method_names(args.method)  # the default, spelled out
+    options.update(command.recorded_defaults(args))
     return json.loads(json.dumps(options))
 
 
@@ -400,6 +401,11 @@ class StreamCommand:
     def passes_per_map(self, args) -> int:
         """The model's forward passes per map after the engines (the metrics')."""
         return 0
+
+    def recorded_defaults(self, args) -> dict:
+        """The command's :attr:`recorded_options` whose default is ``None``, spelled out,
+        so that a resumed run may name the default or leave it out."""
+        return {}
 
     def check(self, args) -> None:
         """Check the command's own options before anything is read.
