@@ -255,9 +255,10 @@ def test_a_journal_records_and_drops_what_a_killed_run_left_half_written(tmp_pat
     resumed.resume()
     assert resumed.done == {"a.png"}  # b failed: tried again
     resumed.append({"path": "b.png", "status": "ok"}, np.full((1, 2, 2), 2, np.float32))
-    records = resumed.records(["a.png", "b.png", "c.png"])
+    records = list(resumed.records(["a.png", "b.png", "c.png"]))
     assert [(r["path"], r["status"], r["slot"]) for r in records] == [("a.png", "ok", 0), ("b.png", "ok", 1)]
-    np.testing.assert_array_equal(resumed.heatmaps(records), [np.ones((1, 2, 2)), np.full((1, 2, 2), 2)])
+    np.testing.assert_array_equal(resumed.heatmaps([1, 0]), [np.full((1, 2, 2), 2), np.ones((1, 2, 2))])
+    np.testing.assert_array_equal(resumed.heatmaps([0, 1]), [np.ones((1, 2, 2)), np.full((1, 2, 2), 2)])
     assert json.loads(open(os.path.join(resumed.path, "run.json")).read())["inputs"] == 3
     resumed.remove()
     assert os.listdir(tmp_path) == []

@@ -125,7 +125,7 @@ class _Explaining(_Pipeline):
             return None
 
     def finish(self, report) -> None:
-        records = self.files.records()
+        self.files.tally()
         report.failed, report.empty_maps = list(self.files.failed), self.files.empty_maps
         self.files.commit({
             "counts": {"images": report.total, "ok": report.ok, "failed": len(report.failed),
@@ -133,7 +133,7 @@ class _Explaining(_Pipeline):
             "seconds": round(report.seconds, 3),
             "images_per_second": round(report.images_per_second, 2),
             **({"resumed": report.resumed} if report.resumed else {}),
-        }, map_size=None if any(r["status"] == "ok" for r in records) else self.map_size(), records=records)
+        }, map_size=None if report.ok else self.map_size())
 
     def abort(self) -> None:
         self.files.abort()

@@ -223,7 +223,9 @@ def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> 
         raise UsageError(f"--out {args.out!r} holds an interrupted run ({done} of {info.get('inputs')} images "
                          "done). Pass --resume to go on with it, --overwrite to start it again, or choose "
                          "another --out.")
-    for name, then, now in setting_differences(info["settings"], recorded_options(args, command)):
+    differences = setting_differences(info["settings"], recorded_options(args, command))
+    if differences:
+        name, then, now = differences[0]
         raise UsageError(f"--resume: {flag_of(name)} differs from the interrupted run's: it was {then!r}, "
                          f"now {now!r}. Resume with the run's settings, or pass --overwrite to start again.")
     if info.get("digest") != inputs_digest(item.path for item in inputs):

@@ -54,8 +54,7 @@ class MetricsWriter:
             journal = RunJournal(folder.path, "evaluate")
             journal.start({"metrics": self.metrics}, self.paths or [])
         self.journal = journal
-        self.failed: list[tuple[str, str]] = []
-        self._records: list[dict] | None = None
+        self.failed: list[tuple[str, str]] = []  # of the whole run, after means()
 
     def add(self, path: str, maps, values) -> None:
         """Record the values of an explained image.
@@ -78,23 +77,17 @@ class MetricsWriter:
         """Record an input that could not be explained, and why."""
         self.journal.append({"path": path, "status": "failed", "error": error})
 
-    def records(self) -> list[dict]:
-        """The whole run's records (a resumed run's included), in input order; sets
-        :attr:`failed`."""
-        if self._records is None:
-            paths = self.paths if self.paths is not None else dict.fromkeys(
-                r["path"] for r in self.journal.read_records())
-            self._records = self.journal.records(paths)
-            self.failed = [(r["path"], r["error"]) for r in self._records if r["status"] == "failed"]
-        return self._records
-
     def means(self) -> dict[tuple[str, str], float]:
         """The mean value of each ``(method, metric)`` over the whole run (every image and
-        target), in the order first recorded."""
+        target, a resumed run's too), in the order first recorded; sets :attr:`failed`."""
         sums: dict[tuple[str, str], float] = {}
         counts: dict[tuple[str, str], int] = {}
-        for record in self.records():
-            for (method, _, _), row in zip(record.get("maps", ()), record.get("values", ())):
+        self.failed = []
+        for record in self.journal.records(self.paths):
+            if record["status"] != "ok":
+                self.failed.append((record["path"], record["error"]))
+                continue
+            for (method, _, _), row in zip(record["maps"], record["values"]):
                 for metric, value in zip(self.metrics, row):
                     sums[(method, metric)] = sums.get((method, metric), 0.0) + value
                     counts[(method, metric)] = counts.get((method, metric), 0) + 1
@@ -111,7 +104,7 @@ class MetricsWriter:
         with open(self._temporary, "x", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(METRICS_COLUMNS)
-            for record in self.records():
+            for record in self.journal.records(self.paths):
                 if record["status"] != "ok":
                     writer.writerow([record["path"], "", "", "", "", "", record["error"]])
                     continue

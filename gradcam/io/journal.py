@@ -202,22 +202,26 @@ class RunJournal:
         self._index(record, offset)
 
     # -- the end ---------------------------------------------------------------------------
-    def records(self, paths) -> list[dict]:
-        """The latest record of each of ``paths`` that has one, in the order of ``paths``."""
+    def records(self, paths=None):
+        """The latest record of each of ``paths`` that has one, in the order of ``paths``
+        (``None``: of each image, in the order first recorded), read one at a time.
+
+        Yields:
+            The records, as dicts.
+        """
         self._records.flush()
-        found = []
+        paths = list(self._entries) if paths is None else paths
         with open(os.path.join(self.path, "records.jsonl"), "rb") as file:
             for path in paths:
                 entry = self._entries.get(os.fspath(path))
                 if entry is not None:
                     file.seek(entry.offset)
-                    found.append(json.loads(file.readline()))
-        return found
+                    yield json.loads(file.readline())
 
-    def heatmaps(self, records) -> np.ndarray | None:
-        """The maps of ``records`` (explained images' records), stacked in their order:
-        float32 ``(N, K, h, w)``; ``None`` when there is none."""
-        slots = [record["slot"] for record in records]
+    def heatmaps(self, slots) -> np.ndarray | None:
+        """The maps of the explained images' records whose ``"slot"`` are ``slots``,
+        stacked in that order: float32 ``(N, K, h, w)``; ``None`` when there is none."""
+        slots = list(slots)
         if not slots:
             return None
         self._raw.flush()

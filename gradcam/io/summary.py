@@ -142,8 +142,9 @@ class SummaryWriter:
             journal = RunJournal(folder.path, "explain")
             journal.start({**self.header, "layer": layer}, self.paths or [])
         self.journal = journal
-        self.failed: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str]] = []  # of the whole run, after tally()
         self.empty_maps = 0
+        self._tallied = False
         self._temporary = {name: os.path.join(folder.temporary, name) for name in RUN_FILES}
         self._map_size: tuple[int, int] | None = None
         self._ok = 0
@@ -177,63 +178,75 @@ class SummaryWriter:
                              "targets": [t.as_json() for t in result.targets]}, heatmaps)
         self._ok += 1
 
-    def records(self) -> list[dict]:
-        """The whole run's records (a resumed run's included), in input order; sets
-        :attr:`failed` and :attr:`empty_maps` for the whole run."""
-        records = self.journal.records(self.paths) if self.paths is not None else self.journal.records(
-            dict.fromkeys(r["path"] for r in self.journal.read_records()))
-        self.failed = [(r["path"], r["error"]) for r in records if r["status"] == "failed"]
-        self.empty_maps = sum(t["empty"] for r in records if r["status"] == "ok" for t in r["targets"])
-        return records
+    def _records(self):
+        return self.journal.records(self.paths)
 
-    def commit(self, ending: Mapping[str, object], map_size: tuple[int, int] | None = None, records=None) -> None:
-        """Write the three files from the journal, move them into the output folder and
-        remove the journal.
+    def tally(self) -> None:
+        """Read the whole run's records (a resumed run's included) for :attr:`failed` and
+        :attr:`empty_maps`, one at a time."""
+        self.failed, self.empty_maps, self._tallied = [], 0, True
+        for record in self._records():
+            if record["status"] == "ok":
+                self.empty_maps += sum(t["empty"] for t in record["targets"])
+            else:
+                self.failed.append((record["path"], record["error"]))
+
+    def commit(self, ending: Mapping[str, object], map_size: tuple[int, int] | None = None) -> None:
+        """Write the three files from the journal (the whole run, in input order, one
+        record at a time), move them into the output folder and remove the journal.
 
         Args:
-            ending: run-level facts for the end of ``summary.json`` (counts, seconds).
+            ending: run-level facts for the end of ``summary.json`` (counts, seconds),
+                after the ``"failed"`` list (from :meth:`tally`, called first if it was
+                not).
             map_size: ``(h, w)`` of the maps, for the shape of ``heatmaps`` when no image
                 was explained (``(0, K, h, w)``); ``None`` gives ``(0, K, 0, 0)``.
                 Defaults to ``None``.
-            records: :meth:`records`, when already read. Defaults to ``None``.
 
         Raises:
             OSError: a file cannot be written or moved (the temporary files are left
                 for :meth:`abort`).
         """
-        records = self.records() if records is None else records
-        explained = [r for r in records if r["status"] == "ok"]
-        with open(self._temporary["summary.csv"], "x", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
+        if not self._tallied:
+            self.tally()
+        paths, slots, targets, scores, probas = [], [], [], [], []
+        with open(self._temporary["summary.csv"], "x", newline="", encoding="utf-8") as csv_file, \
+                open(self._temporary["summary.json"], "x", encoding="utf-8") as file:
+            writer = csv.writer(csv_file)
             writer.writerow(CSV_COLUMNS)
-            for record in records:
-                writer.writerows(csv_rows(record))
-        with open(self._temporary["summary.json"], "x", encoding="utf-8") as file:
             file.write("{")
             for key, value in {**self.header, "layer": self.layer}.items():
                 file.write(f"\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},")
             file.write('\n  "images": [')
-            for n, record in enumerate(records):
+            n = -1
+            for n, record in enumerate(self._records()):
+                writer.writerows(csv_rows(record))
                 image = {key: value for key, value in record.items() if key not in ("slot", "map_shape")}
                 file.write(f"{',' if n else ''}\n    {json.dumps(image, ensure_ascii=False)}")
-            file.write("\n  ]" if records else "]")
+                if record["status"] == "ok":
+                    paths.append(record["path"])
+                    slots.append(record["slot"])
+                    targets.append([t["index"] for t in record["targets"]])
+                    scores.append([t["score"] for t in record["targets"]])
+                    probas.append([t["proba"] for t in record["targets"]])
+            file.write("\n  ]" if n >= 0 else "]")
             ending = {"failed": [{"path": p, "error": e} for p, e in self.failed], **ending}
             for key, value in ending.items():
                 file.write(f",\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
             file.write("\n}\n")
-        heatmaps = self.journal.heatmaps(explained)
+        heatmaps = self.journal.heatmaps(slots)
         size = tuple(heatmaps.shape[2:]) if heatmaps is not None else tuple(map_size or (0, 0))
-        shape = (len(explained), self.targets_per_image, *size)
+        shape = (len(paths), self.targets_per_image, *size)
         arrays = {
             "heatmaps": heatmaps if heatmaps is not None else np.zeros(shape, np.float32),
-            "paths": np.array([r["path"] for r in explained], dtype=str),
-            "targets": np.array([[t["index"] for t in r["targets"]] for r in explained], np.int32).reshape(shape[:2]),
-            "scores": np.array([[t["score"] for t in r["targets"]] for r in explained], np.float32).reshape(shape[:2]),
+            "paths": np.array(paths, dtype=str),
+            "targets": np.array(targets, np.int32).reshape(shape[:2]),
+            "scores": np.array(scores, np.float32).reshape(shape[:2]),
             "methods": np.array(self.methods, dtype=str),
             "layer": np.array(self.layer),
         }
-        if explained and explained[0]["targets"][0]["proba"] is not None:
-            arrays["probas"] = np.array([[t["proba"] for t in r["targets"]] for r in explained], np.float32)
+        if probas and probas[0][0] is not None:
+            arrays["probas"] = np.array(probas, np.float32)
         with open(self._temporary["heatmaps.npz"], "xb") as file:
             np.savez(file, **arrays)
         del arrays, heatmaps
