@@ -67,13 +67,13 @@ def test_a_costly_run_stops_unless_yes(tmp_path, capsys, model_file):
     assert not (tmp_path / "out").exists()  # nothing was read or written
 
     # above the threshold with --yes: a warning, and the run goes on (2 + 3 passes per image)
-    import gradcam.cli.stream as stream
+    import gradcam.cli.cost as cost
 
-    stream.COST_WARNING_PASSES, threshold = 3, stream.COST_WARNING_PASSES
+    cost.COST_WARNING_PASSES, threshold = 3, cost.COST_WARNING_PASSES
     try:
         status, _, stderr = run(capsys, *args, "--steps", "2", "--yes")
     finally:
-        stream.COST_WARNING_PASSES = threshold
+        cost.COST_WARNING_PASSES = threshold
     assert status == 0, stderr
     assert ("gradcam: warning: this run makes 4 forward passes of the model (1 image x 4), above 3: it may "
             "take hours.") in stderr

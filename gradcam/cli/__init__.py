@@ -11,10 +11,13 @@ Modules: :mod:`~gradcam.cli.arguments` (the parser, and the table from the libra
 argument names to the flags), :mod:`~gradcam.cli.model` (class names, targets and the
 engine of each method), :mod:`~gradcam.cli.memory` (whether a run fits),
 :mod:`~gradcam.cli.quiet` (TensorFlow's log lines), :mod:`~gradcam.cli.stream` (the
-driver of ``explain`` and ``evaluate``, and the protocol they follow), and one per
-command, :mod:`~gradcam.cli.explain`, :mod:`~gradcam.cli.evaluate` and
-:mod:`~gradcam.cli.layers`. The model is loaded by :mod:`gradcam.models.registry`, the
-work done by :mod:`gradcam.batch` with the library's engine.
+driver of ``explain`` and ``evaluate``, and the protocol they follow),
+:mod:`~gradcam.cli.resume` (``--resume`` and ``--overwrite``), :mod:`~gradcam.cli.cost`
+(the forward passes a run makes, ``--yes``), :mod:`~gradcam.cli.messages` (the lines on
+standard error), and one per command, :mod:`~gradcam.cli.explain`,
+:mod:`~gradcam.cli.evaluate` and :mod:`~gradcam.cli.layers`. The model is loaded by
+:mod:`gradcam.models.registry`, the work done by :mod:`gradcam.batch` with the library's
+engine.
 
 Exit status: 0 when every input was explained, 1 when some inputs failed (they are
 listed, and the rest of the run completes) or the summary could not be written, 2 for a

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -29,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcam.checks import one_line
-from gradcam.cli.arguments import COST_WARNING_PASSES, UsageError, flag_errors, flag_of
+from gradcam.cli.arguments import UsageError, flag_errors
+from gradcam.cli.cost import EstimatingProgress, check_cost, forward_passes
+from gradcam.cli.messages import plural, say, warn
 from gradcam.cli.memory import check_memory
 from gradcam.cli.model import (
     build_engines,
@@ -43,8 +44,9 @@ from gradcam.cli.model import (
 from gradcam.cli.quiet import tensorflow_quiet
 from gradcam.io.inputs import Input, InputError, find_inputs
 from gradcam.io.lock import FolderLockedError
-from gradcam.io.journal import RunJournal, inputs_digest, setting_differences
-from gradcam.io.outputs import OutputFolder, existing_outputs, previous_run_files
+from gradcam.cli.resume import check_journal, recorded_options, remove_previous_run
+from gradcam.io.journal import RunJournal
+from gradcam.io.outputs import OutputFolder, existing_outputs
 from gradcam.models.registry import (
     builtin_image_size,
     check_model_file,
@@ -52,6 +54,7 @@ from gradcam.models.registry import (
     load_model,
     preprocess_function,
 )
+from gradcam.imagenet import NUM_CLASSES
 from gradcam.targets import ClassNames
 from gradcam.batch import RunReport, RunSettings
 from gradcam.progress import Progress, format_duration, format_rate
@@ -74,12 +77,6 @@ class SetUp:
     engines: list
     settings: RunSettings
     header: dict
-
-
-def say(args, text: str) -> None:
-    """Print a progress line on standard error, unless ``--quiet``."""
-    if not args.quiet:
-        print(text, file=sys.stderr, flush=True)
 
 
 def check_before_model(args) -> Checked:
@@ -110,11 +107,6 @@ def check_before_model(args) -> Checked:
     return Checked(inputs, class_names)
 
 
-def warn(text: str) -> None:
-    """Print ``gradcam: warning: TEXT`` on standard error (with ``--quiet`` too)."""
-    print(f"gradcam: warning: {text}", file=sys.stderr, flush=True)
-
-
 #: An ``--image-size`` below a built-in model's own size divided by this is warned about.
 SMALL_SIZE_FACTOR = 2
 
@@ -143,7 +135,7 @@ def check_targets_before_model(args, class_names) -> None:
     if class_names is not None:
         parse_targets(args.target, ClassNames(len(class_names), class_names), warn_duplicates=False)
     elif builtin_image_size(args.model) is not None:  # the built-in models are ImageNet's
-        parse_targets(args.target, ClassNames(1000), warn_duplicates=False)
+        parse_targets(args.target, ClassNames(NUM_CLASSES), warn_duplicates=False)
 
 
 @contextlib.contextmanager
@@ -178,145 +170,12 @@ def refuse_existing(args, inputs, run_files, overlays: bool) -> None:
             "Pass --overwrite to replace them, or choose another --out.")
 
 
-def recorded_options(args, command: StreamCommand) -> dict:
-    """The options that make a run's outputs what they are, as JSON values: a resumed
-    run must give the same (``--batch-size`` and the display options may change)."""
-    options = {name: getattr(args, name) for name in RECORDED_OPTIONS + command.recorded_options}
-    options["method"] = check_method_names(args.method)  # the default, spelled out
-    options.update(command.recorded_defaults(args))
-    return json.loads(json.dumps(options))
-
-
-#: The options of both commands recorded in a run's journal (:func:`recorded_options`).
-RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", "max_channels", "layer", "score",
-                    "preprocess")
-
-
-def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> bool:
-    """Decide, before the model loads, whether the run resumes the journal in ``--out``.
-
-    Returns:
-        Whether to resume it (``--resume`` with a journal whose settings and inputs are
-        the run's).
-
-    Raises:
-        UsageError: ``--resume`` with other settings or inputs than the run's, or with
-            nothing to resume when ``--out`` holds a finished run; a journal in ``--out``
-            without ``--resume`` or ``--overwrite``.
-    """
-    if not journal.exists():
-        if args.resume:
-            existing = existing_outputs(args.out, inputs, run_files=command.run_files, overlays=False)
-            if existing:
-                raise UsageError(f"--resume: the run in --out {args.out!r} finished ({existing[0]!r} exists): "
-                                 "there is nothing to resume. Pass --overwrite to run it again.")
-            say(args, f"gradcam: nothing to resume in {args.out!r}: starting the run.")
-        return False
-    try:
-        info = journal.run_info()
-    except ValueError as error:
-        raise UsageError(f"--out: {error} Pass --overwrite to start the run again.") from None
-    done = len({record.get("path") for record in journal.read_records() if record.get("status") == "ok"})
-    if not args.resume:
-        if args.overwrite:
-            return False
-        raise UsageError(f"--out {args.out!r} holds an interrupted run ({done} of {info.get('inputs')} images "
-                         "done). Pass --resume to go on with it, --overwrite to start it again, or choose "
-                         "another --out.")
-    differences = setting_differences(info["settings"], recorded_options(args, command))
-    if differences:
-        name, then, now = differences[0]
-        raise UsageError(f"--resume: {flag_of(name)} differs from the interrupted run's: it was {then!r}, "
-                         f"now {now!r}. Resume with the run's settings, or pass --overwrite to start again.")
-    if info.get("digest") != inputs_digest(item.path for item in inputs):
-        raise UsageError(f"--resume: the inputs differ from the interrupted run's ({info.get('inputs')} files "
-                         f"then, {len(inputs)} now): resume with the same paths, or pass --overwrite to start "
-                         "again.")
-    return True
-
-
-def remove_previous_run(args, journal: RunJournal, command: StreamCommand) -> None:
-    """``--overwrite``: remove the files the earlier run in ``--out`` lists as its own
-    (:func:`~gradcam.io.outputs.previous_run_files`) and its journal."""
-    for path in previous_run_files(args.out, command.run_files, journal):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    journal.remove()
-
-
-def forward_passes(args, setup: SetUp, command: StreamCommand) -> int:
-    """The model's forward passes per image: each method's (one, or one per perturbation
-    for the methods that perturb) and, for ``evaluate``, each metric's on each map."""
-    passes = 0
-    for engine in setup.engines:
-        passes += 1
-        if getattr(engine, "perturbs", None):
-            passes += engine.perturbation_count((1, 1, 1, layer_channels(engine)))
-    maps = len(setup.engines) * setup.settings.targets_per_image
-    return passes + maps * command.passes_per_map(args)
-
-
-def layer_channels(engine) -> int:
-    """The channels of the engine's layer's output (1 where they cannot be read)."""
-    try:
-        return int(engine.model.get_layer(engine.layer).output.shape[-1])
-    except (AttributeError, ValueError, TypeError, IndexError):
-        return 1
-
-
-def check_cost(args, passes_per_image: int, images: int) -> None:
-    """Warn before a run of more than :data:`~gradcam.cli.arguments.COST_WARNING_PASSES`
-    forward passes: ask on a terminal, go on with ``--yes``, else stop.
-
-    Raises:
-        UsageError: the run is not to go on.
-    """
-    total = passes_per_image * images
-    if total <= COST_WARNING_PASSES:
-        return
-    text = (f"this run makes {total:,} forward passes of the model ({plural(images, 'image')} x {passes_per_image:,}), "
-            f"above {COST_WARNING_PASSES:,}: it may take hours")
-    if args.yes:
-        warn(text + ".")
-        return
-    if sys.stdin is not None and sys.stdin.isatty():
-        warn(text + ".")
-        print("gradcam: go on? [y/N] ", end="", file=sys.stderr, flush=True)
-        if sys.stdin.readline().strip().lower() in ("y", "yes"):
-            return
-    raise UsageError(f"{text}. Pass --yes to run it anyway, or make it smaller (fewer images, --steps, "
-                     "--max-channels, --method, --metric).")
-
-
-class _EstimatingProgress(Progress):
-    """The progress display, and one line when the first batch is done: the time the
-    whole run is expected to take."""
-
-    def __init__(self, total: int, first: int, **kwargs):
-        super().__init__(total, **kwargs)
-        self._first = min(first, total)
-
-    def update(self, done: int = 1, failed: int = 0) -> None:
-        super().update(done, failed)
-        if self._first and self.done >= self._first:
-            self._first = 0
-            if self.enabled and self.done < self.total:
-                elapsed = self._clock() - self._start
-                self.message(f"gradcam: the first {self.done} took {format_duration(elapsed)}: about "
-                             f"{format_duration(elapsed * self.total / self.done)} for all {self.total}.")
-
-
 def run_time(report: RunReport) -> str:
     """`` in 2.5 s (21.4 images/s)`` for the final line: the rate of the images this run
     explained, left out when it explained none (a run where every file failed)."""
     if not report.explained_now:
         return f" in {report.seconds:.1f} s"
     return f" in {report.seconds:.1f} s ({format_rate(report.images_per_second)} images/s)"
-
-
-def plural(count: int, word: str) -> str:
-    """``"1 image"``, ``"2 images"``."""
-    return f"{count:,} {word}{'' if count == 1 else 'es' if word.endswith('s') else 's'}"
 
 
 def set_up(args, class_names, command: StreamCommand) -> SetUp:
@@ -484,7 +343,7 @@ def run_command(command: StreamCommand, args) -> int:
         say(args, f"gradcam: {command.doing} {plural(remaining, 'image')}{done} with "
             f"{', '.join(setup.header['methods'])} at layer {setup.engines[0].layer!r}, "
             f"{plural(passes * remaining, 'forward pass')} (setup took {format_duration(setup.header['setup_seconds'])})")
-        progress = _EstimatingProgress(remaining, setup.settings.batch_size, enabled=not args.quiet)
+        progress = EstimatingProgress(remaining, setup.settings.batch_size, enabled=not args.quiet)
         try:
             with _warnings_shown_by(progress):
                 report = command.work(args, setup, checked.inputs, folder, progress, journal)
