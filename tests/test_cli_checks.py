@@ -165,3 +165,17 @@ def test_format_as_image_names_what_it_takes():
     with pytest.raises(TypeError, match=r"^format_as_image takes an Explanation \(from explain_prediction\); "
                                         r"got None\.$"):
         format_as_image(None)
+
+
+@pytest.mark.parametrize("args, passes", [
+    (["--method", "gradcam", "--method", "eigencam"], 2),  # one each
+    (["--method", "scorecam", "--max-channels", "4"], 1 + 4),  # and one per channel scored
+    (["--method", "ablationcam"], 1 + 6),  # and one per channel of conv2 (6)
+])
+def test_the_first_line_counts_the_forward_passes_of_each_method(tmp_path, capsys, model_file, args, passes):
+    for n in range(2):
+        photo(tmp_path / "in" / f"{n}.png", seed=n)
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--target", "1", *args)
+    assert status == 0, stderr
+    assert f"at layer 'conv2', {2 * passes} forward passes (setup took " in stderr
