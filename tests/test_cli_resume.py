@@ -79,6 +79,20 @@ def interrupt(args, out, log, sig, after: int) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(child.args, child.returncode, "", stderr)
 
 
+def ctrl_c_at(monkeypatch, call: int) -> None:
+    """Make the engine's ``call``-th computation (the first is the warm-up on a blank
+    image) raise ``KeyboardInterrupt``, as Ctrl-C would there."""
+    compute, calls = gradcam.GradCAM.compute, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(gradcam.GradCAM, "compute", interrupted)
+
+
 def folder_contents(out) -> dict[str, bytes]:
     """Every file under ``out`` (hidden ones too) but the run-level files, by relative path."""
     found = {}
@@ -147,21 +161,13 @@ def test_evaluate_resumes_to_the_uninterrupted_runs_metrics(tmp_path, capsys, mo
     reference = tmp_path / "reference"
     status, reference_stdout, _ = run(capsys, *common, "--out", reference)
     assert status == 0
-    compute, calls = gradcam.GradCAM.compute, []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:  # the warm-up, two images, then Ctrl-C
-            raise KeyboardInterrupt
-        return compute(self, *args, **kwargs)
-
-    monkeypatch.setattr(gradcam.GradCAM, "compute", interrupted)
+    ctrl_c_at(monkeypatch, 4)  # the warm-up, two images, then Ctrl-C
     out = tmp_path / "out"
     status, _, stderr = run(capsys, *common, "--out", out)
     assert status == 130 and not (out / "metrics.csv").exists()
     assert "skipped" not in stderr
     assert 1 <= len(recorded(out, "evaluate")) <= 2
-    monkeypatch.setattr(gradcam.GradCAM, "compute", compute)
+    monkeypatch.undo()
     status, stdout, stderr = run(capsys, *common, "--out", out, "--resume")
     assert status == 0, stderr
     assert "done before)" in stderr
@@ -186,15 +192,7 @@ def test_overwrite_removes_only_the_earlier_runs_own_files(tmp_path, capsys, mod
 
 
 def test_overwrite_removes_an_interrupted_runs_overlays(tmp_path, capsys, model_file, photos, monkeypatch):
-    compute, calls = gradcam.GradCAM.compute, []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return compute(self, *args, **kwargs)
-
-    monkeypatch.setattr(gradcam.GradCAM, "compute", interrupted)
+    ctrl_c_at(monkeypatch, 3)
     out = tmp_path / "out"
     paths = [photos / "00.png", photos / "01.png", photos / "02.png"]
     args = ["explain", *paths, "--model", model_file, "--out", out, "--batch-size", "1"]
@@ -203,7 +201,7 @@ def test_overwrite_removes_an_interrupted_runs_overlays(tmp_path, capsys, model_
     assert [r["path"] for r in records] in ([], [str(paths[0])])  # the first image, if recorded in time
     listed = [t["overlay"] for r in records for t in r["targets"]]
     assert all((out / name).exists() for name in listed)
-    monkeypatch.setattr(gradcam.GradCAM, "compute", compute)
+    monkeypatch.undo()
 
     status, _, stderr = run(capsys, *args, "--target", "1")
     assert status == 2
@@ -265,20 +263,12 @@ def test_a_journal_records_and_drops_what_a_killed_run_left_half_written(tmp_pat
 
 
 def test_resume_may_spell_out_the_defaults(tmp_path, capsys, model_file, photos, monkeypatch):
-    compute, calls = gradcam.GradCAM.compute, []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return compute(self, *args, **kwargs)
-
-    monkeypatch.setattr(gradcam.GradCAM, "compute", interrupted)
+    ctrl_c_at(monkeypatch, 3)
     out = tmp_path / "out"
     args = ["evaluate", photos / "00.png", photos / "01.png", "--model", model_file, "--out", out, "--batch-size",
             "1", "--steps", "2"]
     assert run(capsys, *args)[0] == 130
-    monkeypatch.setattr(gradcam.GradCAM, "compute", compute)
+    monkeypatch.undo()
     status, _, stderr = run(capsys, *args, "--resume", "--method", "gradcam", "--metric", "deletion", "--metric",
                             "insertion", "--metric", "average_drop")
     assert status == 0, stderr
