@@ -14,7 +14,6 @@ are known by hand:
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 from helpers.tiny import (
