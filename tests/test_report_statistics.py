@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam.report.statistics import bootstrap_interval, bootstrap_means, paired_test
+from gradcam.report.statistics import bootstrap_band, bootstrap_interval, bootstrap_means, paired_test
 
 
 def test_interval_of_constant_values_is_the_value():
@@ -95,3 +95,11 @@ def test_bad_input(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+def test_band_is_the_interval_of_each_point():
+    curves = np.random.default_rng(2).random((5, 3))
+    mean, low, high = bootstrap_band(curves, resamples=500, seed=4)
+    for j in range(3):
+        interval = bootstrap_interval(curves[:, j], resamples=500, seed=4)
+        np.testing.assert_allclose([mean[j], low[j], high[j]], interval[:3])

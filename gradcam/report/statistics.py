@@ -78,6 +78,17 @@ def _check_confidence(confidence) -> float:
     return float(confidence)
 
 
+def _resampled_means(rows: np.ndarray, resamples, seed) -> np.ndarray:
+    """The column means of ``resamples`` resamples of ``rows (N, P)``: ``(resamples, P)``."""
+    resamples = check_positive_int(resamples, "resamples")
+    rng = np.random.default_rng(check_seed(seed))
+    means = np.empty((resamples, rows.shape[1]), np.float64)
+    for start in range(0, resamples, _CHUNK):
+        size = min(_CHUNK, resamples - start)
+        means[start : start + size] = rows[rng.integers(0, len(rows), (size, len(rows)))].mean(axis=1)
+    return means
+
+
 def bootstrap_means(values, *, resamples: int = 10000, seed: int = 0) -> np.ndarray:
     """The means of ``resamples`` bootstrap resamples of ``values``.
 
@@ -100,13 +111,7 @@ def bootstrap_means(values, *, resamples: int = 10000, seed: int = 0) -> np.ndar
     values = _finite(values, "values")
     if not len(values):
         raise ValueError("Cannot bootstrap the mean of no values.")
-    resamples = check_positive_int(resamples, "resamples")
-    rng = np.random.default_rng(check_seed(seed))
-    means = np.empty(resamples, np.float64)
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
-        means[start : start + size] = values[rng.integers(0, len(values), (size, len(values)))].mean(axis=1)
-    return means
+    return _resampled_means(values[:, None], resamples, seed)[:, 0]
 
 
 def bootstrap_interval(values, *, confidence: float = 0.95, resamples: int = 10000, seed: int = 0) -> Interval:
@@ -204,3 +209,33 @@ def paired_test(a, b, *, test: str = "wilcoxon", resamples: int = 10000, seed: i
         smaller = min(int((means <= 0).sum()), int((means >= 0).sum()))
         p_value = min(1.0, 2 * (smaller + 1) / (len(means) + 1))
     return Comparison(name, difference, p_value, len(d))
+
+
+def bootstrap_band(curves, *, confidence: float = 0.95, resamples: int = 10000, seed: int = 0) -> tuple:
+    """The mean curve and its pointwise percentile bootstrap band.
+
+    Each resample draws whole curves (images) with replacement, with the same indices as
+    :func:`bootstrap_means` draws for ``len(curves)`` values: the band at point ``j`` is
+    :func:`bootstrap_interval` of ``curves[:, j]`` with the same ``seed``.
+
+    Args:
+        curves: finite ``(N, P)``, one curve per image, ``N >= 1``.
+        confidence: the band's level. Defaults to ``0.95``.
+        resamples: the number of resamples. Defaults to ``10000``.
+        seed: the random generator's seed. Defaults to ``0``.
+
+    Returns:
+        ``(mean, low, high)``, float64 arrays ``(P,)``.
+
+    Raises:
+        ValueError: ``curves`` is not ``(N, P)`` with ``N >= 1``; bad ``confidence``,
+            ``resamples`` or ``seed``.
+    """
+    curves = np.asarray(curves, np.float64)
+    if curves.ndim != 2 or not len(curves):
+        raise ValueError(f"curves must be (N, P), one curve per image; got shape {curves.shape}.")
+    confidence = _check_confidence(confidence)
+    means = _resampled_means(curves, resamples, seed)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    mean = curves.mean(axis=0)
+    return mean, np.minimum(low, mean), np.maximum(high, mean)
