@@ -93,8 +93,6 @@ def load_images(images, image_shape) -> tuple[np.ndarray, list[str], list[dict]]
         images = [images]
     if isinstance(images, np.ndarray) or (isinstance(images, (list, tuple)) and images and not isinstance(images[0], (str, Path))):
         batch = to_batch(np.asarray(images) if not isinstance(images, np.ndarray) else images, name="images")
-        if not len(batch):
-            raise ValueError("report needs at least one image; got an empty array.")
         return batch, [f"image {n}" for n in range(len(batch))], []
     loaded, names, skipped = [], [], []
     for path in images:
@@ -391,6 +389,25 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _ranking_sentence(data, metric: str, entry: dict) -> str:
+    info, label = data["metrics"][metric], data["metrics"][metric]["label"]
+    direction = f"{label} ({'higher' if info['higher_is_better'] else 'lower'} is better)"
+    if entry["best"] is None:
+        return f"{label}: no method has a value on these images."
+    mean = data["summary"][entry["best"]][metric]["mean"]
+    if entry["runner_up"] is None:
+        return f"{direction}: {entry['best']} scores {_fmt(mean)}."
+    if not entry["difference"]:
+        return f"{direction}: {entry['best']} and {entry['runner_up']} tie at {_fmt(mean)} over {entry['n']} images."
+    significant = entry["p_value"] is not None and entry["p_value"] < 0.05
+    return (
+        f"{direction}: {entry['best']} ranks first with {_fmt(mean)}, "
+        f"{_fmt(abs(entry['difference']))} {'above' if info['higher_is_better'] else 'below'} "
+        f"{entry['runner_up']} over {entry['n']} images; the difference is "
+        f"{'significant' if significant else 'not significant'} ({entry['test']}, p = {_fmt(entry['p_value'])})."
+    )
+
+
 def verdict(data) -> list[str]:
     """The report's conclusions in sentences, from its numbers.
 
@@ -400,30 +417,12 @@ def verdict(data) -> list[str]:
     """
     sentences = []
     for metric, entry in data["comparisons"].items():
-        info, label = data["metrics"][metric], data["metrics"][metric]["label"]
-        direction = "higher" if info["higher_is_better"] else "lower"
-        if entry["best"] is None:
-            sentences.append(f"{label}: no method has a value on these images.")
-            continue
-        mean = data["summary"][entry["best"]][metric]["mean"]
-        if entry["runner_up"] is None:
-            sentences.append(f"{label} ({direction} is better): {entry['best']} scores {_fmt(mean)}.")
-            continue
-        if not entry["difference"]:
-            sentences.append(f"{label} ({direction} is better): {entry['best']} and {entry['runner_up']} tie at "
-                             f"{_fmt(mean)} over {entry['n']} images.")
-            continue
-        significant = entry["p_value"] is not None and entry["p_value"] < 0.05
-        sentences.append(
-            f"{label} ({direction} is better): {entry['best']} ranks first with {_fmt(mean)}, "
-            f"{_fmt(abs(entry['difference']))} {'above' if info['higher_is_better'] else 'below'} "
-            f"{entry['runner_up']} over {entry['n']} images; the difference is "
-            f"{'significant' if significant else 'not significant'} ({entry['test']}, p = {_fmt(entry['p_value'])})."
-        )
+        info = data["metrics"][metric]
+        sentences.append(_ranking_sentence(data, metric, entry))
         for method, controls in entry["not_beating_controls"].items():
             if controls and not info["sanity_check"]:
-                sentences.append(f"On {label}, {method} does not beat the control{'s' if len(controls) > 1 else ''} "
-                                 f"{', '.join(controls)}.")
+                sentences.append(f"On {info['label']}, {method} does not beat the control"
+                                 f"{'s' if len(controls) > 1 else ''} {', '.join(controls)}.")
     labels = {m: data["metrics"][m]["label"] for m in data["metrics"]}
     for name, reasons in data["sanity_failures"].items():
         kind = next(r["kind"] for r in data["rows"] if r["name"] == name)
