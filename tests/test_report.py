@@ -4,15 +4,12 @@ complete and self-contained, bad input gets clear errors. Run once per KERAS_BAC
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import re
-from html.parser import HTMLParser
 
 import keras
 import numpy as np
 import pytest
+from helpers.report import check_page
 from helpers.tiny import make_functional
 from PIL import Image
 
@@ -116,44 +113,10 @@ def test_json_holds_every_number_of_the_page(study):
     assert any("Wilcoxon signed-rank test" in sentence for sentence in written["verdict"])
 
 
-class _Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags, self.images, self.scripts, self.links = [], [], 0, []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.append(tag)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        if tag == "script":
-            self.scripts += 1
-        if tag in ("link", "iframe", "object", "embed") or (tag == "a" and "href" in attrs):
-            self.links.append(tag)
-
-
-def check_page(text: str) -> _Page:
-    """Parse the page; check it is self-contained, with its tables and decodable images."""
-    page = _Page()
-    page.feed(text)
-    page.close()
-    assert text.startswith("<!DOCTYPE html>")
-    assert page.scripts == 0 and not page.links
-    assert not re.search(r"""(src|href)=["'](?!data:)""", text)  # nothing fetched
-    assert page.tags.count("table") == 2  # methods x metrics, gallery
-    # Photo + 4 maps per image, the deletion and insertion plots, the randomisation plot.
-    assert len(page.images) == 5 * 5 + 3
-    for uri in page.images:
-        assert uri.startswith("data:image/png;base64,")
-        picture = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
-        assert picture.size[0] > 10 and np.asarray(picture.convert("L")).std() > 0
-    return page
-
-
 def test_page_is_self_contained_and_complete(study):
     _, data, out = study
     text = (out / "report.html").read_text()
-    check_page(text)
+    check_page(text, images=5 * 5 + 3)  # photo and 4 maps per image; 3 plots
     for sentence in data["verdict"][:3]:
         assert sentence.replace("'", "&#x27;") in text
     assert "gaussian" in text and "sobel" in text and "95% bootstrap confidence interval" in text
