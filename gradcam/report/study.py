@@ -134,9 +134,9 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
               randomisation_steps: int = 5, smooth_samples: int = 10, noise: float = 0.1, seed: int = 0,
               resamples: int = 10000, confidence: float = 0.95, test: str = "wilcoxon", batch_size: int = 32,
               image_shape=None) -> dict:
-    """Compute a report's numbers (what :func:`gradcam.report` writes as ``report.json``).
+    """Compute a report's numbers (what :func:`gradcam.report.report` writes as ``report.json``).
 
-    Args: as for :func:`gradcam.report.report`.
+    It takes the arguments of :func:`gradcam.report.report` except ``out``.
 
     Returns:
         The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with

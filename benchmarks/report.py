@@ -1,0 +1,129 @@
+"""What a report costs: its forward passes and time against those of its metrics alone.
+
+Run with the backend Keras should use (TensorFlow by default)::
+
+    python benchmarks/report.py
+    python benchmarks/report.py --steps 20 --methods gradcam layercam
+
+EfficientNet-Lite0 with its ImageNet weights (offline) on the 6 sample photos
+(``gradcam.samples``) at 224x224, the top class of each, ``preprocess_input``; in one
+process on CPU, each side timed once after a warm-up of both:
+
+* **alone**: what a user who writes the study calls: each method's engine for the maps,
+  then each ``gradcam.metrics`` function of the report's default metrics, called
+  separately for each method and control (deletion and insertion with ``--steps``,
+  average drop, increase in confidence, cascading randomisation of the top
+  ``--randomisation-steps`` layers, Smooth MPRT and Efficient MPRT);
+* **report**: ``gradcam.report`` with the same settings, which shares the classes, the
+  scores of the images, of the all-baseline images and of the blurred images, and the
+  masked images' scores between average drop and increase in confidence; then writing
+  ``report.json`` and ``report.html``.
+
+Forward passes are the images prepared for the model (a counting ``preprocess``). The
+targets: the report at most 1.1x the passes and the time of its metrics alone; the whole
+report, page included, under 2 minutes on 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import gradcam  # noqa: E402
+from gradcam import metrics  # noqa: E402
+from gradcam.methods import method_class  # noqa: E402
+from gradcam.models import efficientnet_lite  # noqa: E402
+from gradcam.report import write  # noqa: E402
+from gradcam.report.controls import CONTROLS  # noqa: E402
+from gradcam.report.study import run_study  # noqa: E402
+
+
+class Counter:
+    """``preprocess_input`` that counts the images it prepares."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, batch):
+        self.count += len(batch)
+        return efficientnet_lite.preprocess_input(batch)
+
+
+def alone(model, docs, args, counter):
+    """The study by hand: maps, then every metric function once per method and control."""
+    maps, targets = {}, None
+    for name in args.methods:
+        result = method_class(name)(model, preprocess=counter).compute(docs, None if targets is None else targets[:, None])
+        targets = result.targets[:, 0] if targets is None else targets
+        maps[name] = result.heatmaps[:, 0]
+    for name, control in CONTROLS.items():
+        maps[name] = control(docs)
+    common = dict(preprocess=counter)
+    for name, heat in maps.items():
+        metrics.deletion(model, docs, heat, targets, steps=args.steps, **common)
+        metrics.insertion(model, docs, heat, targets, steps=args.steps, **common)
+        metrics.average_drop(model, docs, heat, targets, **common)
+        metrics.increase_in_confidence(model, docs, heat, targets, **common)
+    for name in args.methods:
+        metrics.randomisation(model, docs, targets, method=name, max_steps=args.randomisation_steps, **common)
+        metrics.smooth_mprt(model, docs, targets, method=name, samples=args.smooth_samples, every_step=False, **common)
+        metrics.efficient_mprt(model, docs, targets, method=name, **common)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "layercam"])
+    parser.add_argument("--steps", type=int, default=50, help="deletion/insertion steps. Default: 50")
+    parser.add_argument("--randomisation-steps", type=int, default=5, help="Default: 5")
+    parser.add_argument("--smooth-samples", type=int, default=10, help="Default: 10")
+    args = parser.parse_args(argv)
+    backend = keras.backend.backend()
+    print(f"backend {backend} (keras {keras.__version__}); {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f}; "
+          f"EfficientNet-Lite0, 6 sample photos 224x224; methods {', '.join(args.methods)}; "
+          f"controls {', '.join(CONTROLS)}; {args.steps} steps", flush=True)
+    model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
+    docs = np.concatenate([gradcam.image_from_path(gradcam.samples.path(name)) for name in gradcam.samples.names()])
+    options = dict(methods=args.methods, steps=args.steps, randomisation_steps=args.randomisation_steps,
+                   smooth_samples=args.smooth_samples)
+
+    warm = Counter()  # compiles every function both sides use
+    gradcam.report(model, docs[:1], preprocess=warm, **{**options, "steps": 2})
+    alone(model, docs[:1], argparse.Namespace(**{**vars(args), "steps": 2}), warm)
+
+    by_hand = Counter()
+    start = time.perf_counter()
+    alone(model, docs, args, by_hand)
+    alone_time = time.perf_counter() - start
+
+    counted = Counter()
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        data = run_study(model, docs, preprocess=counted, **options)  # what gradcam.report runs, then writes
+        report_time = time.perf_counter() - start
+        start = time.perf_counter()
+        write(data, out)
+        page_time = time.perf_counter() - start
+    passes = data["forward_passes"]
+    print(f"{'':<8} {'passes':>7} {'time':>8}")
+    print(f"{'alone':<8} {by_hand.count:>7} {alone_time:>7.1f}s")
+    print(f"{'report':<8} {counted.count:>7} {report_time:>7.1f}s   ({passes['maps']} maps, {passes['shared']} shared, "
+          f"{passes['metrics']} metrics, {passes['sanity']} sanity checks)")
+    print(f"ratio    {counted.count / by_hand.count:>7.3f}x {report_time / alone_time:>7.3f}x   target 1.1x")
+    print(f"report with its page: {report_time + page_time:.1f} s (page {page_time:.1f} s); target under 120 s")
+    print("verdict:")
+    for sentence in data["verdict"]:
+        print("  " + sentence)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
