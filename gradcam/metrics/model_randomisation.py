@@ -202,15 +202,14 @@ def _random_weights(path: str, layer, seeds: np.random.SeedSequence) -> list[np.
 
 def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, preprocess=None,
             score: str = "auto", max_steps: int | None = None, seed: int = 0, batch_size: int = 32,
-            explain=None, every_step: bool = True):
+            explain=None, record=None):
     """The maps of a copy of ``model`` as its layers are randomised from the top down.
 
     The shared part of :func:`randomisation` and its repaired variants
     (:mod:`gradcam.metrics.sanity_checks`): the model is copied, the classes to explain are
     resolved on the trained copy, then its layers with weights get random weights one at a
     time from the output towards the input (layer ``s`` seeded from ``(seed, s)``), and
-    the maps are computed again after each step (or, with ``every_step=False``, only
-    after the last).
+    the maps are computed again after each step (or only after the steps in ``record``).
 
     Args:
         model, docs, targets, method, layer, preprocess, score, max_steps, seed, batch_size:
@@ -219,13 +218,16 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
             ``(N, h, w)`` of the images ``batch`` for the int32 ``classes (N, 1)``;
             ``None`` takes the engine's maps (``engine.heatmaps(...)[:, 0]``). Defaults to
             ``None``.
-        every_step: compute the maps after every step; ``False`` only after the last.
-            Defaults to ``True``.
+        record: the steps (0 for the first) after which the maps are computed, ``-1``
+            for the last; ``None`` for every step. Steps past the last are ignored. The
+            layers are randomised down to ``max_steps`` whatever is recorded. Defaults to
+            ``None``.
 
     Returns:
         ``(layers, heatmaps, targets)``: the paths of the ``S`` layers randomised, in
-        order; float32 maps ``(N, 1 + S, h, w)`` (``(N, 2, h, w)`` with
-        ``every_step=False``), the trained model's first; the int32 classes ``(N,)``.
+        order; float32 maps ``(N, 1 + R, h, w)`` after the ``R`` recorded steps in order
+        (``R = S`` when ``record`` is ``None``), the trained model's first; the int32
+        classes ``(N,)``.
 
     Raises:
         As :func:`randomisation`.
@@ -253,10 +255,11 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
     steps = _weighted_layers(copy)[:max_steps]
     if not steps:
         raise ValueError(f"Model {model.name!r} has no layer with weights to randomise.")
+    recorded = None if record is None else {len(steps) + s if s < 0 else s for s in record}
     for step, (layer_path, randomised) in enumerate(steps):
         seeds = np.random.SeedSequence([seed, step])
         randomised.set_weights(_random_weights(layer_path, randomised, seeds))
-        if every_step or step == len(steps) - 1:
+        if recorded is None or step in recorded:
             maps.append(explain(engine, batch, explained, batch_size))
     heatmaps = np.stack(maps, axis=1).astype(np.float32)
     return tuple(layer_path for layer_path, _ in steps), heatmaps, explained[:, 0].astype(np.int32)

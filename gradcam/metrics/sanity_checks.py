@@ -74,6 +74,62 @@ def discrete_entropy(maps, bins: int = 100) -> np.ndarray:
     return np.asarray(entropies, np.float32)
 
 
+def complexity_rise(maps, randomised_maps, bins: int = 100) -> tuple:
+    """Efficient MPRT's relative rise in complexity, ``(H_random - H) / H``, per image.
+
+    Args:
+        maps: the trained model's maps ``(N, h, w)``.
+        randomised_maps: the randomised model's maps, the same shape.
+        bins: the histograms' number of bins. Defaults to ``100``.
+
+    Returns:
+        ``(rise, H, H_random)``, float32 arrays ``(N,)``; the rise is NaN where ``H = 0``.
+    """
+    before, after = discrete_entropy(maps, bins), discrete_entropy(randomised_maps, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = np.where(before > 0, (after - before) / np.where(before > 0, before, 1), np.nan)
+    return rise.astype(np.float32), before, after
+
+
+def smoother(samples: int, noise: float, seed: int):
+    """Smooth MPRT's maps: an ``explain`` for :func:`~gradcam.metrics.model_randomisation.cascade`.
+
+    The returned ``explain(engine, batch, classes, batch_size)`` averages the engine's
+    maps over ``samples`` copies of the images: the images themselves, then
+    ``samples - 1`` copies with Gaussian noise of standard deviation
+    ``noise * (max - min)`` of each image's values, drawn once, on the first call, from
+    ``numpy.random.default_rng(seed)`` as ``standard_normal((samples - 1, *batch.shape))``;
+    later calls reuse the same copies.
+
+    Args:
+        samples: the number of copies, the images included.
+        noise: the noise's standard deviation as a fraction of each image's range.
+        seed: the noise's seed.
+
+    Returns:
+        The ``explain`` function.
+
+    Raises:
+        ValueError: ``samples`` is not a positive integer; ``noise`` is negative or not
+            finite; ``seed`` is not a non-negative integer.
+    """
+    samples = check_positive_int(samples, "samples")
+    noise = _check_noise(noise)
+    rng = np.random.default_rng(check_seed(seed))
+    copies = {}
+
+    def smoothed(engine, batch, classes, batch_size):
+        if "noisy" not in copies:
+            images = batch.astype(np.float32)
+            spread = (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))[:, None, None, None]
+            draws = rng.standard_normal((samples - 1, *images.shape), dtype=np.float32)
+            copies["noisy"] = [images] + [images + noise * spread * draw for draw in draws]
+        total = sum(engine.heatmaps(copy, classes, batch_size)[:, 0].astype(np.float64) for copy in copies["noisy"])
+        return (total / samples).astype(np.float32)
+
+    return smoothed
+
+
 def _check_noise(noise) -> float:
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.number)) or not 0 <= noise < np.inf:
         raise ValueError(f"noise must be a non-negative number (a fraction of each image's range); got {noise!r}.")
@@ -131,23 +187,10 @@ def smooth_mprt(model, docs, targets=None, *, method: str = "gradcam", layer=Non
         ValueError: as :func:`~gradcam.metrics.randomisation`; ``samples`` is not a
             positive integer; ``noise`` is negative or not finite.
     """
-    samples = check_positive_int(samples, "samples")
-    noise = _check_noise(noise)
-    rng = np.random.default_rng(check_seed(seed))
-    copies = {}
-
-    def smoothed(engine, batch, classes, batch_size):
-        if "noisy" not in copies:
-            images = batch.astype(np.float32)
-            spread = (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))[:, None, None, None]
-            draws = rng.standard_normal((samples - 1, *images.shape), dtype=np.float32)
-            copies["noisy"] = [images] + [images + noise * spread * draw for draw in draws]
-        total = sum(engine.heatmaps(copy, classes, batch_size)[:, 0].astype(np.float64) for copy in copies["noisy"])
-        return (total / samples).astype(np.float32)
-
     layers, heatmaps, explained = cascade(
         model, docs, targets, method=method, layer=layer, preprocess=preprocess, score=score, max_steps=max_steps,
-        seed=seed, batch_size=batch_size, explain=smoothed, every_step=every_step)
+        seed=seed, batch_size=batch_size, explain=smoother(samples, noise, seed),
+        record=None if every_step else (-1,))
     correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(1, heatmaps.shape[1])], axis=1)
     return RandomisationResult(correlations=correlations, layers=layers, heatmaps=heatmaps, targets=explained)
 
@@ -190,10 +233,8 @@ def efficient_mprt(model, docs, targets=None, *, method: str = "gradcam", layer=
     bins = check_positive_int(bins, "bins")
     layers, heatmaps, explained = cascade(
         model, docs, targets, method=method, layer=layer, preprocess=preprocess, score=score, seed=seed,
-        batch_size=batch_size, every_step=False)
-    before, after = discrete_entropy(heatmaps[:, 0], bins), discrete_entropy(heatmaps[:, 1], bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rise = np.where(before > 0, (after - before) / np.where(before > 0, before, 1), np.nan)
+        batch_size=batch_size, record=(-1,))
+    rise, before, after = complexity_rise(heatmaps[:, 0], heatmaps[:, 1], bins)
     return EfficientMPRTResult(
-        rise=rise.astype(np.float32), complexity=before, randomised_complexity=after, layers=layers,
-        heatmaps=heatmaps, targets=explained)
+        rise=rise, complexity=before, randomised_complexity=after, layers=layers, heatmaps=heatmaps,
+        targets=explained)

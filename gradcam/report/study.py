@@ -22,9 +22,9 @@ from gradcam.checks import check_positive_int, check_seed
 from gradcam.image import image_from_path, to_batch
 from gradcam.methods import method_class
 from gradcam.metrics.confidence import drop_from_scores, increase_from_scores, masked_scores
-from gradcam.metrics.model_randomisation import randomisation, spearman, ssim
+from gradcam.metrics.model_randomisation import cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
-from gradcam.metrics.sanity_checks import discrete_entropy, efficient_mprt, smooth_mprt
+from gradcam.metrics.sanity_checks import complexity_rise, smoother
 from gradcam.metrics.scoring import check_targets, perturbed_scores
 from gradcam.report.controls import CONTROLS, random_method
 from gradcam.report.statistics import TESTS, bootstrap_band, bootstrap_interval, paired_test
@@ -244,45 +244,21 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
                 values[name]["increase_in_confidence"] = increase_from_scores(unmasked, masked)
     passes["metrics"] = counter.count - start
 
-    # Sanity checks: the methods' maps of randomised copies; a control's maps do not
-    # depend on the model, so its randomised maps are its maps.
+    # Sanity checks: the methods' maps of randomised copies (one cascade per method serves
+    # the three checks); a control's maps do not depend on the model, so its randomised
+    # maps are its maps.
     start = counter.count
     sanity = {}
-    common = dict(layer=layer, preprocess=counter, score=score, seed=seed, batch_size=batch_size)
     for row in rows:
         name = row["name"]
-        by_model = row["name"] in dict(model_rows)
-        entry = {}
-        if "randomisation" in metrics:
-            if by_model:
-                result = randomisation(model, batch, classes, method=name, max_steps=randomisation_steps, **common)
-                layers, heatmaps = result.layers, result.heatmaps
-            else:
-                layers, heatmaps = (), maps[name][:, None]
-            correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(heatmaps.shape[1])], 1)
-            similarity = np.stack([ssim(heatmaps[:, 0], heatmaps[:, s]) for s in range(heatmaps.shape[1])], 1)
-            values[name]["randomisation"] = correlations[:, -1]
-            entry["randomisation"] = {
-                "layers": ["(trained)", *layers],
-                "spearman": [_numbers(column) for column in correlations.T],
-                "ssim": [_numbers(column) for column in similarity.T],
-            }
-        if "smooth_mprt" in metrics:
-            if by_model:
-                result = smooth_mprt(model, batch, classes, method=name, samples=smooth_samples, noise=noise,
-                                     every_step=False, **common)
-                values[name]["smooth_mprt"] = result.correlations[:, -1]
-            else:
-                values[name]["smooth_mprt"] = spearman(maps[name], maps[name])
-        if "efficient_mprt" in metrics:
-            if by_model:
-                result = efficient_mprt(model, batch, classes, method=name, **common)
-                values[name]["efficient_mprt"] = result.rise
-                entry["efficient_mprt"] = {"complexity": _numbers(result.complexity),
-                                           "randomised_complexity": _numbers(result.randomised_complexity)}
-            else:
-                entropy = discrete_entropy(maps[name])
-                values[name]["efficient_mprt"] = np.where(entropy > 0, 0.0, np.nan).astype(np.float32)
+        if name in dict(model_rows):
+            checks, entry = _sanity_checks(model, batch, classes, name, metrics, layer=layer, preprocess=counter,
+                                           score=score, seed=seed, batch_size=batch_size,
+                                           randomisation_steps=randomisation_steps, smooth_samples=smooth_samples,
+                                           noise=noise)
+        else:
+            checks, entry = _control_checks(maps[name], metrics)
+        values[name].update(checks)
         sanity[name] = entry
     passes["sanity"] = counter.count - start
     passes["total"] = counter.count
@@ -329,6 +305,70 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
     data["verdict"] = verdict(data)
     data["_arrays"] = {"images": batch, "maps": maps}
     return data
+
+
+def _randomisation_entry(layers, heatmaps) -> tuple[np.ndarray, dict]:
+    """The cascading test's correlations with the first map, and its entry of the JSON."""
+    correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(heatmaps.shape[1])], 1)
+    similarity = np.stack([ssim(heatmaps[:, 0], heatmaps[:, s]) for s in range(heatmaps.shape[1])], 1)
+    return correlations[:, -1], {
+        "layers": ["(trained)", *layers],
+        "spearman": [_numbers(column) for column in correlations.T],
+        "ssim": [_numbers(column) for column in similarity.T],
+    }
+
+
+def _sanity_checks(model, batch, classes, method, metrics, *, randomisation_steps, smooth_samples, noise,
+                   **common) -> tuple[dict, dict]:
+    """The sanity checks of one method, from one cascade down to the fully randomised model.
+
+    The maps are recorded after the first ``randomisation_steps`` steps (the cascading
+    test) and after the last (Efficient MPRT), and smoothed before the first step and
+    after the last (Smooth MPRT): the same maps, from the same random weights and noise,
+    as :func:`~gradcam.metrics.randomisation`, :func:`~gradcam.metrics.smooth_mprt`
+    (``every_step=False``) and :func:`~gradcam.metrics.efficient_mprt` compute apart.
+    """
+    wanted = [m for m in ("randomisation", "smooth_mprt", "efficient_mprt") if m in metrics]
+    if not wanted:
+        return {}, {}
+    record = set(range(randomisation_steps)) if "randomisation" in metrics else set()
+    record |= {-1} if {"smooth_mprt", "efficient_mprt"} & set(metrics) else set()
+    smooth = smoother(smooth_samples, noise, common["seed"]) if "smooth_mprt" in metrics else None
+    state = {}
+
+    def explain(engine, images, targets, batch_size):
+        if smooth is not None and not state:  # the trained model's smoothed maps
+            state.update(engine=engine, call=(images, targets, batch_size), trained=smooth(engine, images, targets,
+                                                                                          batch_size))
+        return engine.heatmaps(images, targets, batch_size)[:, 0]
+
+    layers, heatmaps, _ = cascade(model, batch, classes, method=method, explain=explain, record=record, **common)
+    # heatmaps: the trained model's maps, then those after the recorded steps in order: the
+    # first randomisation_steps steps, then (where not among them) the last.
+    values, entry = {}, {}
+    if "randomisation" in metrics:
+        shown = min(randomisation_steps, len(layers))
+        values["randomisation"], entry["randomisation"] = _randomisation_entry(layers[:shown],
+                                                                               heatmaps[:, : shown + 1])
+    if "smooth_mprt" in metrics:  # the engine's copy of the model is now fully randomised
+        values["smooth_mprt"] = spearman(state["trained"], smooth(state["engine"], *state["call"]))
+    if "efficient_mprt" in metrics:
+        rise, before, after = complexity_rise(heatmaps[:, 0], heatmaps[:, -1])
+        values["efficient_mprt"] = rise
+        entry["efficient_mprt"] = {"complexity": _numbers(before), "randomised_complexity": _numbers(after)}
+    return values, entry
+
+
+def _control_checks(heat, metrics) -> tuple[dict, dict]:
+    """A model-free control's sanity checks: its maps are the same for any weights."""
+    values, entry = {}, {}
+    if "randomisation" in metrics:
+        values["randomisation"], entry["randomisation"] = _randomisation_entry((), heat[:, None])
+    if "smooth_mprt" in metrics:
+        values["smooth_mprt"] = spearman(heat, heat)
+    if "efficient_mprt" in metrics:
+        values["efficient_mprt"] = complexity_rise(heat, heat)[0]
+    return values, entry
 
 
 def _method_names():
