@@ -240,17 +240,18 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
     path = find_layer(model, layer).name
     engine = build_engine(copy, method, layer=path, score=score, preprocess=preprocess)
     batch = checked_batch(docs, name="docs")
-    if targets is not None:
-        targets = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis]
-    original = engine.compute(batch, targets, batch_size)
-    engine.warn_empty = False  # randomised weights often give all-zero maps (NaN correlations)
-    explained = original.targets[:, :1]
+    if targets is None:  # each image's top class, from the trained copy
+        original = engine.compute(batch, None, batch_size)
+        explained, first = original.targets[:, :1], original.heatmaps[:, 0]
+    else:
+        explained, first = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis], None
     if explain is None:
         def explain(engine, batch, classes, batch_size):
             return engine.heatmaps(batch, classes, batch_size)[:, 0]
-        maps = [original.heatmaps[:, 0]]
     else:
-        maps = [explain(engine, batch, explained, batch_size)]
+        first = None  # the caller's own maps
+    maps = [explain(engine, batch, explained, batch_size) if first is None else first]
+    engine.warn_empty = False  # randomised weights often give all-zero maps (NaN correlations)
 
     steps = _weighted_layers(copy)[:max_steps]
     if not steps:

@@ -180,6 +180,7 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
         result = engine.compute(batch, wanted, batch_size)
         if wanted is None:
             wanted = result.targets[:, :1]
+        if top_scores is None:
             top_scores = result.probas[:, 0] if result.probas is not None else result.scores[:, 0]
         maps[name] = result.heatmaps[:, 0]
         layer_name = engine.layer if isinstance(getattr(engine, "layer", None), str) else None
