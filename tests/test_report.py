@@ -4,6 +4,7 @@ complete and self-contained, bad input gets clear errors. Run once per KERAS_BAC
 
 from __future__ import annotations
 
+import csv
 import json
 
 import keras
@@ -22,6 +23,17 @@ from gradcam.report.controls import gaussian_map, sobel_map
 IMAGES = (np.random.default_rng(0).random((5, 4, 4, 1)) * 10).astype(np.float32)
 OPTIONS = dict(steps=4, resamples=200, randomisation_steps=2, smooth_samples=3, noise=0.1, seed=1)
 METHODS = ["gradcam", "gradcam++"]
+
+
+def test_csv_has_one_row_per_image_map_and_metric(study):
+    _, data, out = study
+    with open(out / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["path", "method", "metric", "target", "target_name", "value", "error"]
+    assert len(rows) == 5 * 4 * 7
+    first = rows[0]
+    assert (first["path"], first["method"], first["metric"]) == ("image 0", "gradcam", "deletion")
+    assert float(first["value"]) == data["values"]["gradcam"]["deletion"][0]
 
 
 class Counter:

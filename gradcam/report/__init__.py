@@ -2,8 +2,8 @@
 
 ``gradcam.report(model, images, ...)`` runs each method, scores its maps with each
 metric (sharing the forward passes that several need), adds confidence intervals, paired
-tests, sanity checks and controls, and writes ``report.json`` and a self-contained
-``report.html``. The package is callable: ``gradcam.report(...)`` is
+tests, sanity checks and controls, and writes ``report.json``, a self-contained
+``report.html`` and the per-image ``metrics.csv``. The package is callable: ``gradcam.report(...)`` is
 :func:`gradcam.report.report`.
 
 Modules: :mod:`~gradcam.report.statistics` (bootstrap intervals, paired tests),
@@ -13,6 +13,7 @@ numbers), :mod:`~gradcam.report.page` (the HTML page).
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import types
@@ -54,8 +55,9 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
         metrics: names among ``"deletion"``, ``"insertion"``, ``"average_drop"``,
             ``"increase_in_confidence"``, ``"randomisation"``, ``"smooth_mprt"`` and
             ``"efficient_mprt"``. Defaults to all of them.
-        out: a folder to write ``report.json`` and ``report.html`` into (created if
-            missing), or ``None`` to write nothing. Defaults to ``None``.
+        out: a folder to write ``report.json``, ``report.html`` and ``metrics.csv``
+            into (created if missing; see :func:`write`), or ``None`` to write nothing.
+            Defaults to ``None``.
         controls: among ``"randomcam"``, ``"gaussian"`` and ``"sobel"``. Defaults to all.
         targets: ``None`` (each image's top prediction), one class for all images, or
             one per image. Defaults to ``None``.
@@ -99,25 +101,39 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
     return {key: value for key, value in data.items() if not key.startswith("_")}
 
 
-def write(data, out) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into the folder ``out``.
+def write(data, out) -> tuple[Path, Path, Path]:
+    """Write ``report.json``, ``report.html`` and ``metrics.csv`` into the folder ``out``.
+
+    ``metrics.csv`` has the columns of ``gradcam evaluate``'s (``path, method, metric,
+    target, target_name, value, error``): one row per image, row of the report and
+    metric, in that order; an empty value where a metric has none (NaN).
 
     Args:
         data: what :func:`gradcam.report.study.run_study` returns.
         out: the folder (created if missing).
 
     Returns:
-        The paths of the two files.
+        The paths of the three files.
     """
+    from gradcam.io.evaluation import METRICS_COLUMNS
     from gradcam.report.page import render_page  # matplotlib: only when a page is written
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     numbers = {key: value for key, value in data.items() if not key.startswith("_")}
-    json_path, html_path = folder / "report.json", folder / "report.html"
+    json_path, html_path, csv_path = folder / "report.json", folder / "report.html", folder / "metrics.csv"
     json_path.write_text(json.dumps(numbers, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     html_path.write_text(render_page(data), encoding="utf-8")
-    return json_path, html_path
+    with open(csv_path, "w", newline="", encoding="utf-8") as file:
+        rows = csv.writer(file)
+        rows.writerow(METRICS_COLUMNS)
+        for n, image in enumerate(numbers["images"]):
+            for row in numbers["rows"]:
+                for metric, values in numbers["values"][row["name"]].items():
+                    value = values[n]
+                    rows.writerow([image["name"], row["name"], metric, image["target"], "",
+                                   "" if value is None else repr(value), ""])
+    return json_path, html_path, csv_path
 
 
 class _CallableModule(types.ModuleType):
