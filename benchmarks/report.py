@@ -46,18 +46,7 @@ from gradcam.methods import method_class  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
 from gradcam.report import write  # noqa: E402
 from gradcam.report.controls import CONTROLS  # noqa: E402
-from gradcam.report.study import run_study  # noqa: E402
-
-
-class Counter:
-    """``preprocess_input`` that counts the images it prepares."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, batch):
-        self.count += len(batch)
-        return efficientnet_lite.preprocess_input(batch)
+from gradcam.report.study import PassCounter, run_study  # noqa: E402
 
 
 def alone(model, docs, args, counter):
@@ -98,16 +87,16 @@ def main(argv=None):
     options = dict(methods=args.methods, steps=args.steps, randomisation_steps=args.randomisation_steps,
                    smooth_samples=args.smooth_samples)
 
-    warm = Counter()  # compiles every function both sides use
+    warm = PassCounter(efficientnet_lite.preprocess_input)  # compiles every function both sides use
     gradcam.report(model, docs[:1], preprocess=warm, **{**options, "steps": 2})
     alone(model, docs[:1], argparse.Namespace(**{**vars(args), "steps": 2}), warm)
 
-    by_hand = Counter()
+    by_hand = PassCounter(efficientnet_lite.preprocess_input)
     start, cpu = time.perf_counter(), time.process_time()
     alone(model, docs, args, by_hand)
     alone_time, alone_cpu = time.perf_counter() - start, time.process_time() - cpu
 
-    counted = Counter()
+    counted = PassCounter(efficientnet_lite.preprocess_input)
     with tempfile.TemporaryDirectory() as out:
         start, cpu = time.perf_counter(), time.process_time()
         data = run_study(model, docs, preprocess=counted, **options)  # what gradcam.report runs, then writes

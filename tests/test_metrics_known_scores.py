@@ -9,26 +9,18 @@ from helpers.metric_models import X, make_linear
 
 from gradcam.metrics import deletion, insertion
 from gradcam.metrics.confidence import masked_scores
+from gradcam.report.study import PassCounter
 
 MAP = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
-
-
-class Counter:
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, batch):
-        self.count += len(batch)
-        return batch
 
 
 @pytest.mark.parametrize("metric", [deletion, insertion])
 def test_known_points_are_not_measured_again(metric):
     model = make_linear()
-    full = Counter()
+    full = PassCounter()
     area, curves = metric(model, X, MAP, 0, steps=4, return_curves=True, preprocess=full)
     assert full.count == 5
-    known = Counter()
+    known = PassCounter()
     again, same = metric(model, X, MAP, 0, steps=4, return_curves=True, preprocess=known,
                          known_scores={0: curves[:, 0], 4: curves[:, 4]})
     assert known.count == 3
@@ -42,7 +34,7 @@ def test_known_points_are_not_measured_again(metric):
 def test_masked_scores_with_the_known_unmasked_score():
     model = make_linear()
     unmasked, masked = masked_scores(model, X, MAP, 0)
-    counter = Counter()
+    counter = PassCounter()
     given, again = masked_scores(model, X, MAP, 0, preprocess=counter, known_scores={0: unmasked})
     assert counter.count == 1
     np.testing.assert_array_equal(given, unmasked)

@@ -19,6 +19,7 @@ from gradcam.methods import method_class
 from gradcam.metrics import average_drop, deletion, efficient_mprt, increase_in_confidence, insertion
 from gradcam.metrics import randomisation, smooth_mprt
 from gradcam.report.controls import gaussian_map, sobel_map
+from gradcam.report.study import PassCounter
 
 IMAGES = (np.random.default_rng(0).random((5, 4, 4, 1)) * 10).astype(np.float32)
 OPTIONS = dict(steps=4, resamples=200, randomisation_steps=2, smooth_samples=3, noise=0.1, seed=1)
@@ -34,15 +35,6 @@ def test_csv_has_one_row_per_image_map_and_metric(study):
     first = rows[0]
     assert (first["path"], first["method"], first["metric"]) == ("image 0", "gradcam", "deletion")
     assert float(first["value"]) == data["values"]["gradcam"]["deletion"][0]
-
-
-class Counter:
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, batch):
-        self.count += len(batch)
-        return batch
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +89,7 @@ def test_shared_forward_passes_are_made_once(study):
     assert passes["shared"] == 3 * n  # the image, the all-baseline image, the blurred image
     # Per map: deletion's and insertion's inner points, and one masked image.
     assert passes["metrics"] == rows * n * (2 * (steps - 1) + 1)
-    alone = Counter()
+    alone = PassCounter()
     targets = np.array([image["target"] for image in data["images"]])
     heat = gaussian_map(IMAGES)
     for _ in range(rows):
@@ -107,7 +99,7 @@ def test_shared_forward_passes_are_made_once(study):
         increase_in_confidence(model, IMAGES, heat, targets, preprocess=alone)
     assert alone.count == rows * n * 2 * (steps + 3)
     assert passes["shared"] + passes["metrics"] < alone.count
-    counted = Counter()
+    counted = PassCounter()
     again = gradcam.report(model, IMAGES, methods=METHODS, preprocess=counted, **OPTIONS)
     assert counted.count == passes["total"] == again["forward_passes"]["total"]
     assert again["summary"] == data["summary"]  # seeded: the same numbers
