@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 import gradcam  # noqa: E402
 from gradcam import metrics  # noqa: E402
-from gradcam.methods import method_class  # noqa: E402
+from gradcam.methods import build_engine  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
 from gradcam.report import write  # noqa: E402
 from gradcam.report.controls import CONTROLS  # noqa: E402
@@ -53,7 +53,8 @@ def alone(model, docs, args, counter):
     """The study by hand: maps, then every metric function once per method and control."""
     maps, targets = {}, None
     for name in args.methods:
-        result = method_class(name)(model, preprocess=counter).compute(docs, None if targets is None else targets[:, None])
+        engine = build_engine(model, name, preprocess=counter)
+        result = engine.compute(docs, None if targets is None else targets[:, None])
         targets = result.targets[:, 0] if targets is None else targets
         maps[name] = result.heatmaps[:, 0]
     for name, control in CONTROLS.items():

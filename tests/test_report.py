@@ -15,7 +15,7 @@ from helpers.tiny import make_functional
 from PIL import Image
 
 import gradcam
-from gradcam.methods import method_class
+from gradcam.methods import build_engine
 from gradcam.metrics import average_drop, deletion, efficient_mprt, increase_in_confidence, insertion
 from gradcam.metrics import randomisation, smooth_mprt
 from gradcam.report.controls import gaussian_map, sobel_map
@@ -48,7 +48,7 @@ def study(tmp_path_factory):
 def test_means_are_the_means_of_the_metric_functions(study):
     model, data, _ = study
     targets = np.array([image["target"] for image in data["images"]])
-    maps = {name: method_class(name)(model).heatmaps(IMAGES, targets)[:, 0] for name in METHODS}
+    maps = {name: build_engine(model, name).heatmaps(IMAGES, targets)[:, 0] for name in METHODS}
     maps.update(gaussian=gaussian_map(IMAGES), sobel=sobel_map(IMAGES))
     assert [row["name"] for row in data["rows"]] == [*METHODS, "gaussian", "sobel"]
     for name, heat in maps.items():

@@ -84,6 +84,6 @@ def random_method() -> str | None:
     """``"randomcam"`` when :data:`gradcam.METHODS` has it (random channel weights at the
     explained layer, a method of the model), else ``None``: a report then leaves that
     control out and says so."""
-    from gradcam.methods import METHODS
+    from gradcam.methods.registry import METHOD_NAMES
 
-    return RANDOM_METHOD if RANDOM_METHOD in METHODS else None
+    return RANDOM_METHOD if RANDOM_METHOD in METHOD_NAMES else None

@@ -20,7 +20,8 @@ import numpy as np
 from gradcam.capture import model_info
 from gradcam.checks import check_positive_int, check_seed
 from gradcam.image import image_from_path, to_batch
-from gradcam.methods import method_class
+from gradcam.methods.factory import build_engine
+from gradcam.methods.registry import METHOD_NAMES
 from gradcam.metrics.confidence import drop_from_scores, increase_from_scores, masked_scores
 from gradcam.metrics.model_randomisation import cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
@@ -143,7 +144,7 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
         the maps and thumbnails' inputs under the private key ``"_arrays"``.
     """
     info = model_info(model)
-    methods = _check_names(methods, _method_names(), "method")
+    methods = _check_names(methods, METHOD_NAMES, "method")
     if not methods:
         raise ValueError("report needs at least one method; got none.")
     metrics = _check_names(metrics, tuple(METRICS), "metric")
@@ -176,7 +177,7 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
     start = counter.count
     top_scores = None
     for name, kind in model_rows:
-        engine = method_class(name)(model, layer=layer, score=score, preprocess=counter)
+        engine = build_engine(model, name, layer=layer, score=score, preprocess=counter)
         result = engine.compute(batch, wanted, batch_size)
         if wanted is None:
             wanted = result.targets[:, :1]
@@ -370,12 +371,6 @@ def _control_checks(heat, metrics) -> tuple[dict, dict]:
     if "efficient_mprt" in metrics:
         values["efficient_mprt"] = complexity_rise(heat, heat)[0]
     return values, entry
-
-
-def _method_names():
-    from gradcam.methods import METHODS
-
-    return tuple(METHODS)
 
 
 def _better(metric: str, a: float, b: float) -> bool:
