@@ -77,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=50, help="deletion/insertion steps. Default: 50")
     parser.add_argument("--randomisation-steps", type=int, default=5, help="Default: 5")
     parser.add_argument("--smooth-samples", type=int, default=10, help="Default: 10")
+    parser.add_argument("--out", help="keep the report's files in this folder. Default: a temporary one")
     args = parser.parse_args(argv)
     backend = keras.backend.backend()
     print(f"backend {backend} (keras {keras.__version__}); {os.cpu_count()} CPUs, "
@@ -98,7 +99,8 @@ def main(argv=None):
     alone_time, alone_cpu = time.perf_counter() - start, time.process_time() - cpu
 
     counted = PassCounter(efficientnet_lite.preprocess_input)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as temporary:
+        out = args.out or temporary
         start, cpu = time.perf_counter(), time.process_time()
         data = run_study(model, docs, preprocess=counted, **options)  # what gradcam.report runs, then writes
         report_time, report_cpu = time.perf_counter() - start, time.process_time() - cpu
