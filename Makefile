@@ -25,6 +25,7 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
                  tests/test_tokens.py tests/test_hub.py \
                  tests/test_engine_factory.py \
                  tests/test_keras_callback.py tests/test_differentiable_maps.py
+BACKEND_TESTS += tests/test_report.py
 OTHER_BACKENDS := jax torch
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)

@@ -35,7 +35,7 @@ _SOURCES = {
     "plot_explanations": "gradcam.render",
     "show_prediction": "gradcam.api",
 }
-_MODULES = ("imagenet", "metrics", "samples")
+_MODULES = ("imagenet", "metrics", "report", "samples")
 
 
 def _method_classes() -> dict:

@@ -41,6 +41,24 @@ def check_positive_int(value, name: str, *, allow_none: bool = False, allow_zero
     return int(value)
 
 
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an ``int`` if it is a non-negative integer (``bool`` is refused).
+
+    Args:
+        seed: the value to check.
+        name: the argument's name, for the message. Defaults to ``"seed"``.
+
+    Returns:
+        ``int(seed)``.
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative integer; the message echoes it.
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {seed!r}.")
+    return int(seed)
+
+
 class ArgumentError(ValueError):
     """A bad argument value, with the argument's name in :attr:`argument`.
 

@@ -14,37 +14,14 @@ are known by hand:
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
-from helpers.tiny import CONV_KERNEL, DENSE_KERNEL, LOGIT_MAP_0, X, assert_map, make_functional, make_nested, make_subclassed
+from helpers.tiny import (
+    LOGIT_MAP_0, STEP_1_MAP, X, assert_map, make_constant, make_functional, make_nested, make_subclassed)
 
 from gradcam.methods.base import EmptyMapWarning
 from gradcam.metrics import randomisation
 from gradcam.metrics.model_randomisation import RandomisationResult, average_ranks, spearman
-
-STEP_1_MAP = np.array([[1.225, 1.205], [1.145, 1.125]], np.float32) / 1.225
-RANDOM_DENSE = [[-0.01, 0.0], [-1.0, 0.0]]
-
-
-def make_constant():
-    inputs = keras.Input((4, 4, 1))
-    x = keras.layers.Conv2D(
-        2, 2, strides=2, use_bias=False, name="conv", kernel_initializer=keras.initializers.Constant(1.0)
-    )(inputs)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    dense = keras.layers.Dense(
-        2,
-        use_bias=False,
-        activation="softmax",
-        name="predictions",
-        kernel_initializer=keras.initializers.Constant(RANDOM_DENSE),
-    )
-    model = keras.Model(inputs, dense(x), name="constant")
-    model.get_layer("conv").set_weights([CONV_KERNEL])
-    dense.set_weights([DENSE_KERNEL])
-    return model
-
 
 def test_average_ranks_share_ties():
     ranks = average_ranks(np.array([[5, 1, 5, 3], [2, 2, 2, 2], [0, 1, 2, 3]], np.float32))

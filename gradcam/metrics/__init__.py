@@ -10,7 +10,8 @@ Modules: :mod:`~gradcam.metrics.maps` (upsampling and ranking a map's pixels, sh
 metrics), :mod:`~gradcam.metrics.scoring` (batched scores of perturbed images),
 :mod:`~gradcam.metrics.perturbation` (deletion, insertion), :mod:`~gradcam.metrics.confidence`
 (average drop, increase in confidence), :mod:`~gradcam.metrics.remove_and_debias` (ROAD),
-:mod:`~gradcam.metrics.model_randomisation`, :mod:`~gradcam.metrics.localisation` (pointing games)
+:mod:`~gradcam.metrics.model_randomisation`, :mod:`~gradcam.metrics.sanity_checks` (Smooth and
+Efficient MPRT), :mod:`~gradcam.metrics.localisation` (pointing games)
 and :mod:`~gradcam.metrics.plots`.
 """
 
@@ -27,6 +28,10 @@ _SOURCES = {
     "road": ".remove_and_debias",
     "randomisation": ".model_randomisation",
     "RandomisationResult": ".model_randomisation",
+    "ssim": ".model_randomisation",
+    "smooth_mprt": ".sanity_checks",
+    "efficient_mprt": ".sanity_checks",
+    "EfficientMPRTResult": ".sanity_checks",
     "pointing_game": ".localisation",
     "energy_pointing_game": ".localisation",
     "plot_curves": ".plots",

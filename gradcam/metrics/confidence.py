@@ -6,10 +6,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcam.metrics.scoring import check_inputs, metric_docstring, perturbed_scores
+from gradcam.metrics.scoring import check_inputs, metric_docstring, scores_with_known
 
-def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
-    """``(Y, O)``: the target's score on each image and on the image times its map."""
+def masked_scores(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, known_scores=None):
+    """``(Y, O)``: the target's score on each image and on the image times its map.
+
+    The two scores both :func:`average_drop` and :func:`increase_in_confidence` are made
+    of: a caller that wants both measures them once. The map is upsampled to the image,
+    negative values set to 0 and divided by its maximum (an all-zero map stays zero).
+
+    Args:
+        model, docs, heatmaps, targets, preprocess, batch_size: as for :func:`average_drop`.
+        known_scores: ``{0: Y}``, the scores on the images themselves when already
+            measured (they do not depend on the map). Defaults to ``None``.
+
+    Returns:
+        ``(Y, O)``, float32 arrays ``(N,)``.
+
+    Raises:
+        As :func:`average_drop`, but for the positive score.
+    """
     images, maps, targets, batch_size = check_inputs(model, docs, heatmaps, targets, preprocess, batch_size)
     maps = np.maximum(maps, 0)
     peaks = maps.max(axis=(1, 2), keepdims=True)
@@ -19,10 +35,32 @@ def _scores(model, docs, heatmaps, targets, preprocess, batch_size):
         image = images[n].astype(np.float32)
         return np.stack([image if step == 0 else image * maps[n] for step in steps])
 
-    scores = perturbed_scores(
-        model, perturb, len(images), 2, targets, preprocess=preprocess, batch_size=batch_size
+    scores = scores_with_known(
+        model, perturb, len(images), 2, targets, known_scores, preprocess=preprocess, batch_size=batch_size
     )
     return scores[:, 0], scores[:, 1]
+
+
+def drop_from_scores(unmasked, masked) -> np.ndarray:
+    """Average drop's per-image value from :func:`masked_scores`: ``max(0, Y - O) / Y``.
+
+    Raises:
+        ValueError: a score ``Y`` is not positive.
+    """
+    unmasked, masked = np.asarray(unmasked, np.float32), np.asarray(masked, np.float32)
+    bad = np.nonzero(unmasked <= 0)[0]
+    if len(bad):
+        raise ValueError(
+            f"average_drop needs a positive score on each image (a probability); the target's "
+            f"score is {float(unmasked[bad[0]])} on image {int(bad[0])} (images {bad[:10].tolist()} "
+            "are not positive)."
+        )
+    return (np.maximum(0, unmasked - masked) / unmasked).astype(np.float32)
+
+
+def increase_from_scores(unmasked, masked) -> np.ndarray:
+    """Increase in confidence's per-image value from :func:`masked_scores`: 1 where ``O > Y``."""
+    return (np.asarray(masked) > np.asarray(unmasked)).astype(np.float32)
 
 
 @metric_docstring("images and masked images")
@@ -52,15 +90,8 @@ def average_drop(model, docs, heatmaps, targets, *, preprocess=None, batch_size:
             the score ``Y`` of an image is not positive (the drop is a fraction of it:
             use a model that outputs probabilities).
     """
-    unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
-    bad = np.nonzero(unmasked <= 0)[0]
-    if len(bad):
-        raise ValueError(
-            f"average_drop needs a positive score on each image (a probability); the target's "
-            f"score is {float(unmasked[bad[0]])} on image {int(bad[0])} (images {bad[:10].tolist()} "
-            "are not positive)."
-        )
-    return (np.maximum(0, unmasked - masked) / unmasked).astype(np.float32)
+    return drop_from_scores(*masked_scores(model, docs, heatmaps, targets, preprocess=preprocess,
+                                           batch_size=batch_size))
 
 
 @metric_docstring("images and masked images")
@@ -82,6 +113,6 @@ def increase_in_confidence(model, docs, heatmaps, targets, *, preprocess=None, b
         TypeError: {type_errors}
         ValueError: {value_errors}.
     """
-    unmasked, masked = _scores(model, docs, heatmaps, targets, preprocess, batch_size)
-    return (masked > unmasked).astype(np.float32)
+    return increase_from_scores(*masked_scores(model, docs, heatmaps, targets, preprocess=preprocess,
+                                               batch_size=batch_size))
 

@@ -21,7 +21,7 @@ from gradcam.layers import find_layer, iter_layers
 from gradcam.methods.factory import build_engine
 from gradcam.methods.registry import check_method_name
 from gradcam.model_input import checked_batch
-from gradcam.checks import check_positive_int
+from gradcam.checks import check_positive_int, check_seed
 from gradcam.metrics.scoring import check_targets
 
 
@@ -99,6 +99,53 @@ def spearman(a, b) -> np.ndarray:
     return np.where(norms > 0, np.clip(correlation, -1.0, 1.0), np.nan).astype(np.float32)
 
 
+def ssim(a, b, *, window: int = 7, data_range: float = 1.0) -> np.ndarray:
+    """The structural similarity index (SSIM) of each pair of maps (Wang et al., "Image
+    quality assessment: from error visibility to structural similarity", 2004).
+
+    For every ``w x w`` window that fits in the map (``w = min(window, h, w_map)``), with
+    the windows' means ``mu``, sample variances ``s**2`` and sample covariance ``s_ab``
+    (divided by ``w * w - 1``; the population ones for a single pixel),
+    ``SSIM = (2 mu_a mu_b + C1)(2 s_ab + C2) / ((mu_a**2 + mu_b**2 + C1)(s_a**2 + s_b**2 + C2))``
+    with ``C1 = (0.01 L)**2`` and ``C2 = (0.03 L)**2``, ``L = data_range``; the result is
+    the mean over the windows. This is scikit-image's ``structural_similarity`` with a
+    uniform window of odd size and ``use_sample_covariance=True``; a map no larger than
+    the window is compared as one window.
+
+    Args:
+        a: maps ``(N, h, w)``.
+        b: maps of the same shape.
+        window: the window's side. Defaults to ``7``.
+        data_range: the maps' range of values (maps in [0, 1]: ``1``). Defaults to ``1.0``.
+
+    Returns:
+        float32 ``(N,)``, at most 1 (identical maps), near 0 for unrelated ones.
+
+    Raises:
+        ValueError: ``a`` and ``b`` of different shapes, or not ``(N, h, w)``; ``window``
+            not a positive integer.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"Expected two stacks of maps (N, h, w) of one shape; got shapes {a.shape} and {b.shape}.")
+    window = check_positive_int(window, "window")
+    side_h, side_w = min(window, a.shape[1]), min(window, a.shape[2])
+    size = side_h * side_w
+
+    def window_means(x):  # the mean of every full window: (N, h - side_h + 1, w - side_w + 1)
+        windows = np.lib.stride_tricks.sliding_window_view(x, (side_h, side_w), axis=(1, 2))
+        return windows.mean(axis=(-2, -1))
+
+    mu_a, mu_b = window_means(a), window_means(b)
+    correction = size / (size - 1) if size > 1 else 1.0
+    var_a = (window_means(a * a) - mu_a**2) * correction
+    var_b = (window_means(b * b) - mu_b**2) * correction
+    cov = (window_means(a * b) - mu_a * mu_b) * correction
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return index.mean(axis=(1, 2)).astype(np.float32)
+
+
 def _copy(model):
     """A Functional or Sequential copy of ``model`` with its weights."""
     if not isinstance(model, keras.Model):
@@ -151,6 +198,72 @@ def _random_weights(path: str, layer, seeds: np.random.SeedSequence) -> list[np.
         ) from error
     fresh.build(shape)
     return fresh.get_weights()
+
+
+def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, preprocess=None,
+            score: str = "auto", max_steps: int | None = None, seed: int = 0, batch_size: int = 32,
+            explain=None, record=None):
+    """The maps of a copy of ``model`` as its layers are randomised from the top down.
+
+    The shared part of :func:`randomisation` and its repaired variants
+    (:mod:`gradcam.metrics.sanity_checks`): the model is copied, the classes to explain are
+    resolved on the trained copy, then its layers with weights get random weights one at a
+    time from the output towards the input (layer ``s`` seeded from ``(seed, s)``), and
+    the maps are computed again after each step (or only after the steps in ``record``).
+
+    Args:
+        model, docs, targets, method, layer, preprocess, score, max_steps, seed, batch_size:
+            as for :func:`randomisation`.
+        explain: ``explain(engine, batch, classes, batch_size)`` returns the maps
+            ``(N, h, w)`` of the images ``batch`` for the int32 ``classes (N, 1)``;
+            ``None`` takes the engine's maps (``engine.heatmaps(...)[:, 0]``). Defaults to
+            ``None``.
+        record: the steps (0 for the first) after which the maps are computed, ``-1``
+            for the last; ``None`` for every step. Steps past the last are ignored. The
+            layers are randomised down to ``max_steps`` whatever is recorded. Defaults to
+            ``None``.
+
+    Returns:
+        ``(layers, heatmaps, targets)``: the paths of the ``S`` layers randomised, in
+        order; float32 maps ``(N, 1 + R, h, w)`` after the ``R`` recorded steps in order
+        (``R = S`` when ``record`` is ``None``), the trained model's first; the int32
+        classes ``(N,)``.
+
+    Raises:
+        As :func:`randomisation`.
+    """
+    check_method_name(method)
+    if max_steps is not None:
+        max_steps = check_positive_int(max_steps, "max_steps")
+    seed = check_seed(seed)
+    copy = _copy(model)
+    path = find_layer(model, layer).name
+    engine = build_engine(copy, method, layer=path, score=score, preprocess=preprocess)
+    batch = checked_batch(docs, name="docs")
+    if targets is None:  # each image's top class, from the trained copy
+        original = engine.compute(batch, None, batch_size)
+        explained, first = original.targets[:, :1], original.heatmaps[:, 0]
+    else:
+        explained, first = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis], None
+    if explain is None:
+        def explain(engine, batch, classes, batch_size):
+            return engine.heatmaps(batch, classes, batch_size)[:, 0]
+    else:
+        first = None  # the caller's own maps
+    maps = [explain(engine, batch, explained, batch_size) if first is None else first]
+    engine.warn_empty = False  # randomised weights often give all-zero maps (NaN correlations)
+
+    steps = _weighted_layers(copy)[:max_steps]
+    if not steps:
+        raise ValueError(f"Model {model.name!r} has no layer with weights to randomise.")
+    recorded = None if record is None else {len(steps) + s if s < 0 else s for s in record}
+    for step, (layer_path, randomised) in enumerate(steps):
+        seeds = np.random.SeedSequence([seed, step])
+        randomised.set_weights(_random_weights(layer_path, randomised, seeds))
+        if recorded is None or step in recorded:
+            maps.append(explain(engine, batch, explained, batch_size))
+    heatmaps = np.stack(maps, axis=1).astype(np.float32)
+    return tuple(layer_path for layer_path, _ in steps), heatmaps, explained[:, 0].astype(np.int32)
 
 
 def randomisation(
@@ -228,34 +341,13 @@ def randomisation(
         >>> result.correlations.shape
         (1, 3)
     """
-    check_method_name(method)
-    if max_steps is not None:
-        max_steps = check_positive_int(max_steps, "max_steps")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
-    copy = _copy(model)
-    path = find_layer(model, layer).name
-    engine = build_engine(copy, method, layer=path, score=score, preprocess=preprocess)
-    batch = checked_batch(docs, name="docs")
-    if targets is not None:
-        targets = check_targets(targets, engine.classes.num_classes, len(batch))[:, np.newaxis]
-    original = engine.compute(batch, targets, batch_size)
-    engine.warn_empty = False  # randomised weights often give all-zero maps (NaN correlations)
-    explained = original.targets[:, :1]
-
-    steps = _weighted_layers(copy)[:max_steps]
-    if not steps:
-        raise ValueError(f"Model {model.name!r} has no layer with weights to randomise.")
-    maps = [original.heatmaps[:, 0]]
-    for step, (layer_path, randomised) in enumerate(steps):
-        seeds = np.random.SeedSequence([int(seed), step])
-        randomised.set_weights(_random_weights(layer_path, randomised, seeds))
-        maps.append(engine.heatmaps(batch, explained, batch_size)[:, 0])
-    heatmaps = np.stack(maps, axis=1).astype(np.float32)
-    correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(1, len(maps))], axis=1)
+    layers, heatmaps, explained = cascade(
+        model, docs, targets, method=method, layer=layer, preprocess=preprocess, score=score,
+        max_steps=max_steps, seed=seed, batch_size=batch_size)
+    correlations = np.stack([spearman(heatmaps[:, 0], heatmaps[:, s]) for s in range(1, heatmaps.shape[1])], axis=1)
     return RandomisationResult(
         correlations=correlations,
-        layers=tuple(layer_path for layer_path, _ in steps),
+        layers=layers,
         heatmaps=heatmaps,
-        targets=explained[:, 0].astype(np.int32),
+        targets=explained,
     )

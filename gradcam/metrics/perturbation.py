@@ -8,7 +8,7 @@ import numpy as np
 
 from gradcam.checks import check_positive_int
 from gradcam.metrics.maps import rank_pixels
-from gradcam.metrics.scoring import check_inputs, curve_area, metric_docstring, perturbed_scores
+from gradcam.metrics.scoring import check_inputs, curve_area, metric_docstring, scores_with_known
 
 #: RISE's blur for insertion: a Gaussian of this kernel size and sigma.
 BLUR_KERNEL_SIZE = 11
@@ -58,7 +58,7 @@ def _original(images, n):
     return images[n].astype(np.float32)
 
 
-def _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, start, end):
+def _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, start, end, known_scores):
     """Scores of ``where(rank < k_i, end(n), start(n))`` for ``k_i = round(i H W / steps)``."""
     steps = check_positive_int(steps, "steps")
     images, maps, targets, batch_size = check_inputs(model, docs, heatmaps, targets, preprocess, batch_size)
@@ -77,8 +77,8 @@ def _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, start
         chosen = position[n][None] < changed[indices][:, None, None, None]
         return np.where(chosen, cache["end"], cache["start"]).astype(np.float32, copy=False)
 
-    curves = perturbed_scores(
-        model, perturb, count, steps + 1, targets, preprocess=preprocess, batch_size=batch_size
+    curves = scores_with_known(
+        model, perturb, count, steps + 1, targets, known_scores, preprocess=preprocess, batch_size=batch_size
     )
     return curve_area(curves), curves
 
@@ -89,7 +89,7 @@ def _result(area, curves, return_curves):
 
 @metric_docstring("perturbed images")
 def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
-             baseline=0.0, return_curves: bool = False):
+             baseline=0.0, return_curves: bool = False, known_scores=None):
     """Deletion: the target's score as the map's pixels are removed, most relevant first.
 
     For ``i = 0..steps``, the first ``k_i = round(i * H * W / steps)`` pixels in the map's
@@ -112,6 +112,10 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
         baseline: the value removed pixels take: a number, or an array that broadcasts to
             one image ``(H, W, C)`` (e.g. a colour per channel). Defaults to ``0.0``.
         return_curves: also return the curves. Defaults to ``False``.
+        known_scores: curve points already measured, ``{{i: scores (N,)}}``, that are not
+            measured again: ``c[0]`` is the score on the image itself and ``c[steps]`` on
+            the all-baseline image, whatever the map, so a caller that scores several
+            maps of the same images passes them once measured. Defaults to ``None``.
 
     Returns:
         float32 array ``(N,)``, the area under each image's curve; with
@@ -121,7 +125,8 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
         TypeError: {type_errors}
         ValueError: {value_errors};
             ``steps`` is not a positive integer; ``baseline`` is not finite or does not
-            broadcast to an image.
+            broadcast to an image; ``known_scores`` with an index out of ``0..steps`` or
+            not one finite score per image.
 
     Example:
         >>> cam = gradcam.GradCAM(model, preprocess=preprocess_input)
@@ -133,13 +138,14 @@ def deletion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int
     def removed(images, n):
         return np.broadcast_to(_check_baseline(baseline, images.shape[1:]), images.shape[1:])
 
-    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, _original, removed)
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, _original, removed,
+                          known_scores)
     return _result(area, curves, return_curves)
 
 
 @metric_docstring("perturbed images")
 def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: int = 32, steps: int = 100,
-              return_curves: bool = False):
+              return_curves: bool = False, known_scores=None):
     """Insertion: the target's score as the map's pixels come back into a blurred image.
 
     The start is the image blurred as RISE blurs it (:func:`blur`: a Gaussian of kernel
@@ -156,6 +162,9 @@ def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: in
         steps: the number of insertion steps; the model runs ``steps + 1`` times per
             image. Defaults to ``100``.
         return_curves: also return the curves. Defaults to ``False``.
+        known_scores: curve points already measured, ``{{i: scores (N,)}}``, that are not
+            measured again: ``c[0]`` is the score on the blurred image and ``c[steps]`` on
+            the image itself, whatever the map. Defaults to ``None``.
 
     Returns:
         float32 array ``(N,)``, the area under each image's curve; with
@@ -164,11 +173,13 @@ def insertion(model, docs, heatmaps, targets, *, preprocess=None, batch_size: in
     Raises:
         TypeError: {type_errors}
         ValueError: {value_errors};
-            ``steps`` is not a positive integer.
+            ``steps`` is not a positive integer; ``known_scores`` with an index out of
+            ``0..steps`` or not one finite score per image.
     """
 
     def blurred(images, n):
         return blur(images[n])
 
-    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, blurred, _original)
+    area, curves = _curves(model, docs, heatmaps, targets, preprocess, batch_size, steps, blurred, _original,
+                          known_scores)
     return _result(area, curves, return_curves)

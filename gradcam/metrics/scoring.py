@@ -249,3 +249,56 @@ def curve_area(curves) -> np.ndarray:
     steps = curves.shape[1] - 1
     inner = curves[:, 1:-1].sum(axis=1)
     return ((curves[:, 0] / 2 + inner + curves[:, -1] / 2) / steps).astype(np.float32)
+
+
+def check_known_scores(known_scores, points: int, count: int) -> dict:
+    """Check scores a caller has already measured: ``{index: (N,) scores}``.
+
+    Args:
+        known_scores: ``None``, or a dict from a perturbation's index in ``0..points - 1``
+            to the target's ``count`` scores on that perturbation of each image.
+        points: the number of perturbations of each image.
+        count: the number of images.
+
+    Returns:
+        ``{int index: float32 (count,)}``.
+
+    Raises:
+        ValueError: an index out of range; not ``count`` finite scores.
+    """
+    checked = {}
+    for index, scores in (known_scores or {}).items():
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < points:
+            raise ValueError(f"known_scores' keys must be perturbation indices 0..{points - 1}; got {index!r}.")
+        values = np.asarray(scores, np.float32)
+        if values.shape != (count,) or not np.isfinite(values).all():
+            raise ValueError(
+                f"known_scores[{index}] must be {count} finite scores, one per image; got shape {values.shape}."
+            )
+        checked[int(index)] = values
+    return checked
+
+
+def scores_with_known(model, perturb, count: int, points: int, targets, known_scores, *, preprocess,
+                      batch_size: int) -> np.ndarray:
+    """:func:`perturbed_scores` of the perturbations not in ``known_scores``.
+
+    Args:
+        model, perturb, count, targets, preprocess, batch_size: as for
+            :func:`perturbed_scores`.
+        points: the number of perturbations of each image ``P``.
+        known_scores: ``{index: (N,) scores}`` already measured (:func:`check_known_scores`).
+
+    Returns:
+        float32 ``(N, P)``: the known columns as given, the others measured.
+    """
+    known = check_known_scores(known_scores, points, count)
+    todo = np.array([i for i in range(points) if i not in known], np.int64)
+    scores = np.empty((count, points), np.float32)
+    if len(todo):
+        scores[:, todo] = perturbed_scores(
+            model, lambda n, indices: perturb(n, todo[indices]), count, len(todo), targets,
+            preprocess=preprocess, batch_size=batch_size)
+    for index, values in known.items():
+        scores[:, index] = values
+    return scores

@@ -146,3 +146,29 @@ def tracing_count(cam) -> int:
     """How many times the engine's compiled functions have been traced (TensorFlow's
     ``tf.function``, the only backend that counts its traces)."""
     return sum(function.experimental_get_tracing_count() for function in cam._compiled.values())
+
+
+# The model randomisation tests' model (see tests/test_metrics_randomisation.py).
+STEP_1_MAP = np.array([[1.225, 1.205], [1.145, 1.125]], np.float32) / 1.225
+RANDOM_DENSE = [[-0.01, 0.0], [-1.0, 0.0]]
+
+
+def make_constant():
+    """The tiny classifier with constant initialisers: its "random" weights are known by hand
+    (conv: all ones; predictions: ``RANDOM_DENSE``)."""
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(
+        2, 2, strides=2, use_bias=False, name="conv", kernel_initializer=keras.initializers.Constant(1.0)
+    )(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    dense = keras.layers.Dense(
+        2,
+        use_bias=False,
+        activation="softmax",
+        name="predictions",
+        kernel_initializer=keras.initializers.Constant(RANDOM_DENSE),
+    )
+    model = keras.Model(inputs, dense(x), name="constant")
+    model.get_layer("conv").set_weights([CONV_KERNEL])
+    dense.set_weights([DENSE_KERNEL])
+    return model
