@@ -44,9 +44,9 @@ import gradcam  # noqa: E402
 from gradcam import metrics  # noqa: E402
 from gradcam.methods import build_engine  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
-from gradcam.report import write  # noqa: E402
-from gradcam.report.controls import CONTROLS  # noqa: E402
-from gradcam.report.study import PassCounter, run_study  # noqa: E402
+from gradcam.reporting import write  # noqa: E402
+from gradcam.reporting.controls import CONTROLS  # noqa: E402
+from gradcam.reporting.study import PassCounter, run_study  # noqa: E402
 
 
 def alone(model, docs, args, counter):

@@ -33,9 +33,10 @@ _SOURCES = {
     "image_from_path": "gradcam.image",
     "load_image": "gradcam.image",
     "plot_explanations": "gradcam.render",
+    "report": "gradcam.reporting",
     "show_prediction": "gradcam.api",
 }
-_MODULES = ("imagenet", "metrics", "report", "samples")
+_MODULES = ("imagenet", "metrics", "reporting", "samples")
 
 
 def _method_classes() -> dict:

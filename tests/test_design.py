@@ -27,7 +27,7 @@ LAYERS = (
         "gradcam.engine", "gradcam.methods")),
     ("library: the API, metrics, batch runs, reports, training", (
         "gradcam", "gradcam.api", "gradcam.batch", "gradcam.keras", "gradcam.metrics",
-        "gradcam.pipeline", "gradcam.report")),
+        "gradcam.pipeline", "gradcam.reporting")),
     ("shells: the command line and Ray", (
         "gradcam.__main__", "gradcam.cli", "gradcam.ray")),
 )

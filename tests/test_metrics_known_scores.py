@@ -9,7 +9,7 @@ from helpers.metric_models import X, make_linear
 
 from gradcam.metrics import deletion, insertion
 from gradcam.metrics.confidence import masked_scores
-from gradcam.report.study import PassCounter
+from gradcam.reporting.study import PassCounter
 
 MAP = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
 

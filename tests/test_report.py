@@ -18,8 +18,8 @@ import gradcam
 from gradcam.methods import build_engine
 from gradcam.metrics import average_drop, deletion, efficient_mprt, increase_in_confidence, insertion
 from gradcam.metrics import randomisation, smooth_mprt
-from gradcam.report.controls import gaussian_map, sobel_map
-from gradcam.report.study import PassCounter
+from gradcam.reporting.controls import gaussian_map, sobel_map
+from gradcam.reporting.study import PassCounter
 
 IMAGES = (np.random.default_rng(0).random((5, 4, 4, 1)) * 10).astype(np.float32)
 OPTIONS = dict(steps=4, resamples=200, randomisation_steps=2, smooth_samples=3, noise=0.1, seed=1)

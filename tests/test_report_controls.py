@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam.report.controls import CONTROLS, gaussian_map, random_method, sobel_map
+from gradcam.reporting.controls import CONTROLS, gaussian_map, random_method, sobel_map
 
 
 def test_gaussian_map_by_hand():

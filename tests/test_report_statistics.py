@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam.report.statistics import bootstrap_band, bootstrap_interval, bootstrap_means, paired_test
+from gradcam.reporting.statistics import bootstrap_band, bootstrap_interval, bootstrap_means, paired_test
 
 
 def test_interval_of_constant_values_is_the_value():

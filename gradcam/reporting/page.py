@@ -157,7 +157,7 @@ def render_page(data) -> str:
     """The report's HTML page.
 
     Args:
-        data: what :func:`gradcam.report.study.run_study` returns (with ``"_arrays"``).
+        data: what :func:`gradcam.reporting.study.run_study` returns (with ``"_arrays"``).
 
     Returns:
         The page, one string of HTML5.

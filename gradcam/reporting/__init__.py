@@ -3,23 +3,21 @@
 ``gradcam.report(model, images, ...)`` runs each method, scores its maps with each
 metric (sharing the forward passes that several need), adds confidence intervals, paired
 tests, sanity checks and controls, and writes ``report.json``, a self-contained
-``report.html`` and the per-image ``metrics.csv``. The package is callable: ``gradcam.report(...)`` is
-:func:`gradcam.report.report`.
+``report.html`` and the per-image ``metrics.csv``; ``gradcam.report`` is
+:func:`gradcam.reporting.report`.
 
-Modules: :mod:`~gradcam.report.statistics` (bootstrap intervals, paired tests),
-:mod:`~gradcam.report.controls` (model-free maps), :mod:`~gradcam.report.study` (the
-numbers), :mod:`~gradcam.report.page` (the HTML page).
+Modules: :mod:`~gradcam.reporting.statistics` (bootstrap intervals, paired tests),
+:mod:`~gradcam.reporting.controls` (model-free maps), :mod:`~gradcam.reporting.study` (the
+numbers), :mod:`~gradcam.reporting.page` (the HTML page).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import sys
-import types
 from pathlib import Path
 
-from gradcam.report.study import DEFAULT_CONTROLS, DEFAULT_METHODS, DEFAULT_METRICS, METRICS, run_study
+from gradcam.reporting.study import DEFAULT_CONTROLS, DEFAULT_METHODS, DEFAULT_METRICS, METRICS, run_study
 
 
 def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, out=None, controls=DEFAULT_CONTROLS,
@@ -109,14 +107,14 @@ def write(data, out) -> tuple[Path, Path, Path]:
     metric, in that order; an empty value where a metric has none (NaN).
 
     Args:
-        data: what :func:`gradcam.report.study.run_study` returns.
+        data: what :func:`gradcam.reporting.study.run_study` returns.
         out: the folder (created if missing).
 
     Returns:
         The paths of the three files.
     """
     from gradcam.io.evaluation import METRICS_COLUMNS
-    from gradcam.report.page import render_page  # matplotlib: only when a page is written
+    from gradcam.reporting.page import render_page  # matplotlib: only when a page is written
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,14 +133,5 @@ def write(data, out) -> tuple[Path, Path, Path]:
                                    "" if value is None else repr(value), ""])
     return json_path, html_path, csv_path
 
-
-class _CallableModule(types.ModuleType):
-    """``gradcam.report`` is this package, and calling it calls :func:`report`."""
-
-    def __call__(self, *args, **kwargs):
-        return report(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["DEFAULT_CONTROLS", "DEFAULT_METHODS", "DEFAULT_METRICS", "METRICS", "report", "write"]

@@ -27,8 +27,8 @@ from gradcam.metrics.model_randomisation import cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
 from gradcam.metrics.sanity_checks import complexity_rise, smoother
 from gradcam.metrics.scoring import check_targets, perturbed_scores
-from gradcam.report.controls import CONTROLS, random_method
-from gradcam.report.statistics import TESTS, bootstrap_band, bootstrap_interval, paired_test
+from gradcam.reporting.controls import CONTROLS, random_method
+from gradcam.reporting.statistics import TESTS, bootstrap_band, bootstrap_interval, paired_test
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,9 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
               randomisation_steps: int = 5, smooth_samples: int = 10, noise: float = 0.1, seed: int = 0,
               resamples: int = 10000, confidence: float = 0.95, test: str = "wilcoxon", batch_size: int = 32,
               image_shape=None) -> dict:
-    """Compute a report's numbers (what :func:`gradcam.report.report` writes as ``report.json``).
+    """Compute a report's numbers (what :func:`gradcam.reporting.report` writes as ``report.json``).
 
-    It takes the arguments of :func:`gradcam.report.report` except ``out``.
+    It takes the arguments of :func:`gradcam.reporting.report` except ``out``.
 
     Returns:
         The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with
