@@ -19,7 +19,8 @@ For each method, for 3 random images and each of the 5 classes as the target,
 pytorch-grad-cam's map is compared with gradcam's after the same final scaling
 (pytorch-grad-cam's ``scale_cam_image`` subtracts the map's minimum before dividing by
 its maximum; gradcam divides by the maximum): the largest absolute difference over all
-maps is printed. Where the maths is deterministic it should be below 1e-4.
+maps is printed, with how many of the 15 maps are all zero (a row whose maps are all
+empty would agree vacuously). Where the maths is deterministic it should be below 1e-4.
 
 * The SVD's sign (``eigencam``, ``eigengradcam``) is arbitrary in pytorch-grad-cam (it
   is whatever LAPACK returns); gradcam fixes it by a rule. pytorch-grad-cam's map is
@@ -235,16 +236,17 @@ def compare(rows=None):
     logits = keras.ops.convert_to_numpy(ours_model(x))
     with torch.no_grad():
         theirs_logits = theirs_model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
-    results = [("logits", float(np.abs(logits - theirs_logits).max()), "")]
+    results = [("logits", float(np.abs(logits - theirs_logits).max()), None, "")]
     for label, (cam_class, peer_options, options) in peers().items():
         name = label.split(" ")[0]
         if rows and label not in rows and name not in rows:
             continue
         if name not in METHODS:
-            results.append((label, None, "not in gradcam"))
+            results.append((label, None, None, "not in gradcam"))
             continue
         seeded = name == "randomcam"
         ours = peer_scaled(our_maps(name, options, ours_model, x, seeded))
+        empty = int((~ours.any(axis=(2, 3))).sum())
         theirs = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded)
         difference, sign = float(np.abs(ours - theirs).max()), ""
         if name in ("eigencam", "eigengradcam"):
@@ -255,7 +257,7 @@ def compare(rows=None):
             per_map = np.minimum(np.abs(ours - theirs).max(axis=(2, 3)), np.abs(ours - flipped).max(axis=(2, 3)))
             sign = f"closer sign per map (as LAPACK: {difference:.1e}, negated: {other:.1e})"
             difference = float(per_map.max())
-        results.append((label, difference, sign))
+        results.append((label, difference, empty, sign))
     return results, note
 
 
@@ -270,15 +272,16 @@ def main(argv=None):
     print(f"keras {keras.__version__} on {keras.backend.backend()}; grad-cam {version('grad-cam')}, "
           f"torch {torch.__version__}; {IMAGES} images x {CLASSES} classes, layer {LAYER} "
           f"({SIZE}x{SIZE}x{CHANNELS[2]})" + (f"; {note}" if note else ""))
-    print(f"{'method':<20} {'max |difference|':>16}  {'within 1e-4':<11} note")
+    print(f"{'method':<20} {'max |difference|':>16}  {'within 1e-4':<11} {'empty':>5}  note")
     failed = False
-    for label, difference, remark in results:
+    for label, difference, empty, remark in results:
+        empty = "-" if empty is None else f"{empty}/{IMAGES * CLASSES}"
         if difference is None:
-            print(f"{label:<20} {'-':>16}  {'-':<11} {remark}")
+            print(f"{label:<20} {'-':>16}  {'-':<11} {empty:>5}  {remark}")
             continue
         within = difference <= TOLERANCE
         failed |= not within and label != "logits"
-        print(f"{label:<20} {difference:>16.2e}  {'yes' if within else 'NO':<11} {remark}")
+        print(f"{label:<20} {difference:>16.2e}  {'yes' if within else 'NO':<11} {empty:>5}  {remark}")
     return 1 if failed else 0
 
 

@@ -518,7 +518,7 @@ def test_max_channels_reaches_scorecam_only(tmp_path, capsys, model_file):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-channels", "2"], "gradcam: error: --max-channels applies to --method scorecam, which is not given."),
+    (["--max-channels", "2"], "gradcam: error: --max-channels applies to --method scorecam or ablationcam, which is not given."),
     (["--method", "scorecam", "--max-channels", "0"],
      "gradcam explain: error: argument --max-channels: expected a positive integer; got '0'"),
 ])

@@ -74,7 +74,8 @@ def make_residual():
 
 # -- the registry ------------------------------------------------------------------------
 def test_methods_registry():
-    names = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam"]
+    names = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
+             "eigengradcam", "gradcamelementwise", "kpcacam", "fem", "randomcam"]
     assert list(METHODS) == names
     assert METHODS["gradcam++"] is GradCAMPlusPlus and METHODS["ablationcam"] is AblationCAM
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
@@ -90,7 +91,7 @@ def test_methods_registry():
 def test_unknown_method_names_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown method 'gradcm'.*'gradcam', 'gradcam\+\+'.*Did you mean 'gradcam'"):
         method_class("gradcm")
-    with pytest.raises(ValueError, match=r"^Unknown method 3; the methods are 'gradcam', .*'ablationcam'\.$"):
+    with pytest.raises(ValueError, match=r"^Unknown method 3; the methods are 'gradcam', .*'ablationcam', .*'randomcam'\.$"):
         method_class(3)
 
 
@@ -181,6 +182,25 @@ def test_ablation_cam_around_a_skip_connection():
     result = AblationCAM(make_residual(), layer="conv2").compute(X, targets=0)
     np.testing.assert_allclose(result.scores, [[4]], atol=1e-5)
     assert_map(result.heatmaps[0, 0], np.array([[8.75, 14.75], [32.75, 38.75]], np.float32) / 38.75)
+
+
+def test_ablation_cam_max_channels(tiny):
+    # Variances over the map: A0 272, A1 (constant -5) 0. max_channels=1 ablates channel 0
+    # alone: w0 = 1.5 (class 0), 2/3 (class 1) as above, w1 = 0: L = w0 A0, / max.
+    cam = AblationCAM(tiny, max_channels=1)
+    assert cam.perturbation_count((1, 2, 2, 2)) == 1
+    maps = cam.heatmaps(X, targets=[0, 1])
+    assert_map(maps[0, 0], np.array([[10, 18], [42, 50]], np.float32) / 50)
+    assert_map(maps[0, 1], np.array([[10, 18], [42, 50]], np.float32) / 50)
+    # At least as many channels as the layer has: every channel, as without it.
+    every = AblationCAM(tiny).heatmaps(X, targets=[0, 1])
+    np.testing.assert_allclose(AblationCAM(tiny, max_channels=2).heatmaps(X, targets=[0, 1]), every, atol=1e-6)
+
+
+@pytest.mark.parametrize("max_channels", [0, -3, 1.5, True])
+def test_ablation_cam_bad_max_channels(tiny, max_channels):
+    with pytest.raises(ValueError, match=rf"max_channels must be a positive integer or None; got {max_channels!r}"):
+        AblationCAM(tiny, max_channels=max_channels)
 
 
 def test_ablation_cam_zero_score_gives_an_empty_map():

@@ -53,9 +53,23 @@ REGISTRY: dict[str, MethodEntry] = {
     "scorecam": MethodEntry("scorecam", "ScoreCAM", ("perturbation_batch", "max_channels"),
                             "channels weighed by the score of the input masked by each (Wang et al., "
                             "arXiv 1910.01279)"),
-    "ablationcam": MethodEntry("ablation_cam", "AblationCAM", ("perturbation_batch",),
+    "ablationcam": MethodEntry("ablation_cam", "AblationCAM", ("perturbation_batch", "max_channels"),
                                "channels weighed by the score lost when each is zeroed (Desai and "
                                "Ramaswamy, WACV 2020)"),
+    "eigengradcam": MethodEntry("eigengradcam", "EigenGradCAM", (),
+                                "the first principal component of gradients times activations "
+                                "(Eigen-CAM, arXiv 2008.00299, as pytorch-grad-cam)"),
+    "gradcamelementwise": MethodEntry("gradcamelementwise", "GradCAMElementWise", (),
+                                      "positive parts of gradient times activation, summed (HiResCAM's "
+                                      "variant, as pytorch-grad-cam)"),
+    "kpcacam": MethodEntry("kpcacam", "KPCACAM", ("kernel", "gamma"),
+                           "the activations' first kernel principal component, no gradients "
+                           "(Karmani et al., arXiv 2410.00267)"),
+    "fem": MethodEntry("fem", "FEM", ("k",),
+                       "channels weighed by their share of unusually high activations, no gradients "
+                       "(Fuad et al., IPTA 2020)"),
+    "randomcam": MethodEntry("randomcam", "RandomCAM", ("seed",),
+                             "random channel weights: a control that a method must beat"),
 }
 
 #: The names of the methods, as ``method=`` takes them.

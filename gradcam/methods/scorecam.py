@@ -23,6 +23,25 @@ def _bilinear(size_in: int, size_out: int) -> np.ndarray:
     return matrix
 
 
+def top_variance_channels(activations, max_channels):
+    """The ``max_channels`` channels of largest variance over the map, ``(N, M)``, for
+    each image of ``activations`` ``(N, h, w, C)``; ``None`` when every channel counts
+    (``max_channels`` is ``None`` or at least ``C``)."""
+    if max_channels is None or max_channels >= activations.shape[-1]:
+        return None
+    return ops.top_k(ops.var(activations, axis=(1, 2)), max_channels)[1]
+
+
+def spread_to_channels(weights, activations, max_channels):
+    """Weights ``(N, K, M)`` of the channels :func:`top_variance_channels` chose, as
+    weights ``(N, K, C)`` of every channel, 0 for those not chosen."""
+    channels = top_variance_channels(activations, max_channels)
+    if channels is None:
+        return weights
+    one_hot = ops.one_hot(channels, activations.shape[-1])  # (N, M, C)
+    return ops.einsum("nkm,nmc->nkc", weights, one_hot)
+
+
 class ScoreCAM(PerturbationMethod):
     """Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
     Convolutional Neural Networks", arXiv 1910.01279).
@@ -72,17 +91,11 @@ class ScoreCAM(PerturbationMethod):
                          weak_model=weak_model)
         self.max_channels = max_channels
 
-    def _channels(self, activations):
-        """The scored channels of each image, ``(N, M)``; ``None`` when all are."""
-        if self.max_channels is None or self.max_channels >= activations.shape[-1]:
-            return None
-        return ops.top_k(ops.var(activations, axis=(1, 2)), self.max_channels)[1]
-
     def perturbation_count(self, activations_shape):
         return min(activations_shape[-1], self.max_channels or activations_shape[-1])
 
     def perturb(self, image, activations, index):
-        channels = self._channels(activations)
+        channels = top_variance_channels(activations, self.max_channels)
         chosen = index if channels is None else ops.take(channels[0], index)
         maps = ops.take(activations[0], chosen, axis=-1)  # (h, w, B)
         rows = _bilinear(activations.shape[1], image.shape[1])
@@ -98,8 +111,4 @@ class ScoreCAM(PerturbationMethod):
         # The softmax over k, written out (keras.ops.softmax warns when M is 1).
         weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
         weights = weights / ops.sum(weights, axis=-1, keepdims=True)
-        channels = self._channels(capture.activations)
-        if channels is not None:
-            one_hot = ops.one_hot(channels, capture.activations.shape[-1])  # (N, M, C)
-            weights = ops.einsum("nkm,nmc->nkc", weights, one_hot)
-        return ops.transpose(weights, (1, 0, 2))
+        return ops.transpose(spread_to_channels(weights, capture.activations, self.max_channels), (1, 0, 2))
