@@ -189,3 +189,52 @@ def test_same_maps_as_tensorflow(tmp_path):
     assert maps["block6d_add-named"].shape == (len(samples.names()), 2, 7, 7)
     for key, value in maps.items():
         np.testing.assert_allclose(value, reference[key], atol=1e-3, rtol=0, err_msg=key)
+
+
+def hessian_function(adapter, count):
+    """A computation whose gradients and Hessian-vector products are known: ``A = 3x``,
+    totals ``[sum((A + p)^3) / 3, sum(W1 (A + p)), sum((A + p)^2)][:count]``: at ``p = 0``
+    the gradients are ``A^2``, ``W1`` and ``2 A``, the Hessians diagonal, ``2 A``, 0 and 2,
+    so the products with ``A`` are ``2 A^2``, 0 and ``2 A``."""
+
+    def fn(call, x):
+        w1 = ops.convert_to_tensor(W1)
+
+        def forward(probe):
+            activation = x * 3
+            out = activation + probe(activation)
+            totals = ops.stack([ops.sum(out * out * out) / 3, ops.sum(out * w1), ops.sum(out * out)])
+            return totals[:count], (activation, totals)
+
+        gradients, products, (activation, totals) = adapter.probe_hessian_products(forward, count > 1)
+        return gradients, products, totals
+
+    return fn
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_probe_hessian_products(tiny, count):
+    adapter = backend.current()
+    run = adapter.compile(tiny, hessian_function(adapter, count), [((2, 2), "float32")])
+    gradients, products, totals = run(x_2x2)
+    a = 3 * x_2x2
+    np.testing.assert_allclose(adapter.to_numpy(totals), [(a**3).sum() / 3, 30, 270], rtol=1e-6)
+    np.testing.assert_allclose(adapter.to_numpy(gradients), np.stack([a * a, W1, 2 * a])[:count], atol=1e-5)
+    np.testing.assert_allclose(adapter.to_numpy(products), np.stack([2 * a * a, 0 * a, 2 * a])[:count], atol=1e-5)
+
+
+def test_probe_hessian_products_of_a_linear_score(tiny):
+    # sum(W1 (A + p)): the gradient W1 does not depend on the probe: products of zero.
+    adapter = backend.current()
+
+    def fn(call, x):
+        def forward(probe):
+            out = x + probe(x)
+            return ops.sum(out * ops.convert_to_tensor(W1))[None], ()
+
+        gradients, products, _ = adapter.probe_hessian_products(forward, False)
+        return gradients, products
+
+    gradients, products = adapter.compile(tiny, fn, [((2, 2), "float32")])(x_2x2)
+    np.testing.assert_allclose(adapter.to_numpy(gradients), W1[None], atol=1e-6)
+    np.testing.assert_array_equal(adapter.to_numpy(products), np.zeros((1, 2, 2), np.float32))

@@ -32,6 +32,15 @@ backend does its own way, and that an adapter module provides:
     not depend on the probe (TensorFlow, PyTorch; JAX returns zeros). ``many`` is
     ``False`` when ``K`` is known to be 1, which TensorFlow needs to know when it traces.
 
+``probe_hessian_products(forward, many)``
+    As ``probe_gradients``, and also each target's Hessian-vector product ``H A``: the
+    derivative of the gradient with respect to the probe in the direction of the
+    layer's activation ``A`` (Shapley-CAM's second-order term). Returns ``(gradients,
+    products, aux)``, both ``(K,) + activation.shape``; ``products`` are zeros where the
+    gradient does not depend on the probe. TensorFlow nests two tapes, JAX runs
+    ``jax.jvp`` over the ``jax.vjp`` of ``probe_gradients``, PyTorch differentiates the
+    gradient again (``create_graph=True``).
+
 ``to_numpy(tensor)``
     A backend tensor as a numpy array (PyTorch's ``__array__`` lacks numpy 2's ``copy``
     argument, so ``keras.ops.convert_to_numpy`` warns on every call there).

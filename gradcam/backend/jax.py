@@ -108,6 +108,33 @@ def probe_gradients(forward, many, differentiable=False):
     return gradients, aux
 
 
+def probe_hessian_products(forward, many):
+    """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
+
+    Forward over reverse: the gradients ``G = d y / dA`` (as :func:`probe_gradients`)
+    are computed at the probe ``p + s A`` (``A`` the activation, held constant), and
+    ``jax.jvp`` differentiates them with respect to ``s`` at ``s = 0``: ``H A``, the
+    Hessian of ``y`` with respect to the layer's output times that output.
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is static under ``jax.jit``).
+
+    Returns:
+        ``(gradients, products, aux)``; ``gradients`` and ``products`` are ``(K,) +
+        activation.shape`` (zeros where the totals do not depend on the probe).
+    """
+
+    def gradients_at(scale):
+        def shifted(activation, probe):
+            return (probe + scale * jax.lax.stop_gradient(activation)).astype(activation.dtype)
+
+        return probe_gradients(lambda probe: forward(lambda activation: shifted(activation, probe(activation))), many)
+
+    gradients, products, aux = jax.jvp(gradients_at, (jnp.float32(0),), (jnp.float32(1),), has_aux=True)
+    return gradients, products, aux
+
+
 def to_numpy(array) -> np.ndarray:
     """An array's value as a numpy array."""
     return np.asarray(array)

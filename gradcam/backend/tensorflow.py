@@ -104,6 +104,62 @@ def probe_gradients(forward, many, differentiable=False):
     return gradients, aux
 
 
+def probe_hessian_products(forward, many):
+    """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
+
+    Nested tapes: the inner one records the forward pass for the gradients ``G = d y /
+    dA``, the outer one records that backward pass, and the outer gradient of ``G`` in
+    the direction of the activation ``A`` (a constant) is ``H A``, the Hessian of ``y``
+    with respect to the layer's output times that output.
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: ``False`` when ``K`` is 1 (plain gradients); ``True`` for any ``K``
+            (Jacobians, one backward pass per target in a ``tf.while_loop``, as
+            :func:`probe_gradients`).
+
+    Returns:
+        ``(gradients, products, aux)``; ``gradients`` and ``products`` are ``(K,) +
+        activation.shape``; ``gradients`` is ``None`` when the totals do not depend on
+        the probe, ``products`` are zeros where the gradients do not depend on it (a
+        score linear in the layer's output).
+    """
+    probes, values = [], []
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+
+            def probe(activation):
+                zero = tf.zeros(tf.shape(activation), tf.float32)
+                inner.watch(zero)
+                outer.watch(zero)
+                probes.append(zero)
+                values.append(tf.stop_gradient(tf.cast(activation, tf.float32)))
+                return tf.cast(zero, activation.dtype)
+
+            totals, aux = forward(probe)
+            total = tf.reduce_sum(totals)
+        if many:
+            gradients = inner.jacobian(totals, probes[0], experimental_use_pfor=False)
+        else:
+            gradient = inner.gradient(total, probes[0])
+            gradients = None if gradient is None else gradient[None]
+        if gradients is None:
+            return None, None, aux
+        # (K,): each target's gradient in the direction of the activation (summed when
+        # K is 1), computed while the outer tape records
+        directional = tf.reduce_sum(gradients * values[0][None], axis=tf.range(1, tf.rank(gradients)))
+        if not many:
+            directional = tf.reduce_sum(directional)
+    if many:
+        products = outer.jacobian(directional, probes[0], experimental_use_pfor=False)
+    else:
+        product = outer.gradient(directional, probes[0])
+        products = None if product is None else product[None]
+    if products is None:
+        products = tf.zeros_like(gradients)
+    return gradients, products, aux
+
+
 def to_numpy(tensor) -> np.ndarray:
     """A tensor's value as a numpy array."""
     return np.asarray(tensor)

@@ -122,6 +122,53 @@ def probe_gradients(forward, many, differentiable=False):
     return gradients, _detached(aux)
 
 
+def probe_hessian_products(forward, many):
+    """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
+
+    Double backward: each target's gradient ``G = d y / dA`` is computed with its own
+    graph (``create_graph=True``), and differentiating it again in the direction of the
+    activation ``A`` (a constant) gives ``H A``, the Hessian of ``y`` with respect to
+    the layer's output times that output. One pair of backward passes per target.
+
+    Args:
+        forward: ``forward(probe) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is known when the totals are).
+
+    Returns:
+        ``(gradients, products, aux)``, detached; ``gradients`` and ``products`` are
+        ``(K,) + activation.shape``; ``gradients`` is ``None`` when the totals do not
+        depend on the probe, ``products`` are zeros where the gradients do not depend on
+        it (a score linear in the layer's output).
+    """
+    del many
+    probes, values = [], []
+
+    def probe(activation):
+        torch.set_grad_enabled(True)
+        zero = torch.zeros_like(activation, requires_grad=True)
+        probes.append(zero)
+        values.append(activation.detach())
+        return zero
+
+    with torch.no_grad():  # restores the caller's grad mode on exit
+        totals, aux = forward(probe)
+        if not totals.requires_grad:
+            return None, None, _detached(aux)
+        gradients, products = [], []
+        for k in range(totals.shape[0]):
+            (gradient,) = torch.autograd.grad(totals[k], probes[0], create_graph=True, retain_graph=True,
+                                              allow_unused=True)
+            if gradient is None:
+                return None, None, _detached(aux)
+            product = None
+            if gradient.requires_grad:
+                (product,) = torch.autograd.grad(gradient, probes[0], grad_outputs=values[0], retain_graph=True,
+                                                 allow_unused=True)
+            gradients.append(gradient.detach())
+            products.append(torch.zeros_like(gradient) if product is None else product.detach())
+    return torch.stack(gradients), torch.stack(products), _detached(aux)
+
+
 def to_numpy(tensor) -> np.ndarray:
     """A tensor's value as a numpy array (copied to the CPU first if needed)."""
     return tensor.detach().cpu().numpy()
