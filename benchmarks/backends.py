@@ -151,7 +151,8 @@ def time_rows(rows, repeats):
             row.times.append(seconds)
             if row.floor is not None:
                 row.ratios.append(seconds / times[row.floor])
-                row.host_ratios.append(seconds / times[row.host_floor])
+                if row.host_floor is not None:
+                    row.host_ratios.append(seconds / times[row.host_floor])
 
 
 def first_call(call):
