@@ -26,6 +26,9 @@ empty would agree vacuously). Where the maths is deterministic it should be belo
   is whatever LAPACK returns); gradcam fixes it by a rule. pytorch-grad-cam's map is
   computed with both signs (the singular vectors negated once) and the closer one is
   used; the "note" column says which.
+* ``eigen_smooth`` rows: the same sign rule as Eigen-CAM's; ``aug_smooth`` rows: the
+  six maps are scaled before they are averaged, by their maximum in gradcam and by their
+  minimum and maximum in pytorch-grad-cam, which agree where every map's minimum is 0.
 * ``randomcam`` draws its weights with numpy's global generator in pytorch-grad-cam;
   gradcam's ``seed=`` draws them from ``numpy.random.RandomState(seed)``, the same
   stream, so each image is compared alone after ``numpy.random.seed(seed)``.
@@ -153,7 +156,9 @@ def torch_model(weights):
 
 # -- the methods -----------------------------------------------------------------------------
 def peers():
-    """gradcam's method name -> (pytorch-grad-cam class, its keyword arguments, gradcam's)."""
+    """Row label -> (pytorch-grad-cam class, its keyword arguments, gradcam's); the label
+    is gradcam's method name, then any options of the call (``eigen_smooth``,
+    ``aug_smooth``), which both take."""
     import pytorch_grad_cam as p
 
     return {
@@ -173,6 +178,11 @@ def peers():
         "fem k=1": (p.FEM, {"k": 1}, {"k": 1}),
         "randomcam": (p.RandomCAM, {}, {"seed": SEED}),
         "shapleycam": (p.ShapleyCAM, {}, {}),
+        "gradcam eigen_smooth": (p.GradCAM, {}, {}),
+        "layercam eigen_smooth": (p.LayerCAM, {}, {}),
+        "scorecam eigen_smooth": (p.ScoreCAM, {}, {}),
+        "gradcam aug_smooth": (p.GradCAM, {}, {}),
+        "hirescam aug_smooth": (p.HiResCAM, {}, {}),
     }
 
 
@@ -192,7 +202,12 @@ def negated_svd():
         np.linalg.svd = svd
 
 
-def peer_maps(cam_class, peer_options, model, layer, x, seeded):
+def call_options(label):
+    """The options of the call that a row's label names, e.g. ``{"eigen_smooth": True}``."""
+    return {option: True for option in label.split(" ")[1:] if option in ("eigen_smooth", "aug_smooth")}
+
+
+def peer_maps(cam_class, peer_options, model, layer, x, seeded, options):
     """pytorch-grad-cam's maps ``(N, K, h, w)`` for each of the classes."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -205,19 +220,22 @@ def peer_maps(cam_class, peer_options, model, layer, x, seeded):
             if seeded:  # one image at a time, right after seeding numpy's generator
                 for n in range(len(x)):
                     np.random.seed(SEED)
-                    maps[n, k] = cam(input_tensor=tensor[n : n + 1], targets=[ClassifierOutputTarget(k)])[0]
+                    maps[n, k] = cam(input_tensor=tensor[n : n + 1], targets=[ClassifierOutputTarget(k)],
+                                     **options)[0]
             else:
-                maps[:, k] = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(k)] * len(x))
+                maps[:, k] = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(k)] * len(x), **options)
     return maps
 
 
-def our_maps(name, options, model, x, seeded):
+def our_maps(name, options, model, x, seeded, call=None):
     cam = METHODS[name](model, layer=LAYER, **options)
+    call = call or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMapWarning)
         if seeded:
-            return np.concatenate([cam.heatmaps(x[n : n + 1], targets=list(range(CLASSES))) for n in range(len(x))])
-        return cam.heatmaps(x, targets=list(range(CLASSES)))
+            return np.concatenate([cam.heatmaps(x[n : n + 1], targets=list(range(CLASSES)), **call)
+                                   for n in range(len(x))])
+        return cam.heatmaps(x, targets=list(range(CLASSES)), **call)
 
 
 def peer_scaled(maps):
@@ -244,14 +262,17 @@ def compare(rows=None):
         if name not in METHODS:
             results.append((label, None, None, "not in gradcam"))
             continue
-        seeded = name == "randomcam"
-        ours = peer_scaled(our_maps(name, options, ours_model, x, seeded))
+        seeded, call = name == "randomcam", call_options(label)
+        ours = our_maps(name, options, ours_model, x, seeded, call)
+        # aug_smooth averages maps already scaled: by their maximum here, by pytorch-grad-cam's
+        # scale_cam_image there, which agree where each map's minimum is 0
+        ours = ours if "aug_smooth" in call else peer_scaled(ours)
         empty = int((~ours.any(axis=(2, 3))).sum())
-        theirs = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded)
+        theirs = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded, call)
         difference, sign = float(np.abs(ours - theirs).max()), ""
-        if name in ("eigencam", "eigengradcam"):
+        if name in ("eigencam", "eigengradcam") or "eigen_smooth" in call:
             with negated_svd():
-                flipped = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded)
+                flipped = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded, call)
             other = float(np.abs(ours - flipped).max())
             # per map, the closer of the two signs
             per_map = np.minimum(np.abs(ours - theirs).max(axis=(2, 3)), np.abs(ours - flipped).max(axis=(2, 3)))

@@ -59,6 +59,7 @@ from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
+from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
 from gradcam.model_input import as_batch, model_input
 from gradcam.targets import TOP, ClassNames, resolve_targets
 
@@ -86,6 +87,9 @@ class Capture(NamedTuple):
         targets: int32 ``(N, K)``, the class index of each target.
         perturbation_scores: float32 ``(N, K, P)``, each target's score on each of the
             ``P`` perturbations; ``None`` for methods that do not perturb.
+        hessian_products: float32 ``(K, N, h, w, C)``, ``H A``: the Hessian of each
+            target's score with respect to ``activations``, times ``activations``;
+            ``None`` for methods whose :attr:`Method.uses_hessian_products` is false.
     """
 
     inputs: object
@@ -94,6 +98,7 @@ class Capture(NamedTuple):
     scores: object
     targets: object
     perturbation_scores: object = None
+    hessian_products: object = None
 
 
 class Result(NamedTuple):
@@ -209,6 +214,12 @@ class Method:
     name: ClassVar[str] = ""
     #: Whether the hooks read :attr:`Capture.gradients` (else no backward pass is run).
     uses_gradients: ClassVar[bool] = True
+    #: Whether the hooks read :attr:`Capture.hessian_products` too (a second backward
+    #: pass, through the first).
+    uses_hessian_products: ClassVar[bool] = False
+    #: Whether the map is already a principal component (Eigen-CAM and its kin), which
+    #: ``eigen_smooth`` leaves as it is.
+    principal_component: ClassVar[bool] = False
     #: Whether all-zero maps issue :class:`EmptyMapWarning` (``Result.empty`` marks them
     #: either way). Set it to ``False`` on an engine of your own to turn the warning off for
     #: that engine alone, without changing the process's warning filters.
@@ -279,8 +290,22 @@ class Method:
         """
         raise NotImplementedError(f"{type(self).__name__} must override channel_weights or element_map.")
 
+    def weighted_activations(self, capture: Capture):
+        """Each channel's part of the map, whose sum over channels is the map (and whose
+        first principal component is the map with ``eigen_smooth``); by default
+        ``w_k A_k``.
+
+        Args:
+            capture: the batch's :class:`Capture`.
+
+        Returns:
+            float32 tensor ``(K, N, h, w, C)``.
+        """
+        return self.channel_weights(capture)[:, :, None, None, :] * capture.activations[None]
+
     def element_map(self, capture: Capture):
-        """The map before ReLU and normalisation; by default ``sum_k w_k A_k``.
+        """The map before ReLU and normalisation; by default the sum over channels of
+        :meth:`weighted_activations`, ``sum_k w_k A_k``.
 
         Args:
             capture: the batch's :class:`Capture`.
@@ -288,6 +313,8 @@ class Method:
         Returns:
             float32 tensor ``(K, N, h, w)``.
         """
+        if type(self).weighted_activations is not Method.weighted_activations:
+            return ops.sum(self.weighted_activations(capture), axis=-1)
         weights = self.channel_weights(capture)
         return ops.einsum("knc,nhwc->knhw", weights, capture.activations)
 
@@ -371,13 +398,17 @@ class Method:
         y = ops.take_along_axis(scores, resolved, axis=1)
         return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs, raw)
 
-    def _forward(self, call, x, targets, many, differentiable=False):
+    def _forward(self, call, x, targets, many, eigen_smooth=False, differentiable=False):
         def forward(probe):
             return self._run_model(call, x, targets, probe)
 
-        if self.uses_gradients:
-            gradients_of = self._backend.probe_gradients
-            gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
+        products = None
+        if self.uses_gradients or self.uses_hessian_products:
+            if self.uses_hessian_products:
+                gradients, products, aux = self._backend.probe_hessian_products(forward, many)
+            else:
+                gradients_of = self._backend.probe_gradients
+                gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
             if gradients is None:
                 raise ArgumentError(
                     "layer",
@@ -385,20 +416,32 @@ class Method:
                     f"{self.layer!r}; choose a layer on the path from the input to the output."
                 )
             gradients = ops.cast(self._grid_gradients(gradients, aux[-1]), "float32")
+            if products is not None:
+                products = ops.cast(self._grid_gradients(products, aux[-1]), "float32")
         else:
             _, aux = forward(None)
             gradients = None
         activations, y, resolved, outputs, _ = aux
         probas = ops.take_along_axis(outputs, resolved, axis=1)
-        return self._forward_result(x, activations, gradients, y, resolved, probas, outputs)
+        capture = Capture(x, activations, gradients, y, resolved, hessian_products=products)
+        return self._forward_result(capture, probas, outputs, eigen_smooth)
 
-    def _forward_result(self, x, activations, gradients, y, resolved, probas, outputs):
+    def _forward_result(self, capture, probas, outputs, eigen_smooth):
         """What the compiled forward computation returns: the maps, with the scores."""
-        maps = self._maps(Capture(x, activations, gradients, y, resolved))
-        return maps, y, resolved, probas, outputs
+        return self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, outputs
 
-    def _maps(self, capture):
-        maps = ops.relu(ops.cast(self.element_map(capture), "float32"))
+    def _maps(self, capture, eigen_smooth=False):
+        if eigen_smooth and not self.principal_component:
+            if capture.activations.shape[-1] < 2:
+                raise ArgumentError(
+                    "eigen_smooth",
+                    f"eigen_smooth needs a layer with 2 channels or more; layer {self.layer!r} has "
+                    f"{capture.activations.shape[-1]}.",
+                )
+            element = first_component(self.weighted_activations(capture))
+        else:
+            element = self.element_map(capture)
+        maps = ops.relu(ops.cast(element, "float32"))
         peaks = ops.max(maps, axis=(2, 3), keepdims=True)
         maps = maps / ops.where(peaks > 0, peaks, ops.ones_like(peaks))
         return ops.transpose(maps, (1, 0, 2, 3))
@@ -420,21 +463,34 @@ class Method:
         # preprocessor keeps (gradcam.hub)
         return batch, hub.model_view(model, pictures)
 
-    def _forward_function(self, many: bool):
+    def _forward_function(self, many: bool, eigen_smooth: bool = False):
         """The compiled forward computation, for one target per image or several."""
         signature = [((None,) + self._input_shape, self._input_dtype), ((None, None if many else 1), "int32")]
-        return self._function(("forward", many), lambda call, x, t: self._forward(call, x, t, many), signature)
+        key = ("forward", many) + (("eigen_smooth",) if eigen_smooth else ())
+        return self._function(key,
+                              lambda call, x, t: self._forward(call, x, t, many, eigen_smooth), signature)
 
-    def _run_batch(self, x: np.ndarray, wanted: np.ndarray):
+    def _run_batch(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool = False):
         """One batch through the model: numpy ``(maps, scores, targets, probas, outputs)``."""
-        return self._backend.fetch(self._forward_function(wanted.shape[1] > 1)(x, wanted))
+        return self._backend.fetch(self._forward_function(wanted.shape[1] > 1, eigen_smooth)(x, wanted))
 
-    def _run(self, batch: np.ndarray, targets, batch_size) -> Result:
+    def _run_augmented(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool):
+        """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
+        in one call, their maps averaged; the scores of the images as they are."""
+        count = len(x)
+        maps, *rest = self._run_batch(augment(x), np.tile(wanted, (len(AUGMENTATIONS), 1)), eigen_smooth)
+        return [deaugment(maps, count)] + [identity(values, count) for values in rest]
+
+    def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
         check_positive_int(batch_size, "batch_size")
+        for option, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ArgumentError(option, f"{option} must be True or False; got {value!r}.")
         wanted = resolve_targets(targets, self.classes, len(batch))
+        run = self._run_augmented if aug_smooth else self._run_batch
         parts = [
-            self._run_batch(batch[start : start + batch_size], wanted[start : start + batch_size])
+            run(batch[start : start + batch_size], wanted[start : start + batch_size], bool(eigen_smooth))
             for start in range(0, len(batch), batch_size)
         ]
         maps, scores, resolved, probas, outputs = (np.concatenate(p) for p in zip(*parts))
@@ -466,7 +522,8 @@ class Method:
             stacklevel=_stacklevel_outside_package(),
         )
 
-    def compute(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS) -> Result:
+    def compute(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS,
+                eigen_smooth: bool = False, aug_smooth: bool = False) -> Result:
         """Run the method on a batch and return maps, targets, scores and outputs.
 
         Args:
@@ -479,6 +536,15 @@ class Method:
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
                 are ready for the model) or a function applied to a float32 copy of the
                 images, for this call only. Defaults to ``"engine"``.
+            eigen_smooth: the first principal component of the method's weighted
+                activations (:meth:`weighted_activations`) instead of their sum, as
+                pytorch-grad-cam's option; methods whose map is already a principal
+                component are left as they are. Defaults to ``False``.
+            aug_smooth: test-time augmentation: the average of the maps of each image as it
+                is and flipped horizontally, each multiplied by 0.9, 1.0 and 1.1 (six
+                copies of the batch in one call), flipped back; each copy's targets are
+                resolved on it (the top prediction may differ between copies); the scores
+                are those of the images as they are. Defaults to ``False``.
 
         Returns:
             A :class:`Result`.
@@ -488,15 +554,17 @@ class Method:
                 ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
-                ``batch_size`` is not a positive integer.
+                ``batch_size`` is not a positive integer; ``eigen_smooth`` or
+                ``aug_smooth`` is not a bool; ``eigen_smooth`` on a layer with one channel.
 
         Warns:
             EmptyMapWarning: some maps are all zero.
         """
         batch, _ = self._prepare(docs, preprocess)
-        return self._run(batch, targets, batch_size)
+        return self._run(batch, targets, batch_size, eigen_smooth, aug_smooth)
 
-    def heatmaps(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS) -> np.ndarray:
+    def heatmaps(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS,
+                 eigen_smooth: bool = False, aug_smooth: bool = False) -> np.ndarray:
         """The method's maps for a batch of images.
 
         Args:
@@ -507,6 +575,8 @@ class Method:
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
                 are ready for the model) or a function applied to a float32 copy of the
                 images, for this call only. Defaults to ``"engine"``.
+            eigen_smooth: as for :meth:`compute`. Defaults to ``False``.
+            aug_smooth: as for :meth:`compute`. Defaults to ``False``.
 
         Returns:
             float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution.
@@ -516,12 +586,13 @@ class Method:
                 ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; a target index is out of range or a class name is unknown;
-                ``batch_size`` is not a positive integer.
+                ``batch_size`` is not a positive integer; as for :meth:`compute`.
 
         Warns:
             EmptyMapWarning: some maps are all zero.
         """
-        return self.compute(docs, targets, batch_size, preprocess=preprocess).heatmaps
+        return self.compute(docs, targets, batch_size, preprocess=preprocess, eigen_smooth=eigen_smooth,
+                            aug_smooth=aug_smooth).heatmaps
 
     def differentiable_maps(self, x, targets=None):
         """The method's maps of a batch as backend tensors that gradients flow through.
@@ -568,7 +639,7 @@ class Method:
         return maps
 
     def explain(self, docs, targets=None, images=None, batch_size: int = 32, *,
-                preprocess=ENGINE_PREPROCESS) -> list[Explanation]:
+                preprocess=ENGINE_PREPROCESS, eigen_smooth: bool = False, aug_smooth: bool = False) -> list[Explanation]:
         """Explain a batch of images: one :class:`~gradcam.Explanation` per image.
 
         Args:
@@ -582,6 +653,8 @@ class Method:
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
                 are ready for the model) or a function applied to a float32 copy of the
                 images, for this call only. Defaults to ``"engine"``.
+            eigen_smooth: as for :meth:`compute`. Defaults to ``False``.
+            aug_smooth: as for :meth:`compute`. Defaults to ``False``.
 
         Returns:
             A list of :class:`~gradcam.Explanation`, in the order of ``docs``.
@@ -591,7 +664,7 @@ class Method:
                 ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
                 values; ``images`` has another length than ``docs``; a target index is out
-                of range or a class name is unknown.
+                of range or a class name is unknown; as for :meth:`compute`.
 
         Warns:
             EmptyMapWarning: some maps are all zero.
@@ -600,7 +673,7 @@ class Method:
         count = len(batch)
         if images is not None and len(images) != count:
             raise ValueError(f"images has {len(images)} entries for {count} images.")
-        result = self._run(batch, targets, batch_size)
+        result = self._run(batch, targets, batch_size, eigen_smooth, aug_smooth)
         explanations = []
         for n in range(count):
             image = images[n] if images is not None else pictures[n]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradcam.methods.base import Method
-from gradcam.methods.eigencam import first_component
+from gradcam.methods.smoothing import first_component
 
 
 class EigenGradCAM(Method):
@@ -18,11 +18,12 @@ class EigenGradCAM(Method):
     Departure: the sign of a singular vector is arbitrary; ``L`` is negated where needed
     to correlate positively with ``mean_k G_k A_k`` (HiResCAM's map, up to a factor), as
     Eigen-CAM does with ``mean_k A_k``
-    (:func:`~gradcam.methods.eigencam.first_component`); pytorch-grad-cam keeps whatever
+    (:func:`~gradcam.methods.smoothing.first_component`); pytorch-grad-cam keeps whatever
     sign its SVD returns.
     """
 
     name = "eigengradcam"
+    principal_component = True
 
     def element_map(self, capture):
         return first_component(capture.gradients * capture.activations)

@@ -18,5 +18,5 @@ class GradCAMElementWise(Method):
 
     name = "gradcamelementwise"
 
-    def element_map(self, capture):
-        return ops.sum(ops.relu(capture.gradients * capture.activations), axis=-1)
+    def weighted_activations(self, capture):
+        return ops.relu(capture.gradients * capture.activations)

@@ -18,5 +18,5 @@ class HiResCAM(Method):
 
     name = "hirescam"
 
-    def element_map(self, capture):
-        return ops.sum(capture.gradients * capture.activations, axis=-1)
+    def weighted_activations(self, capture):
+        return capture.gradients * capture.activations

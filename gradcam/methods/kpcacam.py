@@ -64,6 +64,7 @@ class KPCACAM(Method):
 
     name = "kpcacam"
     uses_gradients = False
+    principal_component = True
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
                  reshape=None, kernel: str = "sigmoid", gamma: float | None = None, *, weak_model: bool = False):

@@ -19,5 +19,5 @@ class LayerCAM(Method):
 
     name = "layercam"
 
-    def element_map(self, capture):
-        return ops.sum(ops.relu(capture.gradients) * capture.activations, axis=-1)
+    def weighted_activations(self, capture):
+        return ops.relu(capture.gradients) * capture.activations

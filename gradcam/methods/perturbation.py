@@ -112,9 +112,9 @@ class PerturbationMethod(Method):
         )
 
     # -- the computations --------------------------------------------------------------
-    def _forward_result(self, x, activations, gradients, y, resolved, probas, outputs):
-        del x, gradients  # the map is made after the scoring
-        return activations, y, resolved, probas, outputs
+    def _forward_result(self, capture, probas, outputs, eigen_smooth):
+        del eigen_smooth  # the map is made after the scoring
+        return capture.activations, capture.scores, capture.targets, probas, outputs
 
     def _ungrid(self, perturbed, own):
         """The layer's output for perturbed grids ``(B, h, w, C)``: its own output ``own``
@@ -149,9 +149,9 @@ class PerturbationMethod(Method):
         scores, _ = self._scores(recording, outputs)
         return ops.take(scores, targets[0], axis=1)
 
-    def _finish(self, call, x, activations, y, resolved, perturbation_scores):
+    def _finish(self, call, x, activations, y, resolved, perturbation_scores, eigen_smooth=False):
         del call  # the map needs no model call
-        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores))
+        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
 
     def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
         count = self.perturbation_count(tuple(activations.shape))
@@ -170,7 +170,7 @@ class PerturbationMethod(Method):
                 scores[n, :, start:stop] = chunk[: stop - start].T
         return scores
 
-    def _run_batch(self, x: np.ndarray, wanted: np.ndarray):
+    def _run_batch(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool = False):
         outputs = self._forward_function(wanted.shape[1] > 1)(x, wanted)
         activations, y, resolved, probas, model_outputs = outputs
         resolved_np = self._backend.to_numpy(resolved)
@@ -183,6 +183,7 @@ class PerturbationMethod(Method):
             ((None, None), "int32"),
             ((None, None, None), "float32"),
         ]
-        finish = self._function(("finish", shape), self._finish, signature)
+        finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
+                                lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
         maps = finish(x, activations, y, resolved, perturbation_scores)
         return self._backend.fetch((maps, y, resolved, probas, model_outputs))

@@ -70,6 +70,9 @@ REGISTRY: dict[str, MethodEntry] = {
                        "(Fuad et al., IPTA 2020)"),
     "randomcam": MethodEntry("randomcam", "RandomCAM", ("seed",),
                              "random channel weights: a control that a method must beat"),
+    "shapleycam": MethodEntry("shapleycam", "ShapleyCAM", (),
+                              "channels weighed by the mean gradient less half the Hessian-vector product "
+                              "(Cai et al., arXiv 2501.06261)"),
 }
 
 #: The names of the methods, as ``method=`` takes them.
