@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.tiny import X, assert_map
-from helpers.method_models import make_pointwise
+from helpers.method_models import make_pointwise, negate_svd
 
 from gradcam import backend
-from gradcam.methods import EigenCAM, eigencam
+from gradcam.methods import EigenCAM
 from gradcam.methods.base import EmptyMapWarning
 
 # Activations (the pointwise model's input) with two channels that are not proportional.
@@ -42,13 +42,7 @@ def test_eigencam_sign_follows_the_mean_activation():
 
 def test_eigencam_does_not_depend_on_the_sign_of_the_singular_vector(monkeypatch):
     # The SVD's sign is arbitrary: negating its singular vectors leaves the maps as they are.
-    svd = eigencam.ops.svd
-
-    def negated_svd(x, full_matrices=True, compute_uv=True):
-        u, s, vh = svd(x, full_matrices=full_matrices, compute_uv=compute_uv)
-        return -u, s, -vh
-
-    monkeypatch.setattr(eigencam.ops, "svd", negated_svd)
+    negate_svd(monkeypatch)
     maps = EigenCAM(make_pointwise(KERNEL), layer="conv").heatmaps(np.concatenate([A, -A]), targets=0)
     assert_map(maps[0, 0], MAP)
     assert_map(maps[1, 0], NEGATED_MAP)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from helpers.tiny import assert_map
-from helpers.method_models import make_pointwise
+from helpers.method_models import make_pointwise, negate_svd
 
-from gradcam.methods import EigenGradCAM, eigencam
+from gradcam.methods import EigenGradCAM
 
 # The pointwise model: activations = the input; pooling then W (channel x class), so
 # G_k = W[k, c] / 4 over the map. A0 = [[7, 1], [7, 5]], A1 = [[8, 4], [4, 4]]; positions
@@ -33,13 +33,7 @@ def test_eigengradcam_hand_computed():
 
 
 def test_eigengradcam_does_not_depend_on_the_sign_of_the_singular_vector(monkeypatch):
-    svd = eigencam.ops.svd
-
-    def negated_svd(x, full_matrices=True, compute_uv=True):
-        u, s, vh = svd(x, full_matrices=full_matrices, compute_uv=compute_uv)
-        return -u, s, -vh
-
-    monkeypatch.setattr(eigencam.ops, "svd", negated_svd)
+    negate_svd(monkeypatch)
     maps = EigenGradCAM(make_pointwise(W), layer="conv").heatmaps(A, targets=[0, 1])
     assert_map(maps[0, 0], MAP_0)
     assert_map(maps[0, 1], MAP_1)

@@ -58,6 +58,33 @@ def on_accelerator() -> bool:
     return any(device.device_type != "CPU" for device in tf.config.list_logical_devices())
 
 
+def _probe(tapes, probes, activations):
+    """A probe (see :mod:`gradcam.backend`) whose zero tensor ``tapes`` watch; it keeps
+    the zero in ``probes`` and the activation, as a float32 constant, in ``activations``."""
+
+    def probe(activation):
+        # float32 whatever the layer computes in: the Jacobian's loop stores the
+        # gradients in an array of the totals' dtype (float32), also under mixed precision
+        zero = tf.zeros(tf.shape(activation), tf.float32)
+        for tape in tapes:
+            tape.watch(zero)
+        probes.append(zero)
+        activations.append(tf.stop_gradient(tf.cast(activation, tf.float32)))
+        return tf.cast(zero, activation.dtype)
+
+    return probe
+
+
+def _derivative(tape, target, probe, many):
+    """``(K,) + probe.shape``: the Jacobian of ``target`` ``(K,)`` (``many``), or the
+    gradient of ``target``, a sum recorded by ``tape``, as ``(1,) + probe.shape``;
+    ``None`` when ``target`` does not depend on ``probe``."""
+    if many:
+        return tape.jacobian(target, probe, experimental_use_pfor=False)
+    gradient = tape.gradient(target, probe)
+    return None if gradient is None else gradient[None]
+
+
 def probe_gradients(forward, many, differentiable=False):
     """Gradients of ``forward``'s ``(K,)`` totals with respect to the zero probe.
 
@@ -81,27 +108,13 @@ def probe_gradients(forward, many, differentiable=False):
     # differentiable: the caller runs eagerly, where a Jacobian needs a persistent tape;
     # one gradient per target, each target's total taken while the tape records
     with tf.GradientTape(persistent=differentiable) as tape:
-
-        def probe(activation):
-            # float32 whatever the layer computes in: the Jacobian's loop stores the
-            # gradients in an array of the totals' dtype (float32), also under mixed precision
-            zero = tf.zeros(tf.shape(activation), tf.float32)
-            tape.watch(zero)
-            probes.append(zero)
-            return tf.cast(zero, activation.dtype)
-
-        totals, aux = forward(probe)
-        total = tf.reduce_sum(totals)
+        totals, aux = forward(_probe([tape], probes, []))
+        target = totals if many else tf.reduce_sum(totals)
         parts = tf.unstack(totals) if differentiable else None
     if differentiable:
         found = [tape.gradient(part, probes[0]) for part in parts]
-        gradients = None if found[0] is None else tf.stack(found)
-    elif many:
-        gradients = tape.jacobian(totals, probes[0], experimental_use_pfor=False)
-    else:
-        gradient = tape.gradient(total, probes[0])
-        gradients = None if gradient is None else gradient[None]
-    return gradients, aux
+        return (None if found[0] is None else tf.stack(found)), aux
+    return _derivative(tape, target, probes[0], many), aux
 
 
 def probe_hessian_products(forward, many):
@@ -124,40 +137,20 @@ def probe_hessian_products(forward, many):
         the probe, ``products`` are zeros where the gradients do not depend on it (a
         score linear in the layer's output).
     """
-    probes, values = [], []
+    probes, activations = [], []
     with tf.GradientTape() as outer:
         with tf.GradientTape() as inner:
-
-            def probe(activation):
-                zero = tf.zeros(tf.shape(activation), tf.float32)
-                inner.watch(zero)
-                outer.watch(zero)
-                probes.append(zero)
-                values.append(tf.stop_gradient(tf.cast(activation, tf.float32)))
-                return tf.cast(zero, activation.dtype)
-
-            totals, aux = forward(probe)
-            total = tf.reduce_sum(totals)
-        if many:
-            gradients = inner.jacobian(totals, probes[0], experimental_use_pfor=False)
-        else:
-            gradient = inner.gradient(total, probes[0])
-            gradients = None if gradient is None else gradient[None]
+            totals, aux = forward(_probe([inner, outer], probes, activations))
+            target = totals if many else tf.reduce_sum(totals)
+        gradients = _derivative(inner, target, probes[0], many)
         if gradients is None:
             return None, None, aux
         # (K,): each target's gradient in the direction of the activation (summed when
         # K is 1), computed while the outer tape records
-        directional = tf.reduce_sum(gradients * values[0][None], axis=tf.range(1, tf.rank(gradients)))
-        if not many:
-            directional = tf.reduce_sum(directional)
-    if many:
-        products = outer.jacobian(directional, probes[0], experimental_use_pfor=False)
-    else:
-        product = outer.gradient(directional, probes[0])
-        products = None if product is None else product[None]
-    if products is None:
-        products = tf.zeros_like(gradients)
-    return gradients, products, aux
+        directional = tf.reduce_sum(gradients * activations[0][None], axis=tf.range(1, tf.rank(gradients)))
+        target = directional if many else tf.reduce_sum(directional)
+    products = _derivative(outer, target, probes[0], many)
+    return gradients, tf.zeros_like(gradients) if products is None else products, aux
 
 
 def to_numpy(tensor) -> np.ndarray:

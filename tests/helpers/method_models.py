@@ -69,3 +69,17 @@ def make_residual():
     block.set_weights([np.array([[1, 0], [0, 0]], np.float32).reshape(1, 1, 2, 2)])
     dense.set_weights([DENSE_KERNEL])
     return model, residual
+
+
+def negate_svd(monkeypatch):
+    """Make ``keras.ops.svd`` return its singular vectors negated (the other, equally
+    valid, sign), for the tests of the sign rules."""
+    from keras import ops
+
+    svd = ops.svd
+
+    def negated_svd(x, full_matrices=True, compute_uv=True):
+        u, s, vh = svd(x, full_matrices=full_matrices, compute_uv=compute_uv)
+        return -u, s, -vh
+
+    monkeypatch.setattr(ops, "svd", negated_svd)
