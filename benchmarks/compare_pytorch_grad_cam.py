@@ -33,6 +33,11 @@ empty would agree vacuously). Where the maths is deterministic it should be belo
   gradcam's ``seed=`` draws them from ``numpy.random.RandomState(seed)``, the same
   stream, so each image is compared alone after ``numpy.random.seed(seed)``.
 
+pytorch-grad-cam is not a dependency of any extra: its own requirements (torchvision,
+opencv) would bring another build of torch. Install it beside the CPU torch without
+them: ``pip install --no-deps grad-cam==1.5.7 ttach==0.0.3 opencv-python-headless
+scikit-learn threadpoolctl``.
+
 pytorch-grad-cam imports torchvision (for image helpers this comparison does not use).
 Where no torchvision build matches the installed torch (the registries' torchvision
 0.28.0 for torch 2.13.0 is a CUDA build that does not load on the CPU build of torch),
