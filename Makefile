@@ -24,7 +24,7 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
                  $(wildcard tests/test_metrics_*.py) tests/test_pipeline.py tests/test_cli_evaluate.py \
                  tests/test_tokens.py tests/test_hub.py \
                  tests/test_engine_factory.py \
-                 tests/test_keras_callback.py tests/test_differentiable_maps.py
+                 tests/test_keras_callback.py tests/test_differentiable_maps.py tests/test_keras_penalty.py
 BACKEND_TESTS += tests/test_report.py
 OTHER_BACKENDS := jax torch
 

@@ -1,0 +1,158 @@
+"""gradcam.keras.CAMPenalty: the share of map mass outside a mask, by hand, by finite
+differences and in a few steps of training, on every backend.
+
+The tiny classifier of ``helpers.tiny`` on ``X = arange(16)`` has the class-0 logit map
+``M = [[0, 0.2], [0.8, 1]]`` and an all-zero class-1 map. Resized bilinearly (half-pixel
+centres, edges clamped) to the 4x4 image, each axis mixes the map's two rows (columns) with
+weights ``[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]``::
+
+    U = [[0.0, 0.05, 0.15, 0.2],
+         [0.2, 0.25, 0.35, 0.4],
+         [0.6, 0.65, 0.75, 0.8],
+         [0.8, 0.85, 0.95, 1.0]]      sum 8
+
+Its mass in the top-left 2x2 block is 0.5 (share outside 7.5 / 8 = 0.9375), in the
+bottom-right block 3.5 (share outside 4.5 / 8 = 0.5625).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from helpers.tiny import X, make_functional
+from helpers.training import value_and_gradients
+
+import gradcam
+from gradcam.keras import CAMPenalty
+
+TOP_LEFT = np.zeros((4, 4), np.float32)
+TOP_LEFT[:2, :2] = 1
+BOTTOM_RIGHT = TOP_LEFT[::-1, ::-1].copy()
+X2 = np.concatenate([X, X])
+MASKS = np.stack([TOP_LEFT, BOTTOM_RIGHT])
+
+
+def value(tensor):
+    return float(keras.ops.convert_to_numpy(keras.ops.stop_gradient(tensor)))
+
+
+def test_the_penalty_equals_the_hand_computed_share_outside_the_masks():
+    model = make_functional()
+    assert value(CAMPenalty()(model, X, TOP_LEFT[None], targets=[0])) == pytest.approx(0.9375, abs=1e-5)
+    assert value(CAMPenalty()(model, X, BOTTOM_RIGHT[None], targets=[0])) == pytest.approx(0.5625, abs=1e-5)
+    # the mean over the images, times the weight: 2 * (0.9375 + 0.5625) / 2
+    assert value(CAMPenalty(weight=2)(model, X2, MASKS, targets=[0])) == pytest.approx(1.5, abs=1e-5)
+    # soft masks: 0.5 everywhere leaves half the mass outside
+    assert value(CAMPenalty()(model, X, np.full((1, 4, 4), 0.5, np.float32), targets=[0])) == pytest.approx(0.5)
+
+
+def test_an_empty_map_has_no_mass_outside():
+    model = make_functional()  # class 1's map is all zero: its share is 0, not NaN
+    assert value(CAMPenalty()(model, X, TOP_LEFT[None], targets=[1])) == 0.0
+    assert value(CAMPenalty()(model, X, TOP_LEFT[None], targets=[0, 1])) == pytest.approx(0.9375 / 2, abs=1e-5)
+    _, gradients = value_and_gradients(model, lambda m: CAMPenalty()(m, X, TOP_LEFT[None], targets=[1]))
+    assert all(np.isfinite(g).all() for g in gradients)
+
+
+def test_masks_may_be_backend_tensors():
+    penalty = CAMPenalty()(make_functional(), keras.ops.convert_to_tensor(X2), keras.ops.convert_to_tensor(MASKS), [0])
+    assert value(penalty) == pytest.approx(0.75, abs=1e-5)
+
+
+def small_model():
+    """6x6 one-channel images, a ReLU convolution, pooling, a softmax Dense; fixed weights."""
+    inputs = keras.Input((6, 6, 1))
+    conv = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")
+    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(conv(inputs))), name="small")
+    rng = np.random.default_rng(1)
+    conv.set_weights([rng.uniform(-0.2, 1, (3, 3, 1, 3)).astype(np.float32), np.full(3, 0.05, np.float32)])
+    dense.set_weights([np.array([[1.0, -1.0], [0.5, 0.5], [-0.3, 1.0]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+RNG = np.random.default_rng(0)
+SMALL_X = RNG.uniform(0, 1, (2, 6, 6, 1)).astype(np.float32)
+SMALL_MASKS = np.zeros((2, 6, 6), np.float32)
+SMALL_MASKS[0, :3, :3] = 1
+SMALL_MASKS[1, 2:, 3:] = 1
+
+
+@pytest.mark.parametrize("index, position", [(0, (0, 0, 0, 2)), (0, (0, 1, 0, 0)), (1, (1,)), (2, (1, 1))],
+                         ids=["conv-kernel-a", "conv-kernel-b", "conv-bias", "dense"])
+def test_gradient_of_the_penalty_matches_finite_differences(index, position):
+    model = small_model()
+    penalty = CAMPenalty(weight=10)
+
+    def loss(m):
+        return penalty(m, SMALL_X, SMALL_MASKS, targets=[0, 1])
+
+    _, gradients = value_and_gradients(model, loss)
+    variable = model.trainable_variables[index]
+    original, step, losses = np.array(variable.numpy()), 1e-3, []
+    for sign in (1, -1):
+        moved = original.copy()
+        moved[position] += sign * step
+        variable.assign(moved)
+        losses.append(value(loss(model)))
+    variable.assign(original)
+    expected = (losses[0] - losses[1]) / (2 * step)
+    assert abs(expected) > 1e-2  # the penalty does depend on this weight
+    assert abs(gradients[index][position] - expected) <= 2e-2 * abs(expected) + 2e-3, (gradients[index][position],
+                                                                                        expected)
+
+
+def test_a_few_training_steps_lower_the_penalty():
+    model = small_model()
+    penalty = CAMPenalty()
+
+    def loss(m):
+        return penalty(m, SMALL_X, SMALL_MASKS, targets=[0])
+
+    values = []
+    for _ in range(8):  # plain gradient descent on the penalty alone
+        current, gradients = value_and_gradients(model, loss)
+        values.append(current)
+        for variable, gradient in zip(model.trainable_variables, gradients):
+            variable.assign(np.asarray(variable.numpy()) - 5.0 * gradient)
+    values.append(value(loss(model)))
+    assert all(b < a for a, b in zip(values, values[1:])), values
+    assert values[-1] < values[0] - 0.05, values
+    # the mass moved into the masks: the maps are not emptied (an empty map counts 0)
+    heat = keras.ops.convert_to_numpy(keras.ops.stop_gradient(gradcam.maps(model, SMALL_X, [0])))
+    assert heat.reshape(2, -1).max(axis=1).min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("masks, shape", [
+    (np.zeros((2, 4, 4), np.float32), r"\(2, 4, 4\)"),
+    (np.zeros((1, 4, 4, 1), np.float32), r"\(1, 4, 4, 1\)"),
+    (np.zeros((1, 2, 2), np.float32), r"\(1, 2, 2\)"),
+], ids=["batch", "rank", "size"])
+def test_masks_of_the_wrong_shape(masks, shape):
+    with pytest.raises(ValueError, match=rf"masks must have shape \(N, H, W\) = \(1, 4, 4\).*x has shape "
+                                         rf"\(1, 4, 4, 1\).*got masks of shape {shape}"):
+        CAMPenalty()(make_functional(), X, masks, [0])
+
+
+def test_masks_outside_zero_one():
+    with pytest.raises(ValueError, match=r"masks' values must lie in \[0, 1\]; got values from 0.0 to 255.0"):
+        CAMPenalty()(make_functional(), X, TOP_LEFT[None] * 255, [0])
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_a_perturbation_method_is_refused(method):
+    with pytest.raises(TypeError, match=rf"CAMPenalty needs differentiable maps; the {method} method scores "
+                                        r"perturbations.*Use a gradient-based method"):
+        CAMPenalty(method=method)
+
+
+@pytest.mark.parametrize("weight", [-1, float("nan"), float("inf"), "1", True])
+def test_a_bad_weight(weight):
+    with pytest.raises(ValueError, match=r"weight must be a finite number >= 0; got"):
+        CAMPenalty(weight=weight)
+
+
+def test_an_unknown_method():
+    with pytest.raises(ValueError, match=r"Unknown method 'gradkam'"):
+        CAMPenalty(method="gradkam")
