@@ -156,3 +156,80 @@ def test_a_bad_weight(weight):
 def test_an_unknown_method():
     with pytest.raises(ValueError, match=r"Unknown method 'gradkam'"):
         CAMPenalty(method="gradkam")
+
+
+def cross_entropy(labels, predictions):
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, predictions))
+
+
+class GuidedModel(keras.Model):
+    """A Functional classifier whose training step adds the penalty on class 0's maps to
+    the cross-entropy: the pattern of :class:`CAMPenalty`'s docstring, per backend. The
+    batches are ``((images, masks), labels)``."""
+
+    penalty = None
+
+    def train_step(self, *args):
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        (x, masks), y, _ = keras.utils.unpack_x_y_sample_weight(args[0])
+        variables = self.trainable_variables
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                penalty = self.penalty(self, x, masks, [0])
+                loss = cross_entropy(y, self(x, training=True)) + penalty
+            self.optimizer.apply(tape.gradient(loss, variables), variables)
+        else:
+            self.zero_grad()
+            penalty = self.penalty(self, x, masks, [0])
+            loss = cross_entropy(y, self(x, training=True)) + penalty
+            loss.backward()
+            self.optimizer.apply([v.value.grad for v in variables], variables)
+        return {"loss": loss, "penalty": penalty}
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        (x, masks), y, _ = keras.utils.unpack_x_y_sample_weight(data)
+
+        def loss_of(values):
+            predictions, _ = self.stateless_call(values, non_trainable, x, training=True)
+            loss = cross_entropy(y, predictions)
+            mapping = list(zip(self.trainable_variables, values)) + list(zip(self.non_trainable_variables, non_trainable))
+            with keras.StatelessScope(state_mapping=mapping):
+                penalty = self.penalty(self, x, masks, [0])
+            return loss + penalty, penalty
+
+        (loss, penalty), gradients = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(optimizer_variables, gradients, trainable)
+        return {"loss": loss, "penalty": penalty}, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
+def guided_model(weight):
+    base = small_model()
+    model = GuidedModel(base.inputs, base.outputs, name="guided")
+    model.set_weights(base.get_weights())
+    model.penalty = CAMPenalty(weight=weight)
+    model.compile(optimizer=keras.optimizers.SGD(1.0))  # the loss is the training step's own
+    return model
+
+
+def test_the_penalty_in_a_compiled_train_step_of_model_fit():
+    x = np.concatenate([SMALL_X] * 4)
+    masks = np.concatenate([SMALL_MASKS] * 4)
+    labels = np.zeros(len(x), np.int32)
+    penalties = {}
+    for weight in (0.0, 20.0):
+        model = guided_model(weight)
+        history = model.fit((x, masks), labels, batch_size=4, epochs=8, verbose=0, shuffle=False)
+        logged = history.history
+        assert np.isfinite(logged["loss"]).all() and min(logged["loss"]) > 0, logged
+        if weight:  # the steps' own (weighted) penalty, logged by fit, went down
+            assert logged["penalty"][-1] < logged["penalty"][0] - 1.0, logged
+        penalties[weight] = value(CAMPenalty()(model, x, masks, [0]))
+    before = value(CAMPenalty()(small_model(), x, masks, [0]))
+    # with the penalty, training moves the maps into the masks; without, it does not as much
+    assert penalties[20.0] < before - 0.05 and penalties[20.0] < penalties[0.0] - 0.05, (before, penalties)

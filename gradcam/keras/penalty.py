@@ -49,9 +49,10 @@ class CAMPenalty:
         ValueError: an unknown method; ``weight`` negative, infinite or not a number.
 
     Example:
-        A TensorFlow model whose training step adds the penalty on the true class's maps
-        (the batches are ``((images, masks), labels)``; with fixed targets, or ``None``
-        for each image's top prediction, the step can be compiled)::
+        A TensorFlow model whose compiled training step (``model.fit``) adds the penalty on
+        class 0's maps to its loss; the batches are ``((images, masks), labels)``. The
+        targets are fixed or ``None`` (each image's top prediction), as the step is traced
+        once::
 
             penalty = gradcam.keras.CAMPenalty(weight=0.5)
 
@@ -59,15 +60,24 @@ class CAMPenalty:
                 def train_step(self, data):
                     (x, masks), y = data
                     with tf.GradientTape() as tape:
-                        loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
-                        loss += penalty(self, x, masks, targets=[0])
+                        attention = penalty(self, x, masks, targets=[0])
+                        loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True)) + attention
                     variables = self.trainable_variables
                     self.optimizer.apply(tape.gradient(loss, variables), variables)
-                    return {"loss": loss}
+                    return {"loss": loss, "penalty": attention}
 
-        On PyTorch the same step calls ``loss.backward()`` after ``self.zero_grad()``; on
-        JAX the penalty goes into the loss function that the stateless ``train_step``
-        differentiates with ``jax.value_and_grad``.
+        On PyTorch the step computes the same ``loss``, then ``self.zero_grad()``,
+        ``loss.backward()`` and ``self.optimizer.apply([v.value.grad for v in variables],
+        variables)``. On JAX, ``train_step(self, state, data)`` differentiates a function
+        of the trainable values with ``jax.value_and_grad``, in which the model runs by
+        ``self.stateless_call`` and the penalty under ``keras.StatelessScope(
+        state_mapping=...)`` that maps the model's variables to those values. On both,
+        compile the model with its optimizer alone and compute the task's loss in the
+        step: ``fit`` builds a compiled loss by calling the model on the batches' inputs,
+        here the pair of images and masks.
+
+        The penalty of an all-zero map is 0, so the penalty alone can also be lowered by
+        emptying the maps: add it to the task's loss rather than training on it alone.
     """
 
     def __init__(self, weight: float = 1.0, layer=None, method: str = "gradcam", score: str = "auto"):
