@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers.training import small_classifier
 
 import gradcam
 
@@ -20,17 +21,6 @@ BACKEND = keras.backend.backend()
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0, 1, (2, 6, 6, 1)).astype(np.float32)
 MASK = RNG.uniform(0, 1, (6, 6)).astype(np.float32)
-
-
-def make_model():
-    inputs = keras.Input((6, 6, 1))
-    conv = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")
-    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
-    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(conv(inputs))), name="small")
-    rng = np.random.default_rng(1)
-    conv.set_weights([rng.uniform(-0.2, 1, (3, 3, 1, 3)).astype(np.float32), np.full(3, 0.05, np.float32)])
-    dense.set_weights([np.array([[1.0, -1.0], [0.5, 0.5], [-0.3, 1.0]], np.float32), np.zeros(2, np.float32)])
-    return model
 
 
 def map_loss(model, targets):
@@ -84,7 +74,7 @@ def finite_difference(model, targets, index, position, step=1e-3):
 )
 @pytest.mark.parametrize("targets", [[0], [0, 1]], ids=["one-target", "two-targets"])
 def test_gradient_of_a_map_loss_matches_finite_differences(index, position, targets):
-    model = make_model()
+    model = small_classifier()
     loss, gradient = loss_gradient(model, targets, index)
     expected = finite_difference(model, targets, index, position)
     assert abs(gradient[position] - expected) <= 2e-2 * abs(expected) + 2e-3, (gradient[position], expected)
@@ -92,7 +82,7 @@ def test_gradient_of_a_map_loss_matches_finite_differences(index, position, targ
 
 
 def test_differentiable_maps_equal_the_engines_maps():
-    model = make_model()
+    model = small_classifier()
     expected = gradcam.GradCAM(model).heatmaps(X, targets=[0, 1])
     maps = keras.ops.convert_to_numpy(keras.ops.stop_gradient(gradcam.maps(model, X, [0, 1])))
     assert maps.dtype == np.float32 and maps.shape == (2, 2, 6, 6)
@@ -103,17 +93,17 @@ def test_differentiable_maps_equal_the_engines_maps():
 def test_a_perturbation_method_cannot_be_differentiated():
     with pytest.raises(TypeError, match=r"The scorecam method scores perturbations of the inputs, which cannot be "
                                         r"differentiated; differentiable maps need a gradient-based method"):
-        gradcam.maps(make_model(), X, [0], method="scorecam")
+        gradcam.maps(small_classifier(), X, [0], method="scorecam")
 
 
 def test_images_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"expects images of shape \(6, 6, 1\).*got a batch of shape \(2, 5, 6, 1\)"):
-        gradcam.maps(make_model(), X[:, :5], [0])
+        gradcam.maps(small_classifier(), X[:, :5], [0])
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="PyTorch runs a training step eagerly")
 def test_gradients_inside_a_compiled_training_step_equal_the_eager_ones():
-    model = make_model()
+    model = small_classifier()
     variables = model.trainable_variables
     if BACKEND == "tensorflow":
         import tensorflow as tf

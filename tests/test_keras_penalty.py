@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pytest
 from helpers.tiny import X, make_functional
-from helpers.training import value_and_gradients
+from helpers.training import small_classifier, value_and_gradients
 
 import gradcam
 from gradcam.keras import CAMPenalty
@@ -60,18 +60,6 @@ def test_masks_may_be_backend_tensors():
     assert value(penalty) == pytest.approx(0.75, abs=1e-5)
 
 
-def small_model():
-    """6x6 one-channel images, a ReLU convolution, pooling, a softmax Dense; fixed weights."""
-    inputs = keras.Input((6, 6, 1))
-    conv = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")
-    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
-    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(conv(inputs))), name="small")
-    rng = np.random.default_rng(1)
-    conv.set_weights([rng.uniform(-0.2, 1, (3, 3, 1, 3)).astype(np.float32), np.full(3, 0.05, np.float32)])
-    dense.set_weights([np.array([[1.0, -1.0], [0.5, 0.5], [-0.3, 1.0]], np.float32), np.zeros(2, np.float32)])
-    return model
-
-
 RNG = np.random.default_rng(0)
 SMALL_X = RNG.uniform(0, 1, (2, 6, 6, 1)).astype(np.float32)
 SMALL_MASKS = np.zeros((2, 6, 6), np.float32)
@@ -82,7 +70,7 @@ SMALL_MASKS[1, 2:, 3:] = 1
 @pytest.mark.parametrize("index, position", [(0, (0, 0, 0, 2)), (0, (0, 1, 0, 0)), (1, (1,)), (2, (1, 1))],
                          ids=["conv-kernel-a", "conv-kernel-b", "conv-bias", "dense"])
 def test_gradient_of_the_penalty_matches_finite_differences(index, position):
-    model = small_model()
+    model = small_classifier()
     penalty = CAMPenalty(weight=10)
 
     def loss(m):
@@ -104,7 +92,7 @@ def test_gradient_of_the_penalty_matches_finite_differences(index, position):
 
 
 def test_a_few_training_steps_lower_the_penalty():
-    model = small_model()
+    model = small_classifier()
     penalty = CAMPenalty()
 
     def loss(m):
@@ -209,7 +197,7 @@ class GuidedModel(keras.Model):
 
 
 def guided_model(weight):
-    base = small_model()
+    base = small_classifier()
     model = GuidedModel(base.inputs, base.outputs, name="guided")
     model.set_weights(base.get_weights())
     model.penalty = CAMPenalty(weight=weight)
@@ -230,6 +218,6 @@ def test_the_penalty_in_a_compiled_train_step_of_model_fit():
         if weight:  # the steps' own (weighted) penalty, logged by fit, went down
             assert logged["penalty"][-1] < logged["penalty"][0] - 1.0, logged
         penalties[weight] = value(CAMPenalty()(model, x, masks, [0]))
-    before = value(CAMPenalty()(small_model(), x, masks, [0]))
+    before = value(CAMPenalty()(small_classifier(), x, masks, [0]))
     # with the penalty, training moves the maps into the masks; without, it does not as much
     assert penalties[20.0] < before - 0.05 and penalties[20.0] < penalties[0.0] - 0.05, (before, penalties)

@@ -1,5 +1,6 @@
-"""A loss's value and gradients with respect to a model's trainable variables, taken the
-way a training step takes them on the current Keras backend."""
+"""Training with maps: a small classifier with fixed weights, and a loss's value and
+gradients with respect to a model's trainable variables, taken the way a training step
+takes them on the current Keras backend."""
 
 from __future__ import annotations
 
@@ -37,3 +38,17 @@ def value_and_gradients(model, loss_of_model):
         loss, gradients = jax.value_and_grad(loss_of)([v.value for v in variables])
     gradients = [np.zeros(v.shape, np.float32) if g is None else np.asarray(g) for v, g in zip(variables, gradients)]
     return float(np.asarray(loss)), gradients
+
+
+def small_classifier():
+    """6x6 one-channel images, a ReLU convolution ``conv`` (3 filters, fixed random
+    weights), global average pooling, and a softmax Dense ``predictions`` (2 classes,
+    hand-set kernel): maps and losses on them that depend on every weight."""
+    inputs = keras.Input((6, 6, 1))
+    conv = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")
+    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(conv(inputs))), name="small")
+    rng = np.random.default_rng(1)
+    conv.set_weights([rng.uniform(-0.2, 1, (3, 3, 1, 3)).astype(np.float32), np.full(3, 0.05, np.float32)])
+    dense.set_weights([np.array([[1.0, -1.0], [0.5, 0.5], [-0.3, 1.0]], np.float32), np.zeros(2, np.float32)])
+    return model
