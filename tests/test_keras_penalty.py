@@ -186,7 +186,7 @@ class GuidedModel(keras.Model):
         def loss_of(values):
             predictions, _ = self.stateless_call(values, non_trainable, x, training=True)
             loss = cross_entropy(y, predictions)
-            mapping = list(zip(self.trainable_variables, values)) + list(zip(self.non_trainable_variables, non_trainable))
+            mapping = [*zip(self.trainable_variables, values), *zip(self.non_trainable_variables, non_trainable)]
             with keras.StatelessScope(state_mapping=mapping):
                 penalty = self.penalty(self, x, masks, [0])
             return loss + penalty, penalty
