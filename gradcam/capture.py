@@ -2,9 +2,11 @@
 
 Two things, both written with Keras alone (no backend is named here):
 
-* :func:`model_info` checks that a model is a built image classifier and describes it:
-  its input, its number of classes, the softmax that ends it (:func:`find_softmax`), and,
-  for a subclassed model, its layers' output shapes in call order;
+* :func:`model_info` checks that a model is a built image model and describes it: its
+  input, its outputs' shapes (a classifier's ``(batch, classes)``, a segmenter's per-pixel
+  scores, an embedding, several outputs: what to explain in them is the target's concern,
+  :mod:`gradcam.targets`), the softmax that ends it (:func:`find_softmax`), and, for a
+  subclassed model, its layers' output shapes in call order;
 * :func:`capture` reads the explained layer during the model's own call.
 
 Keras 3 has no forward hooks, so :func:`capture` wraps the ``call`` of the explained
@@ -91,20 +93,30 @@ class ModelInfo:
     Attributes:
         input_shape: the image input's shape, batch dimension first (``None``).
         input_dtype: the input's dtype name.
-        num_classes: the size of the ``(batch, classes)`` output.
+        num_classes: the size of the last axis of the model's one output (the classes of a
+            ``(batch, classes)`` classifier or of a per-pixel ``(batch, h, w, classes)``
+            segmenter), or ``None`` for a model with several outputs.
         softmax: where the softmax that ends the model is (see :func:`find_softmax`), or
             ``None`` when the model does not end in one.
         layer_shapes: each layer's traced output shape (layers called once, nested and
             inside other layers), in the order their calls return: for subclassed models,
             and for models with a symbolic graph whose layers hold layers (a keras-hub
             backbone's encoder); ``None`` for other models with a symbolic graph.
+        output_shapes: the outputs' shapes, batch first (``None``), in the structure the
+            model returns: one shape, or a list or dict of them.
     """
 
     input_shape: tuple
     input_dtype: str
-    num_classes: int
+    num_classes: int | None
     softmax: tuple | None
     layer_shapes: dict | None = None
+    output_shapes: object = None
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model has one ``(batch, classes)`` output."""
+        return _is_shape(self.output_shapes) and len(self.output_shapes) == 2
 
 
 # -- wrapping, thread by thread ------------------------------------------------------------
@@ -269,13 +281,29 @@ def find_softmax(model: keras.Model):
     return _softmax_of(layer)
 
 
-def _check_classifier_output(model, shape) -> int:
-    if len(shape) != 2:
+def _is_shape(value) -> bool:
+    return isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value)
+
+
+def _output_shapes(model, outputs):
+    """The shapes of ``outputs`` (a tensor, or a list, tuple or dict of tensors), batch
+    first as ``None``, in their structure.
+
+    Raises:
+        ValueError: an output is not a tensor with a batch axis.
+    """
+    leaves = keras.tree.flatten(outputs)
+    if not leaves or not all(hasattr(t, "shape") and len(t.shape) >= 1 for t in leaves):
         raise ValueError(
-            f"Model {model.name!r} has output shape {tuple(shape)}; a class-activation map "
-            "needs a classifier output of shape (batch, classes)."
+            f"Model {model.name!r} returns {type(outputs).__name__}; a class-activation map explains "
+            "a model whose outputs are tensors (batch, ...), or a list or dict of them."
         )
-    return int(shape[-1])
+    return keras.tree.map_structure(lambda t: _static(t.shape), outputs)
+
+
+def _num_classes(shapes):
+    """The size of the last axis of a single output, or ``None``."""
+    return shapes[-1] if _is_shape(shapes) and len(shapes) >= 2 else None
 
 
 def _check_image_input(model, shape) -> tuple:
@@ -294,24 +322,20 @@ def _graph_model_info(model: keras.Model) -> ModelInfo:
             f"Model {model.name!r} has {len(inputs)} inputs; a class-activation map needs one image input."
         )
     outputs = model.outputs
-    if len(outputs) != 1:
-        raise ValueError(
-            f"Model {model.name!r} has {len(outputs)} outputs; a class-activation map explains a "
-            "model with one output. Build a keras.Model(model.inputs, model.outputs[i]) for the "
-            "output to explain."
-        )
+    # model.output keeps a functional model's dict or list; a Sequential model has none
+    output_shapes = _output_shapes(model, outputs[0] if len(outputs) == 1 else model.output)
     input_shape = tuple(inputs[0].shape)
     input_dtype = keras.backend.standardize_dtype(inputs[0].dtype)
-    num_classes = _check_classifier_output(model, outputs[0].shape)
     layer_shapes = None
     if has_sublayers(model):  # layers inside layers: only a trace knows their shapes
         layer_shapes, _, _ = _trace(model, input_shape, input_dtype)
     return ModelInfo(
         input_shape=input_shape,
         input_dtype=input_dtype,
-        num_classes=num_classes,
+        num_classes=_num_classes(output_shapes),
         softmax=find_softmax(model),
         layer_shapes=layer_shapes,
+        output_shapes=output_shapes,
     )
 
 
@@ -386,14 +410,10 @@ def _subclassed_model_info(model: keras.Model) -> ModelInfo:
     input_shape = _check_image_input(model, shape)
     input_dtype = keras.backend.standardize_dtype(model.input_dtype)
     layer_shapes, calls, outputs = _trace(model, input_shape, input_dtype)
-    if isinstance(outputs, (list, tuple, dict)) or not hasattr(outputs, "shape"):
-        raise ValueError(
-            f"{name} returns {type(outputs).__name__}; a class-activation map explains a model "
-            "with one (batch, classes) output."
-        )
+    output_shapes = _output_shapes(model, outputs)
     softmax = None
     for layer, output in reversed(calls):  # the layers whose output the model returns
-        if output is not outputs:
+        if not _is_shape(output_shapes) or output is not outputs:
             continue
         softmax = find_softmax(layer) if getattr(layer, "inputs", None) else _softmax_of(layer)
         if softmax is not None:
@@ -401,9 +421,10 @@ def _subclassed_model_info(model: keras.Model) -> ModelInfo:
     return ModelInfo(
         input_shape=input_shape,
         input_dtype=input_dtype,
-        num_classes=_check_classifier_output(model, _static(outputs.shape)),
+        num_classes=_num_classes(output_shapes),
         softmax=softmax,
         layer_shapes=layer_shapes,
+        output_shapes=output_shapes,
     )
 
 
@@ -415,7 +436,7 @@ _MODEL_INFO_LOCK = threading.Lock()
 
 
 def model_info(model) -> ModelInfo:
-    """Check that ``model`` is a built image classifier and describe it, once per model.
+    """Check that ``model`` is a built image model and describe it, once per model.
 
     Sequential and Functional models (nested ones too) are read from their symbolic graph;
     a subclassed model that has been called once is traced once, symbolically. The result
@@ -432,7 +453,7 @@ def model_info(model) -> ModelInfo:
     Raises:
         TypeError: ``model`` is not a Keras model.
         ValueError: the model is not built (or, subclassed, never called), has several
-            inputs or outputs, or its input or output has the wrong rank.
+            inputs, its input is not an image batch, or its outputs are not tensors.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model; got {type(model).__name__}.")

@@ -11,16 +11,22 @@ from PIL import Image
 
 @dataclass
 class TargetExplanation:
-    """The Grad-CAM map of one target class.
+    """The map of one target: a class, or any :mod:`gradcam.targets` object.
 
     Attributes:
-        target: the class index explained.
-        name: the class name, or ``None`` when the model's class names are unknown.
+        target: the class index explained; -1 for a target that is not one class (a
+            :class:`~gradcam.targets.Segmentation`, :class:`~gradcam.targets.Box`...).
+        name: the class name, or ``None`` when the model's class names are unknown; for
+            a target that is not one class, the target's name (e.g. ``"similarity"``).
         score: the explained score ``y_c`` (the pre-softmax logit when the model ends in a
             softmax, unless ``score="output"`` was asked for).
         proba: the model's softmax probability for the class, or ``None`` when the model
             does not end in a softmax.
         heatmap: float32 array ``(h, w)`` in [0, 1] at the layer's resolution.
+        description: what the score is, in words (e.g. ``"the logit of class 282 (tiger
+            cat)"``), or ``None``.
+        explained: the :class:`~gradcam.targets.Target` object explained, or ``None`` for
+            a class index or name.
 
     Its properties :attr:`label` (``"282 (tiger cat)"``) and :attr:`empty` (the map is all
     zero) are read from these.
@@ -31,10 +37,15 @@ class TargetExplanation:
     score: float
     proba: float | None
     heatmap: np.ndarray = field(repr=False)
+    description: str | None = None
+    explained: object = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
-        """``"282 (tiger cat)"``, or just the index when the name is unknown."""
+        """``"282 (tiger cat)"``, just the index when the name is unknown, or the name of a
+        target that is not one class (``"similarity"``)."""
+        if self.target < 0 or (self.explained is not None and type(self.explained).__name__ != "Class"):
+            return self.name or type(self.explained).__name__
         return f"{self.target} ({self.name})" if self.name else str(self.target)
 
     @property
@@ -59,11 +70,14 @@ class Explanation:
         image: the input as an RGB ``PIL.Image``.
         targets: one :class:`TargetExplanation` per explained class, in the order asked.
         layer: the path of the explained layer (``"outer/inner"`` inside nested models).
+        input_size: the model input's ``(height, width)``, the pixels that target
+            parameters (a :class:`~gradcam.targets.Box`) are given in; ``None`` when unknown.
     """
 
     image: Image.Image = field(repr=False)
     targets: list[TargetExplanation]
     layer: str
+    input_size: tuple | None = None
 
     @property
     def heatmap(self) -> Image.Image:

@@ -140,6 +140,12 @@ class OutputSpec:
     has_logits: bool = False
     model: str = "model"
 
+    def pack(self, flat: list):
+        """Output arrays, flat in the model's order, in the structure the model returns."""
+        if self.single is not None:
+            return flat[0]
+        return keras.tree.pack_sequence_as(keras.tree.map_shape_structure(lambda s: 0, self.shapes), list(flat))
+
     @property
     def single(self) -> tuple | None:
         """The shape of the one output, or ``None`` when the model has several."""
@@ -984,28 +990,29 @@ class Plan:
             start += len(arrays)
         return parts
 
-    def scores(self, view: View, flat):
-        """Each target's score ``(N, K)`` float32."""
-        return ops.stack([t.score(view, *a) for t, a in zip(self.targets, self._split(flat))], axis=1)
-
-    def extras(self, view: View, flat, count):
-        """``(probabilities, notes)``, each ``(N, K)`` float32, NaN where a target has none."""
-        probas, notes = [], []
+    def evaluate(self, view: View, flat):
+        """``(scores, probabilities, notes)``, each ``(N, K)`` float32; NaN where a target
+        has no probability or note."""
+        scores, probas, notes = [], [], []
         for target, arrays in zip(self.targets, self._split(flat)):
+            score = target.score(view, *arrays)
+            scores.append(score)
             for values, method in ((probas, target.probability), (notes, target.note)):
                 value = method(view, *arrays)
-                values.append(ops.full((count,), float("nan"), "float32") if value is None else ops.cast(value, "float32"))
-        return ops.stack(probas, axis=1), ops.stack(notes, axis=1)
+                nan = ops.full_like(score, float("nan"))
+                values.append(nan if value is None else ops.cast(value, "float32"))
+        return tuple(ops.stack(values, axis=1) for values in (scores, probas, notes))
 
     def check(self, notes: np.ndarray) -> None:
         """Let each target warn about what the run found (:meth:`Target.check`)."""
         for k, target in enumerate(self.targets):
             target.check(notes[:, k])
 
-    @property
-    def indices(self) -> np.ndarray:
-        """Each target's class index (-1 where it is not one class), ``(K,)`` int32."""
-        return np.asarray([t.index for t in self.targets], np.int32)
+    def indices(self, count: int) -> np.ndarray:
+        """Each image's class index for each target (-1 where a target is not one class),
+        int32 ``(count, K)``: the first array of a :class:`Class` or :class:`Contrast`."""
+        columns = [arrays[0] if t.index >= 0 else np.full(count, -1) for t, arrays in zip(self.targets, self.arrays)]
+        return np.stack(columns, axis=1).astype(np.int32)
 
 
 def plan(targets, spec: OutputSpec, count: int):

@@ -49,6 +49,7 @@ import warnings
 import weakref
 from typing import ClassVar, NamedTuple
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -61,7 +62,7 @@ from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
 from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
 from gradcam.model_input import as_batch, model_input
-from gradcam.targets import TOP, ClassNames, resolve_targets
+from gradcam.targets import TOP, ClassNames, OutputSpec, Plan, View, plan
 
 
 class EmptyMapWarning(UserWarning):
@@ -114,6 +115,9 @@ class Result(NamedTuple):
         outputs: float32 ``(N, classes)``, the model's outputs.
         empty: bool ``(N, K)``, ``True`` where a map is all zero (see
             :class:`EmptyMapWarning`).
+        explained: the :class:`~gradcam.targets.Target` objects explained (``K``), or
+            ``None`` for class indices, names and the top prediction. ``targets`` is -1
+            and ``probas`` NaN where such a target is not one class.
     """
 
     heatmaps: np.ndarray
@@ -122,6 +126,7 @@ class Result(NamedTuple):
     probas: np.ndarray | None
     outputs: np.ndarray
     empty: np.ndarray
+    explained: tuple | None = None
 
 
 #: The ``preprocess=`` of :meth:`Method.compute`, :meth:`Method.heatmaps` and
@@ -263,6 +268,7 @@ class Method:
         self._layer_ref = weakref.ref(ref.layer)
         logits = info.softmax is not None and score != "output"
         self._softmax_ref = (weakref.ref(info.softmax[0]), info.softmax[1]) if logits else None
+        self._spec = OutputSpec(info.output_shapes, self.classes, logits, model.name)
         self._compiled: dict = {}
 
     @property
@@ -380,27 +386,51 @@ class Method:
         return ops.reshape(grids, (count, -1) + tuple(grids.shape[1:]))
 
     def _scores(self, recording, outputs):
-        outputs = ops.cast(outputs, "float32")
+        """``(scores, outputs)`` as float32: what targets score (the logits of a final
+        softmax when the engine explains them) and the model's outputs."""
+        outputs = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), outputs)
         if self._softmax_ref is None:
             return outputs, outputs
         return ops.cast(recording.logits[0], "float32"), outputs
 
-    def _run_model(self, call, x, targets, probe):
-        """One forward pass: ``(totals (K,), (A, y, targets, outputs))``."""
+    @staticmethod
+    def _class_score(targets):
+        """Scoring of class indices ``(N, K)`` (``TOP``: the top prediction):
+        ``score(scores, outputs) -> (y, (resolved, probas, notes, outputs))``."""
+
+        def score(scores, outputs):
+            top = ops.cast(ops.argmax(outputs, axis=-1), "int32")[:, None]
+            resolved = ops.where(ops.equal(targets, TOP), top, targets)
+            y = ops.take_along_axis(scores, resolved, axis=1)
+            probas = ops.take_along_axis(outputs, resolved, axis=1)
+            return y, (resolved, probas, ops.zeros_like(y), outputs)
+
+        return score
+
+    @staticmethod
+    def _plan_score(wanted: Plan, arrays):
+        """Scoring of a :class:`~gradcam.targets.Plan`: as :meth:`_class_score`."""
+
+        def score(scores, outputs):
+            y, probas, notes = wanted.evaluate(View(scores, outputs), arrays)
+            resolved = ops.zeros_like(ops.cast(y, "int32")) - 1  # the indices are read from the plan
+            return y, (resolved, probas, notes, outputs)
+
+        return score
+
+    def _run_model(self, call, x, score, probe):
+        """One forward pass: ``(totals (K,), (A, y, (resolved, probas, notes, outputs), raw))``."""
         _, layer, softmax = self._alive()
         with capture(layer, softmax, probe=probe, of_input=self._of_input) as recording:
             outputs = call(x)
         raw = self._one_activation(recording)
         activations = self._grid(raw)
-        scores, outputs = self._scores(recording, outputs)
-        top = ops.cast(ops.argmax(outputs, axis=-1), "int32")[:, None]
-        resolved = ops.where(ops.equal(targets, TOP), top, targets)
-        y = ops.take_along_axis(scores, resolved, axis=1)
-        return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, resolved, outputs, raw)
+        y, extras = score(*self._scores(recording, outputs))
+        return ops.sum(y, axis=0), (ops.cast(activations, "float32"), y, extras, raw)
 
-    def _forward(self, call, x, targets, many, eigen_smooth=False, differentiable=False):
+    def _forward(self, call, x, score, many, eigen_smooth=False, differentiable=False):
         def forward(probe):
-            return self._run_model(call, x, targets, probe)
+            return self._run_model(call, x, score, probe)
 
         products = None
         if self.uses_gradients or self.uses_hessian_products:
@@ -421,14 +451,14 @@ class Method:
         else:
             _, aux = forward(None)
             gradients = None
-        activations, y, resolved, outputs, _ = aux
-        probas = ops.take_along_axis(outputs, resolved, axis=1)
+        activations, y, (resolved, probas, notes, outputs), _ = aux
         capture = Capture(x, activations, gradients, y, resolved, hessian_products=products)
-        return self._forward_result(capture, probas, outputs, eigen_smooth)
+        return self._forward_result(capture, probas, notes, tuple(keras.tree.flatten(outputs)), eigen_smooth)
 
-    def _forward_result(self, capture, probas, outputs, eigen_smooth):
-        """What the compiled forward computation returns: the maps, with the scores."""
-        return self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, outputs
+    def _forward_result(self, capture, probas, notes, outputs, eigen_smooth):
+        """What the compiled forward computation returns: the maps, with the scores
+        (``outputs``: the model's outputs, flat)."""
+        return (self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, notes) + outputs
 
     def _maps(self, capture, eigen_smooth=False):
         if eigen_smooth and not self.principal_component:
@@ -463,22 +493,42 @@ class Method:
         # preprocessor keeps (gradcam.hub)
         return batch, hub.model_view(model, pictures)
 
-    def _forward_function(self, many: bool, eigen_smooth: bool = False):
-        """The compiled forward computation, for one target per image or several."""
-        signature = [((None,) + self._input_shape, self._input_dtype), ((None, None if many else 1), "int32")]
-        key = ("forward", many) + (("eigen_smooth",) if eigen_smooth else ())
-        return self._function(key,
-                              lambda call, x, t: self._forward(call, x, t, many, eigen_smooth), signature)
+    def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+        """The compiled forward computation on one batch; ``wanted`` is an int32 ``(N, K)``
+        array of class indices or a :class:`~gradcam.targets.Plan` (with its ``arrays``
+        for the batch). Equal kinds of targets share one compiled computation."""
+        image_spec = ((None,) + self._input_shape, self._input_dtype)
+        smooth = ("eigen_smooth",) if eigen_smooth else ()
+        if isinstance(wanted, Plan):
+            many = len(wanted.targets) > 1
+            signature = [image_spec] + wanted.signature()
 
-    def _run_batch(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool = False):
-        """One batch through the model: numpy ``(maps, scores, targets, probas, outputs)``."""
-        return self._backend.fetch(self._forward_function(wanted.shape[1] > 1, eigen_smooth)(x, wanted))
+            def run(call, x, *batch_arrays):
+                return self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
 
-    def _run_augmented(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool):
+            return self._function(("forward", many, wanted.key) + smooth, run, signature)(x, *arrays)
+        many = wanted.shape[1] > 1
+        signature = [image_spec, ((None, None if many else 1), "int32")]
+
+        def run(call, x, targets):
+            return self._forward(call, x, self._class_score(targets), many, eigen_smooth)
+
+        return self._function(("forward", many) + smooth, run, signature)(x, wanted)
+
+    def _run_batch(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+        """One batch through the model: numpy ``(maps, scores, targets, probas, notes,
+        *outputs)``; ``wanted`` and ``arrays`` as for :meth:`_forward_call`."""
+        return self._backend.fetch(self._forward_call(x, wanted, arrays, eigen_smooth))
+
+    def _run_augmented(self, x: np.ndarray, wanted, arrays, eigen_smooth: bool):
         """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
         in one call, their maps averaged; the scores of the images as they are."""
-        count = len(x)
-        maps, *rest = self._run_batch(augment(x), np.tile(wanted, (len(AUGMENTATIONS), 1)), eigen_smooth)
+        count, copies = len(x), len(AUGMENTATIONS)
+        if isinstance(wanted, Plan):
+            arrays = [np.tile(a, (copies,) + (1,) * (a.ndim - 1)) for a in arrays]
+        else:
+            wanted = np.tile(wanted, (copies, 1))
+        maps, *rest = self._run_batch(augment(x), wanted, arrays, eigen_smooth)
         return [deaugment(maps, count)] + [identity(values, count) for values in rest]
 
     def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
@@ -487,15 +537,21 @@ class Method:
         for option, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ArgumentError(option, f"{option} must be True or False; got {value!r}.")
-        wanted = resolve_targets(targets, self.classes, len(batch))
+        wanted = plan(targets, self._spec, len(batch))
         run = self._run_augmented if aug_smooth else self._run_batch
-        parts = [
-            run(batch[start : start + batch_size], wanted[start : start + batch_size], bool(eigen_smooth))
-            for start in range(0, len(batch), batch_size)
-        ]
-        maps, scores, resolved, probas, outputs = (np.concatenate(p) for p in zip(*parts))
+        parts = []
+        for start in range(0, len(batch), batch_size):
+            stop = start + batch_size
+            arrays = wanted.flat(start, stop) if isinstance(wanted, Plan) else None
+            batch_wanted = wanted if isinstance(wanted, Plan) else wanted[start:stop]
+            parts.append(run(batch[start:stop], batch_wanted, arrays, bool(eigen_smooth)))
+        maps, scores, resolved, probas, notes, *outputs = (np.concatenate(p) for p in zip(*parts))
         maps = maps.astype(np.float32, copy=False)
         resolved = resolved.astype(np.int32, copy=False)
+        explained = wanted.targets if isinstance(wanted, Plan) else None
+        if explained is not None:
+            resolved = wanted.indices(len(batch))
+            wanted.check(notes)
         empty = ~maps.any(axis=(2, 3))
         if empty.any() and self.warn_empty:
             self._warn_empty()
@@ -504,8 +560,9 @@ class Method:
             targets=resolved,
             scores=scores,
             probas=probas if self._has_softmax else None,
-            outputs=outputs,
+            outputs=self._spec.pack(outputs),
             empty=empty,
+            explained=explained,
         )
 
     def _warn_empty(self) -> None:
@@ -628,14 +685,19 @@ class Method:
                 f"Model {self.model.name!r} expects images of shape {expected} (height, width, "
                 f"channels); got a batch of shape {shape}."
             )
-        wanted = resolve_targets(targets, self.classes, shape[0])
+        wanted = plan(targets, self._spec, shape[0])
         model = self._alive()[0]
 
         def call(inputs):
             return model(inputs, training=False)
 
         x = ops.cast(x, self._input_dtype)
-        maps, *_ = self._forward(call, x, ops.convert_to_tensor(wanted), wanted.shape[1] > 1, differentiable=True)
+        if isinstance(wanted, Plan):
+            score = self._plan_score(wanted, [ops.convert_to_tensor(a) for a in wanted.flat()])
+            many = len(wanted.targets) > 1
+        else:
+            score, many = self._class_score(ops.convert_to_tensor(wanted)), wanted.shape[1] > 1
+        maps, *_ = self._forward(call, x, score, many, differentiable=True)
         return maps
 
     def explain(self, docs, targets=None, images=None, batch_size: int = 32, *,
@@ -677,17 +739,31 @@ class Method:
         explanations = []
         for n in range(count):
             image = images[n] if images is not None else pictures[n]
-            targets_n = [
-                TargetExplanation(
-                    target=int(result.targets[n, k]),
-                    name=self.classes.name(int(result.targets[n, k])),
-                    score=float(result.scores[n, k]),
-                    proba=None if result.probas is None else float(result.probas[n, k]),
-                    heatmap=result.heatmaps[n, k],
-                )
-                for k in range(result.targets.shape[1])
-            ]
+            targets_n = [self._target_explanation(result, n, k) for k in range(result.targets.shape[1])]
             if not hasattr(image, "mode"):
                 image = image_from_array(image)
-            explanations.append(Explanation(image=image.convert("RGB"), targets=targets_n, layer=self.layer))
+            explanations.append(Explanation(image=image.convert("RGB"), targets=targets_n, layer=self.layer,
+                                            input_size=tuple(batch.shape[1:3])))
         return explanations
+
+    def _target_explanation(self, result: Result, n: int, k: int) -> TargetExplanation:
+        """Map ``k`` of image ``n`` with its target's name and description."""
+        index = int(result.targets[n, k])
+        explained = None if result.explained is None else result.explained[k]
+        proba = None if result.probas is None else float(result.probas[n, k])
+        if explained is None or (type(explained).__name__ == "Class" and index >= 0):
+            name = self.classes.name(index) if index >= 0 else None
+            what = "logit" if self._softmax_ref is not None else "output"
+            description = explained.description if explained is not None else (
+                f"the {what} of class {self.classes.label(index)}")
+        else:
+            name, description = explained.name, explained.description
+        return TargetExplanation(
+            target=index,
+            name=name,
+            score=float(result.scores[n, k]),
+            proba=None if proba is None or np.isnan(proba) else proba,
+            heatmap=result.heatmaps[n, k],
+            description=description,
+            explained=explained,
+        )

@@ -21,6 +21,7 @@ from keras import ops
 from gradcam.capture import capture
 from gradcam.checks import check_positive_int
 from gradcam.methods.base import Capture, Method
+from gradcam.targets import Plan, View
 
 #: What a :class:`PerturbationMethod` perturbs: the layer's activations (the model then
 #: runs from the layer onward on them) or the model's inputs (the model runs on them).
@@ -112,9 +113,9 @@ class PerturbationMethod(Method):
         )
 
     # -- the computations --------------------------------------------------------------
-    def _forward_result(self, capture, probas, outputs, eigen_smooth):
+    def _forward_result(self, capture, probas, notes, outputs, eigen_smooth):
         del eigen_smooth  # the map is made after the scoring
-        return capture.activations, capture.scores, capture.targets, probas, outputs
+        return (capture.activations, capture.scores, capture.targets, probas, notes) + outputs
 
     def _ungrid(self, perturbed, own):
         """The layer's output for perturbed grids ``(B, h, w, C)``: its own output ``own``
@@ -130,8 +131,9 @@ class PerturbationMethod(Method):
         gradients, _ = self._backend.probe_gradients(forward, False)
         return base + gradients[0]
 
-    def _score_perturbations(self, call, image, activations, index, targets):
-        """Each target's score on perturbations ``index`` of one image: ``(B, K)``."""
+    def _score_perturbations(self, call, image, activations, index, score):
+        """Each target's score on perturbations ``index`` of one image: ``(B, K)``;
+        ``score(scores, outputs)`` scores ``B`` model outputs."""
         _, layer, softmax = self._alive()
         perturbed = self.perturb(image, activations, index)
         if self.perturbs == "activations":
@@ -146,35 +148,64 @@ class PerturbationMethod(Method):
         else:
             with capture(None, softmax) as recording:
                 outputs = call(ops.cast(perturbed, self._input_dtype))
-        scores, _ = self._scores(recording, outputs)
-        return ops.take(scores, targets[0], axis=1)
+        return score(*self._scores(recording, outputs))
 
     def _finish(self, call, x, activations, y, resolved, perturbation_scores, eigen_smooth=False):
         del call  # the map needs no model call
         return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
 
-    def _perturbation_scores(self, x, activations, resolved) -> np.ndarray:
+    def _perturbation_scores(self, x, activations, resolved, wanted) -> np.ndarray:
+        """Each target's score on each perturbation ``(N, K, P)``; ``wanted`` is the batch's
+        :class:`~gradcam.targets.Plan` and its arrays, or ``None`` for class indices."""
         count = self.perturbation_count(tuple(activations.shape))
         size = self.perturbation_batch
         image_spec = ((1,) + tuple(x.shape[1:]), self._input_dtype)
-        signature = [image_spec, ((1,) + tuple(activations.shape[1:]), "float32"), ((size,), "int32"), ((1, None), "int32")]
-        score = self._function(("score", tuple(activations.shape[1:])), self._score_perturbations, signature)
+        signature = [image_spec, ((1,) + tuple(activations.shape[1:]), "float32"), ((size,), "int32")]
+        if wanted is None:
+            key = ("score", tuple(activations.shape[1:]))
+            signature.append(((1, None), "int32"))
+
+            def run(call, image, image_activations, index, targets):
+                return self._score_perturbations(
+                    call, image, image_activations, index, lambda scores, _: ops.take(scores, targets[0], axis=1)
+                )
+
+            def rows(n):
+                return [resolved[n : n + 1]]
+        else:
+            target_plan, arrays = wanted
+            key = ("score", tuple(activations.shape[1:]), target_plan.key)
+            signature += target_plan.signature(1)
+
+            def run(call, image, image_activations, index, *image_arrays):
+                repeated = [ops.repeat(a, size, axis=0) for a in image_arrays]
+                return self._score_perturbations(
+                    call, image, image_activations, index,
+                    lambda scores, outputs: target_plan.evaluate(View(scores, outputs), repeated)[0],
+                )
+
+            def rows(n):
+                return [a[n : n + 1] for a in arrays]
+
+        score = self._function(key, run, signature)
         scores = np.empty((len(x), resolved.shape[1], count), np.float32)
         for n in range(len(x)):
-            image, image_activations, image_targets = x[n : n + 1], activations[n : n + 1], resolved[n : n + 1]
+            image, image_activations = x[n : n + 1], activations[n : n + 1]
             for start in range(0, count, size):
                 # The last chunk repeats the last perturbation: every chunk has one shape.
                 index = np.minimum(np.arange(start, start + size), count - 1).astype(np.int32)
-                chunk = self._backend.to_numpy(score(image, image_activations, index, image_targets))
+                chunk = self._backend.to_numpy(score(image, image_activations, index, *rows(n)))
                 stop = min(start + size, count)
                 scores[n, :, start:stop] = chunk[: stop - start].T
         return scores
 
-    def _run_batch(self, x: np.ndarray, wanted: np.ndarray, eigen_smooth: bool = False):
-        outputs = self._forward_function(wanted.shape[1] > 1)(x, wanted)
-        activations, y, resolved, probas, model_outputs = outputs
+    def _run_batch(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+        outputs = self._forward_call(x, wanted, arrays)
+        activations, y, resolved, probas, notes = outputs[:5]
         resolved_np = self._backend.to_numpy(resolved)
-        perturbation_scores = self._perturbation_scores(x, activations, resolved_np)
+        perturbation_scores = self._perturbation_scores(
+            x, activations, resolved_np, (wanted, arrays) if isinstance(wanted, Plan) else None
+        )
         shape = tuple(activations.shape[1:])
         signature = [
             ((None,) + self._input_shape, self._input_dtype),
@@ -186,4 +217,4 @@ class PerturbationMethod(Method):
         finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
                                 lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
         maps = finish(x, activations, y, resolved, perturbation_scores)
-        return self._backend.fetch((maps, y, resolved, probas, model_outputs))
+        return self._backend.fetch((maps,) + tuple(outputs[1:]))
