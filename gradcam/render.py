@@ -1,4 +1,5 @@
-"""Rendering heatmaps: grayscale images, resizing, colour overlays and figure grids.
+"""Rendering heatmaps: grayscale images, resizing, colour overlays and figure grids; the
+query box of a :class:`~gradcam.targets.Box` target and the outline of a mask.
 
 Pure array / image functions with checked ranges; nothing here runs a model.
 """
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+
+#: The colour of a query box drawn by :func:`format_as_image` (RGBA).
+BOX_COLOR = (255, 48, 48, 255)
 
 
 def check_heatmap(heatmap, name: str = "heatmap") -> np.ndarray:
@@ -127,7 +131,9 @@ def format_as_image(
 
     The heatmap is resized to the image (:func:`expand_heatmap`), coloured with
     ``colormap``, given an opacity equal to the heat capped at ``alpha_limit``, and
-    alpha-composited on the image.
+    alpha-composited on the image. The query box of a :class:`~gradcam.targets.Box`
+    target is drawn on top (:func:`draw_box`, in :data:`BOX_COLOR`), scaled from the
+    model input's pixels to the image's.
 
     Args:
         expl: an :class:`~gradcam.Explanation`.
@@ -154,7 +160,92 @@ def format_as_image(
         raise TypeError(f"format_as_image takes an Explanation (from explain_prediction); got {expl!r}.")
     if not 0 <= target < len(expl.targets):
         raise ValueError(f"target must be a position in 0..{len(expl.targets) - 1}; got {target!r}.")
-    return overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)
+    overlay = overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)
+    box = getattr(expl.targets[target].explained, "box", None)
+    if box is not None:
+        height, width = getattr(expl, "input_size", None) or overlay.size[::-1]
+        scale = (overlay.size[0] / width, overlay.size[1] / height)
+        overlay = draw_box(overlay, np.asarray(box, np.float64).reshape(-1, 4)[0], BOX_COLOR, scale=scale)
+    return overlay
+
+
+def draw_box(image: Image.Image, box, color=BOX_COLOR, width: int = 2, scale=(1.0, 1.0)) -> Image.Image:
+    """Draw a box's outline on a copy of an image.
+
+    Args:
+        image: the PIL image.
+        box: ``(x1, y1, x2, y2)`` in pixels (of the model input when ``scale`` is given).
+        color: the outline's colour, RGB or RGBA. Defaults to :data:`BOX_COLOR`.
+        width: the outline's width in pixels, drawn inside the box. Defaults to ``2``.
+        scale: ``(sx, sy)``, from the box's pixels to the image's. Defaults to ``(1.0, 1.0)``.
+
+    Returns:
+        A new image, of ``image``'s mode and size.
+
+    Raises:
+        ValueError: ``box`` is not four finite numbers with ``x1 <= x2`` and ``y1 <= y2``.
+    """
+    values = np.asarray(box, np.float64).reshape(-1)
+    if values.shape != (4,) or not np.all(np.isfinite(values)) or values[0] > values[2] or values[1] > values[3]:
+        raise ValueError(f"box must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2; got {box!r}.")
+    x1, y1, x2, y2 = values * np.array([scale[0], scale[1], scale[0], scale[1]])
+    result = image.copy()
+    # PIL's rectangle includes its last pixel: the box covers pixels x1 .. x2 - 1
+    ImageDraw.Draw(result).rectangle(
+        [round(x1), round(y1), max(round(x2) - 1, round(x1)), max(round(y2) - 1, round(y1))],
+        outline=tuple(color), width=width,
+    )
+    return result
+
+
+def mask_outline(mask) -> np.ndarray:
+    """The outline of a mask: its pixels that have a 4-neighbour outside it (or lie on
+    the border).
+
+    Args:
+        mask: array ``(H, W)``, bool or numbers (nonzero is inside).
+
+    Returns:
+        bool array ``(H, W)``.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D.
+    """
+    inside = np.asarray(mask) != 0
+    if inside.ndim != 2:
+        raise ValueError(f"mask must be 2-D (height, width); got shape {inside.shape}.")
+    padded = np.pad(inside, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return inside & ~interior
+
+
+def draw_outline(image: Image.Image, mask, color=(255, 255, 255, 255)) -> Image.Image:
+    """Draw the outline of a mask (e.g. a :class:`~gradcam.targets.Segmentation` mask) on
+    a copy of an image.
+
+    The mask is resized to the image (nearest neighbour) and its outline
+    (:func:`mask_outline`) painted in ``color``.
+
+    Args:
+        image: the PIL image (an overlay from :func:`format_as_image`, for example).
+        mask: array ``(h, w)`` at any resolution, bool or numbers (nonzero is inside).
+        color: the outline's colour, RGB or RGBA. Defaults to white.
+
+    Returns:
+        A new image, of ``image``'s mode and size.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D.
+    """
+    inside = np.asarray(mask) != 0
+    if inside.ndim != 2:
+        raise ValueError(f"mask must be 2-D (height, width); got shape {inside.shape}.")
+    resized = np.asarray(Image.fromarray(inside.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)) > 0
+    pixels = np.array(image)
+    channels = pixels.shape[-1] if pixels.ndim == 3 else 1
+    paint = np.asarray(color, np.uint8)[:channels] if channels > 1 else np.uint8(color[0])
+    pixels[mask_outline(resized)] = paint
+    return Image.fromarray(pixels, mode=image.mode)
 
 
 def overlay_heatmap(image: Image.Image, heatmap, resampling_filter=Image.LANCZOS,

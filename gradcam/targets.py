@@ -238,8 +238,8 @@ class Target:
             return tuple(spec.shapes[self.output])
         except (KeyError, IndexError, TypeError):
             raise ValueError(
-                f"{self.name}: output={self.output!r} names none of model {spec.model!r}'s "
-                f"outputs {spec.describe()}."
+                f"{self.name}: output={self.output!r} names none of the outputs of "
+                f"model {spec.model!r}, {spec.describe()}."
             ) from None
 
     def _select(self, outputs):
@@ -270,6 +270,11 @@ class Target:
             float32 tensor ``(N,)``.
         """
         raise NotImplementedError(f"{type(self).__name__} must override score.")
+
+    def for_image(self, n: int) -> "Target":
+        """This target with image ``n``'s parameters alone (what an explanation of that
+        image shows); ``self`` when they are the same for every image."""
+        return self
 
     def note(self, view: View, *arrays):
         """A number per image that :meth:`check` reads after the run (e.g. the best IoU of
@@ -449,7 +454,7 @@ class Segmentation(Target):
             got = self.mask.shape[-2:] if self.mask.ndim in (2, 3) else self.mask.shape
             if self.mask.ndim not in (2, 3) or any(e is not None and e != g for e, g in zip(expected, got)):
                 raise ValueError(
-                    f"Segmentation mask has shape {self.mask.shape}; model {spec.model!r}'s output is "
+                    f"Segmentation mask has shape {self.mask.shape}; the output of model {spec.model!r} is "
                     f"{shape}, so the mask must be {expected} (height, width) or (N,) + {expected}."
                 )
         label = classes.label(bound.category) if classes is not None else str(bound.category)
@@ -510,7 +515,7 @@ class Similarity(Target):
         if shape is not None and (len(shape) != 2 or shape[1] not in (None, self.embedding.shape[-1])):
             raise ValueError(
                 f"Similarity embedding has length {self.embedding.shape[-1]} (shape {self.embedding.shape}); "
-                f"model {spec.model!r}'s output has shape {shape}, so it must be (D,) or (N, D) with "
+                f"the output of model {spec.model!r} has shape {shape}, so it must be (D,) or (N, D) with "
                 f"D = {shape[-1] if len(shape) == 2 else 'the length of a (batch, D) output'}."
             )
         return self
@@ -559,7 +564,7 @@ class Output(Target):
         if isinstance(self.unit, tuple):
             if per_image is None or None in per_image or len(per_image) != len(self.unit):
                 raise ValueError(
-                    f"Output index {self.unit} does not fit model {spec.model!r}'s output shape {shape}: a "
+                    f"Output index {self.unit} does not fit the output shape {shape} of model {spec.model!r}: a "
                     "tuple index needs a known per-image shape of the same rank."
                 )
             try:
@@ -571,7 +576,7 @@ class Output(Target):
         size = None if per_image is None or None in per_image else int(np.prod(per_image))
         if flat < 0 or (size is not None and flat >= size):
             raise ValueError(
-                f"Output index {self.unit} is out of range: model {spec.model!r}'s output {shape} has "
+                f"Output index {self.unit} is out of range: the output {shape} of model {spec.model!r} has "
                 f"{size} units per image (0..{None if size is None else size - 1})."
             )
         bound = Output(flat, self.output)
@@ -653,10 +658,11 @@ class Box(Target):
     def _static(self):
         return (self.decode,)
 
-    def _expects(self, spec, got):
+    @staticmethod
+    def _expects(got):
         return ValueError(
-            f"Box target: model {spec}'s outputs are {got}; a Box needs a detector's outputs "
-            "(boxes (N, A, 4), scores (N, A, classes)), or decode= a function that returns them."
+            f"Box target: {got}; a Box needs a detector's outputs (boxes (N, A, 4), scores "
+            "(N, A, classes)), or decode= a function that returns them."
         )
 
     def bind(self, spec):
@@ -666,8 +672,15 @@ class Box(Target):
         pair = isinstance(shapes, (list, tuple)) and len(shapes) == 2 and all(
             _is_shape(s) and len(s) == 3 for s in shapes) and shapes[0][-1] == 4
         if not pair:
-            raise self._expects(repr(spec.model), spec.describe())
+            raise self._expects(f"the outputs of model {spec.model!r} are {spec.describe()}")
         return self
+
+    def for_image(self, n):
+        if self.box.ndim == 1:
+            return self
+        single = Box(self.box[n], self.category, self.iou, self.decode)
+        single.name, single.description = self.name, self.description
+        return single
 
     def arrays(self, count):
         box = _rows(self.box, count, "Box box", 1, np.float32)
@@ -675,11 +688,12 @@ class Box(Target):
 
     def _decoded(self, view):
         decoded = view.scores if self.decode is None else self.decode(view.scores)
+        source = "the outputs are" if self.decode is None else "decode returned"
         if not (isinstance(decoded, (list, tuple)) and len(decoded) == 2):
-            raise self._expects("", f"{type(decoded).__name__}")
+            raise self._expects(f"{source} a {type(decoded).__name__}")
         boxes, scores = decoded
         if len(boxes.shape) != 3 or boxes.shape[-1] != 4 or len(scores.shape) != 3:
-            raise self._expects("", f"of shapes {tuple(boxes.shape)} and {tuple(scores.shape)}")
+            raise self._expects(f"{source} tensors of shapes {tuple(boxes.shape)} and {tuple(scores.shape)}")
         return ops.cast(boxes, "float32"), ops.cast(scores, "float32")
 
     def _match(self, view, box):
@@ -789,7 +803,6 @@ class Contrast(Target):
             _, against = ops.top_k(-distance, 3)
         y_j = ops.take_along_axis(y, ops.cast(against, "int32"), axis=1)  # (N, J)
         p_j = ops.take_along_axis(ops.softmax(y, axis=-1), ops.cast(against, "int32"), axis=1)
-        p_j = ops.stop_gradient(p_j)
         return ops.sum(p_j * (y_c - alpha[:, None] * y_j), axis=1) / ops.sum(p_j, axis=1)
 
     def probability(self, view, index, alpha, against=None):
@@ -1015,6 +1028,30 @@ class Plan:
         return np.stack(columns, axis=1).astype(np.int32)
 
 
+def is_target_object(targets) -> bool:
+    """Whether ``targets`` is one :class:`Target` or a function of the outputs (not a class
+    index, a name, or a list)."""
+    return isinstance(targets, Target) or (callable(targets) and not isinstance(targets, (list, tuple, np.ndarray)))
+
+
+def check_classifier(spec: OutputSpec, what: str) -> None:
+    """Check that the model has one ``(batch, classes)`` output, which class targets need.
+
+    Args:
+        spec: the model's :class:`OutputSpec`.
+        what: the target, as the message names it.
+
+    Raises:
+        ValueError: the model's outputs are not one ``(batch, classes)`` output.
+    """
+    if spec.single is None or len(spec.single) != 2:
+        raise ValueError(
+            f"Model {spec.model!r} has outputs {spec.describe()}; {what} needs a classifier output "
+            "(batch, classes). Explain its outputs with a gradcam.targets object (Segmentation, "
+            "Similarity, Output, Box, Contrast) or a function of the outputs."
+        )
+
+
 def plan(targets, spec: OutputSpec, count: int):
     """The targets of one call: plain class targets as :func:`resolve_targets`'s int32
     ``(count, K)`` array, any other as a :class:`Plan`.
@@ -1035,13 +1072,7 @@ def plan(targets, spec: OutputSpec, count: int):
     """
     items = _as_list(targets)
     if items is None:
-        if spec.single is None or len(spec.single) != 2:
-            what = "the top prediction" if targets is None else f"class target {targets!r}"
-            raise ValueError(
-                f"Model {spec.model!r} has outputs {spec.describe()}; {what} needs a classifier output "
-                "(batch, classes). Explain its outputs with a gradcam.targets object (Segmentation, "
-                "Similarity, Output, Box, Contrast) or a function of the outputs."
-            )
+        check_classifier(spec, "the top prediction" if targets is None else f"class target {targets!r}")
         return resolve_targets(_plain(targets), spec.classes, count)
     if not items:
         raise ValueError("targets is empty: pass None for the top prediction, or targets.")

@@ -749,7 +749,7 @@ class Method:
     def _target_explanation(self, result: Result, n: int, k: int) -> TargetExplanation:
         """Map ``k`` of image ``n`` with its target's name and description."""
         index = int(result.targets[n, k])
-        explained = None if result.explained is None else result.explained[k]
+        explained = None if result.explained is None else result.explained[k].for_image(n)
         proba = None if result.probas is None else float(result.probas[n, k])
         if explained is None or (type(explained).__name__ == "Class" and index >= 0):
             name = self.classes.name(index) if index >= 0 else None

@@ -19,6 +19,7 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -27,7 +28,7 @@ from gradcam.capture import model_info
 from gradcam.checks import check_positive_int
 from gradcam.model_input import model_input
 from gradcam.metrics.maps import check_maps
-from gradcam.targets import ClassNames, resolve_targets
+from gradcam.targets import ClassNames, OutputSpec, Plan, View, check_classifier, is_target_object, plan, resolve_targets
 
 # The compiled forward of each model, built on first use. Keyed weakly:
 # the compiled function holds its model weakly too, so the cache keeps no model alive.
@@ -41,12 +42,30 @@ def _target_outputs(call, x, targets):
     return ops.take_along_axis(outputs, ops.expand_dims(targets, 1), axis=1)[:, 0]
 
 
-def _forward(model, info):
+def _plan_outputs(target_plan: Plan):
+    """The target's score on each image, for a :class:`~gradcam.targets.Plan` of one
+    target, from the model's outputs as they are: ``(B,)`` float32."""
+
+    def score(call, x, *arrays):
+        outputs = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), call(x))
+        return target_plan.evaluate(View(outputs, outputs), arrays)[0][:, 0]
+
+    return score
+
+
+def _forward(model, info, targets):
+    """The compiled scoring of ``targets`` (class indices or a Plan) on ``model``: one per
+    model and kind of target."""
+    key = targets.key if isinstance(targets, Plan) else None
     with _FORWARDS_LOCK:
-        if model not in _FORWARDS:
-            signature = [((None,) + tuple(info.input_shape[1:]), info.input_dtype), ((None,), "int32")]
-            _FORWARDS[model] = backend.current().compile(model, _target_outputs, signature)
-        return _FORWARDS[model]
+        forwards = _FORWARDS.setdefault(model, {})
+        if key not in forwards:
+            image = ((None,) + tuple(info.input_shape[1:]), info.input_dtype)
+            if key is None:
+                forwards[key] = backend.current().compile(model, _target_outputs, [image, ((None,), "int32")])
+            else:
+                forwards[key] = backend.current().compile(model, _plan_outputs(targets), [image] + targets.signature())
+        return forwards[key]
 
 
 def check_targets(targets, num_classes: int, count: int) -> np.ndarray:
@@ -101,36 +120,45 @@ def check_inputs(model, docs, heatmaps, targets, preprocess, batch_size):
     Returns:
         ``(images, maps, targets, batch_size)``: the images ``(N, H, W, C)`` (never to be
         written to), the maps upsampled to float32 ``(N, H, W)``, int32 targets ``(N,)``
-        and the batch size.
+        (or, for a :mod:`gradcam.targets` object, its :class:`~gradcam.targets.Plan`) and
+        the batch size.
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable; ``docs``
             or ``heatmaps`` is not an array of numbers; a target of another type.
         ValueError: see :func:`~gradcam.metrics.maps.check_maps`, :func:`check_targets`
-            and :func:`check_options`; the model is not a built image classifier.
+            and :func:`check_options`; the model is not a built image model; class targets
+            for a model that is not a classifier; a target that does not fit the outputs.
     """
     info = model_info(model)
     batch_size = check_options(preprocess, batch_size)
     images, maps = check_maps(docs, heatmaps)
+    spec = OutputSpec(info.output_shapes, ClassNames(info.num_classes), False, model.name)
+    if is_target_object(targets):
+        return images, maps, plan([targets], spec, len(images)), batch_size
+    check_classifier(spec, f"class target {targets!r}")
     return images, maps, check_targets(targets, info.num_classes, len(images)), batch_size
 
 
 # What every perturbation metric's docstring says of the arguments that check_inputs and
 # perturbed_scores check: written once, filled in by metric_docstring.
-_SHARED_ARGS = """model: a Keras classifier with one image input and one ``(batch, classes)`` output.
+_SHARED_ARGS = """model: a Keras model with one image input: a classifier with one ``(batch, classes)``
+            output for class targets, any outputs for :mod:`gradcam.targets` objects.
         docs: images ``(N, H, W, C)`` (or one ``(H, W, C)``), as the caller has them
             (raw when ``preprocess`` is given); never modified.
         heatmaps: maps ``(N, h, w)``, one per image, at any resolution; upsampled
             bilinearly to ``(H, W)``. Never modified.
         targets: the class scored in each image: one index or name for all images, or one
-            per image.
+            per image; or one :mod:`gradcam.targets` object (its arrays may hold one row
+            per image), scored on the model's outputs as they are.
         preprocess: the model's preprocessing, applied to each batch of {perturbed},
             or ``None`` when ``docs`` are ready for the model. Defaults to ``None``.
         batch_size: how many {perturbed} go through the model at once.
             Defaults to ``32``."""
 _SHARED_TYPE_ERRORS = """``model`` is not a Keras model; ``preprocess`` is not callable
             or returns something else than an array of numbers; ``docs`` or ``heatmaps``
-            is not an array of numbers; a target is neither an int nor a str."""
+            is not an array of numbers; a target is neither an int, a str nor a
+            :mod:`gradcam.targets` object."""
 _SHARED_VALUE_ERRORS = """wrong shapes (not one map and one target per image); NaN or
             infinite values in ``docs`` or ``heatmaps``; a target out of range;
             ``batch_size`` is not a positive integer; ``preprocess`` changes the batch
@@ -192,7 +220,8 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
             image ``n`` as a new float32 array ``(len(steps), H, W, C)``.
         count: the number of images ``N``.
         steps: the number of perturbations of each image ``P``.
-        targets: int32 ``(N,)``, the class scored for each image.
+        targets: int32 ``(N,)``, the class scored for each image, or the
+            :class:`~gradcam.targets.Plan` of one target.
         preprocess: applied to each batch of perturbed images (a float32 array of their own,
             which it may change in place), or ``None``.
         batch_size: how many perturbed images go through the model at once.
@@ -211,7 +240,7 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
             values; the images do not have the model's input shape.
     """
     info = model_info(model)
-    forward = _forward(model, info)
+    forward = _forward(model, info, targets)
     to_numpy = backend.current().to_numpy
     total = count * steps
     scores = np.empty(total, np.float32)
@@ -229,7 +258,10 @@ def perturbed_scores(model, perturb, count: int, steps: int, targets, *, preproc
             batch = np.concatenate(list(run(lambda call: perturb(*call), calls)))
             batch = batch.astype(np.float32, copy=False)
             batch = model_input(model, batch, preprocess, info.input_shape[1:], info.input_dtype)
-            scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
+            if isinstance(targets, Plan):
+                scores[flat] = to_numpy(forward(batch, *targets.take(images)))
+            else:
+                scores[flat] = to_numpy(forward(batch, targets[images].astype(np.int32)))
     return scores.reshape(count, steps)
 
 
