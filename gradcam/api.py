@@ -61,7 +61,8 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             raw (RGB, 0..255, as :func:`image_from_path` returns it) when ``preprocess``
             is given.
         targets: ``None`` for the top prediction, or a list of class indices and/or class
-            names (``["tiger cat", 243]``); several targets share one forward pass.
+            names (``["tiger cat", 243]``), :mod:`gradcam.targets` objects or functions of
+            the model's outputs; several targets share one forward pass.
             Defaults to ``None``.
         layer: the layer to explain: ``None`` (automatic: what the head's pooling
             receives, or a Vision Transformer's last block's first normalisation; inside

@@ -7,11 +7,14 @@ and overrides one hook; the template does the rest, once for all methods, writte
 
 1. **targets**: class indices, class names or the top prediction, resolved before the
    model runs (:func:`gradcam.targets.resolve_targets`), except the top prediction,
-   which is read inside the compiled computation; images go through in batches, after
-   the engine's ``preprocess`` (on a copy: the caller's array is never changed);
+   which is read inside the compiled computation; or :mod:`gradcam.targets` objects,
+   checked against the model's outputs (:func:`gradcam.targets.plan`), whose arrays are
+   arguments of the compiled computation; images go through in batches, after the
+   engine's ``preprocess`` (on a copy: the caller's array is never changed);
 2. **capture**: one forward pass of the user's model reads the layer's activations
-   ``A`` ``(N, h, w, C)`` and the scores ``y`` ``(N, K)`` of the ``K`` targets: the
-   pre-softmax logits when the model ends in a softmax (:mod:`gradcam.capture`);
+   ``A`` ``(N, h, w, C)`` and the scores ``y`` ``(N, K)`` of the ``K`` targets, each a
+   function of the model's outputs, with the pre-softmax logits in place of the outputs
+   when the model ends in a softmax (:mod:`gradcam.capture`);
 3. **gradients**, only when the method's :attr:`Method.uses_gradients` is true:
    ``G = d y / d A`` ``(K, N, h, w, C)``, one backward pass per target, from the same
    forward pass;
@@ -85,7 +88,8 @@ class Capture(NamedTuple):
         gradients: float32 ``(K, N, h, w, C)``, the gradient of each target's score with
             respect to ``activations``; ``None`` for methods that do not use gradients.
         scores: float32 ``(N, K)``, each target's score ``y_c``.
-        targets: int32 ``(N, K)``, the class index of each target.
+        targets: int32 ``(N, K)``, the class index of each target (-1 for a target that
+            is not one class).
         perturbation_scores: float32 ``(N, K, P)``, each target's score on each of the
             ``P`` perturbations; ``None`` for methods that do not perturb.
         hessian_products: float32 ``(K, N, h, w, C)``, ``H A``: the Hessian of each
@@ -108,11 +112,13 @@ class Result(NamedTuple):
 
     Attributes:
         heatmaps: float32 ``(N, K, h, w)`` in [0, 1], one map per image and target.
-        targets: int32 ``(N, K)``, the class index explained by each map.
+        targets: int32 ``(N, K)``, the class index explained by each map (-1 for a
+            target that is not one class).
         scores: float32 ``(N, K)``, the explained score ``y_c`` (a logit or an output).
         probas: float32 ``(N, K)`` softmax probabilities of the targets, or ``None`` when
             the model does not end in a softmax.
-        outputs: float32 ``(N, classes)``, the model's outputs.
+        outputs: float32 ``(N, classes)``, the model's outputs (for other models, the
+            outputs in the structure the model returns them: an array, a list or a dict).
         empty: bool ``(N, K)``, ``True`` where a map is all zero (see
             :class:`EmptyMapWarning`).
         explained: the :class:`~gradcam.targets.Target` objects explained (``K``), or
@@ -162,9 +168,11 @@ class Method:
     (:attr:`Result.empty`) and warned about (:class:`EmptyMapWarning`).
 
     Args:
-        model: a built Keras 3 model with one image input and one ``(batch, classes)``
-            output: Sequential, Functional, either with nested models inside, or a
-            subclassed ``keras.Model`` that has been called once on a batch of images.
+        model: a built Keras 3 model with one image input: Sequential, Functional, either
+            with nested models inside, or a subclassed ``keras.Model`` that has been called
+            once on a batch of images. Class targets need one ``(batch, classes)`` output;
+            :mod:`gradcam.targets` objects explain any outputs (per-pixel scores,
+            embeddings, a detector's boxes and scores, several outputs).
         layer: the layer to explain: ``None`` for the automatic choice (what the head's
             pooling receives in a convolutional model; the last block's first
             normalisation in a Vision Transformer; see :mod:`gradcam.layers`), a name,
@@ -586,9 +594,11 @@ class Method:
         Args:
             docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
                 model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
-            targets: ``None`` (each image's top prediction), a class index or name, a list
-                of them shared by all images, or a 2-D integer array with one row per image.
-                Defaults to ``None``.
+            targets: ``None`` (each image's top prediction), a class index or name, a
+                :mod:`gradcam.targets` object (``Segmentation``, ``Similarity``, ``Output``,
+                ``Box``, ``Contrast``...) or a function of the model's outputs, a list of
+                them shared by all images, or a 2-D integer array of class indices with one
+                row per image. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
                 are ready for the model) or a function applied to a float32 copy of the
@@ -607,15 +617,20 @@ class Method:
             A :class:`Result`.
 
         Raises:
-            TypeError: ``docs`` is not a numeric array; a target of another type;
+            TypeError: ``docs`` is not a numeric array; a target of another type; a target
+                function that is not backend-neutral (numpy, or another backend's functions);
                 ``preprocess`` is not callable.
             ValueError: ``docs`` has the wrong rank or shape for the model, or NaN / inf
-                values; a target index is out of range or a class name is unknown;
-                ``batch_size`` is not a positive integer; ``eigen_smooth`` or
+                values; a target index is out of range or a class name is unknown; a
+                class target for a model that is not a classifier; a target that does not
+                fit the model's outputs (a mask's or an embedding's shape, a ``Box`` on
+                outputs that are not boxes and scores) or returns another shape than
+                ``(N,)``; ``batch_size`` is not a positive integer; ``eigen_smooth`` or
                 ``aug_smooth`` is not a bool; ``eigen_smooth`` on a layer with one channel.
 
         Warns:
             EmptyMapWarning: some maps are all zero.
+            NoBoxWarning: a :class:`~gradcam.targets.Box` overlaps no predicted box enough.
         """
         batch, _ = self._prepare(docs, preprocess)
         return self._run(batch, targets, batch_size, eigen_smooth, aug_smooth)
