@@ -37,17 +37,31 @@ the compiled computation.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-from keras import ops
 
 from gradcam import imagenet
 from gradcam._matching import close_matches, normalise
 
 TOP = -1
+
+
+class _Lazy:
+    """A module imported on first use: importing :mod:`gradcam.targets` (as the command
+    line does, for class names) loads neither Keras nor its backend."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+keras = _Lazy("keras")
+ops = _Lazy("keras.ops")
 
 
 class ClassNames:
@@ -242,6 +256,24 @@ class Target:
                 f"model {spec.model!r}, {spec.describe()}."
             ) from None
 
+    def _classes(self, spec: OutputSpec, rank: int, needs: str):
+        """``(shape, classes)`` of the output this target reads, after checking its rank;
+        ``classes`` names the output's last axis.
+
+        Raises:
+            ValueError: the output has another rank than ``rank``.
+        """
+        shape = self._shape(spec)
+        if shape is not None and len(shape) != rank:
+            raise ValueError(f"{self._what}: model {spec.model!r} has output shape {shape}; {needs}")
+        if self.output is None and spec.classes is not None:
+            return shape, spec.classes
+        return shape, ClassNames(shape[-1] if shape else None)
+
+    @property
+    def _what(self) -> str:
+        return f"{type(self).__name__} target"
+
     def _select(self, outputs):
         return outputs if self.output is None else outputs[self.output]
 
@@ -326,7 +358,25 @@ def _check_category(category, classes: ClassNames | None, what: str) -> int:
     return int(category)
 
 
-class Class(Target):
+class _OneClass(Target):
+    """A target about one class ``target`` of a ``(batch, classes)`` output, whose first
+    array is the class index per image."""
+
+    target: int | str = -1
+
+    @property
+    def index(self) -> int:
+        return self.target if _is_int(self.target) else -1
+
+    def probability(self, view, index, *arrays):
+        values = ops.cast(self._select(view.outputs), "float32")
+        return ops.take_along_axis(values, ops.cast(index, "int32")[:, None], axis=1)[:, 0]
+
+
+_CLASSIFIER = "it needs a classifier output of shape (batch, classes)."
+
+
+class Class(_OneClass):
     """A class's score: what an int or a class name means as a target.
 
     Args:
@@ -359,24 +409,19 @@ class Class(Target):
         return (self.score_kind,)
 
     @property
-    def index(self) -> int:
-        return self.target if _is_int(self.target) else -1
+    def _what(self) -> str:
+        return f"Class target {self.target!r}"
 
     def bind(self, spec):
-        shape = self._shape(spec)
-        if shape is not None and len(shape) != 2:
-            raise ValueError(
-                f"Class target {self.target!r}: model {spec.model!r} has output shape {shape}; a class "
-                "target needs a classifier output of shape (batch, classes). For other outputs use "
-                "gradcam.targets.Segmentation, Output, Similarity, Box or a function of the outputs."
-            )
+        shape, classes = self._classes(spec, 2, _CLASSIFIER + (
+            " For other outputs use gradcam.targets.Segmentation, Output, Similarity, Box or a "
+            "function of the outputs."))
         if self.score_kind == "logit" and not spec.has_logits:
             raise ValueError(
                 f"Class target {self.target!r} with score='logit' needs the logits of a final softmax; "
                 f"model {spec.model!r} does not end in one, or the engine explains its outputs "
                 "(score='output')."
             )
-        classes = spec.classes if self.output is None else ClassNames(shape[-1] if shape else None)
         bound = Class(_check_category(self.target, classes, "Class"), self.score_kind, self.output)
         label = classes.label(bound.target) if classes is not None else str(bound.target)
         bound.name = label
@@ -395,10 +440,6 @@ class Class(Target):
 
     def score(self, view, index):
         values = ops.cast(self._values(view), "float32")
-        return ops.take_along_axis(values, ops.cast(index, "int32")[:, None], axis=1)[:, 0]
-
-    def probability(self, view, index):
-        values = ops.cast(self._select(view.outputs), "float32")
         return ops.take_along_axis(values, ops.cast(index, "int32")[:, None], axis=1)[:, 0]
 
 
@@ -440,14 +481,7 @@ class Segmentation(Target):
         return (self.mask is None,)
 
     def bind(self, spec):
-        shape = self._shape(spec)
-        if shape is not None and len(shape) != 4:
-            raise ValueError(
-                f"Segmentation target: model {spec.model!r} has output shape {shape}; it needs a "
-                "per-pixel output (batch, height, width, classes)."
-            )
-        classes = spec.classes if (self.output is None and spec.classes is not None) else ClassNames(
-            shape[-1] if shape else None)
+        shape, classes = self._classes(spec, 4, "it needs a per-pixel output (batch, height, width, classes).")
         bound = Segmentation(_check_category(self.category, classes, "Segmentation"), self.mask, self.output)
         if self.mask is not None and shape is not None:
             expected = tuple(shape[1:3])
@@ -721,7 +755,7 @@ class Box(Target):
             )
 
 
-class Contrast(Target):
+class Contrast(_OneClass):
     """Finer-CAM's contrast of a class with similar classes (arXiv 2501.11309).
 
     ``score = sum_j p_j (y_c - alpha y_j) / sum_j p_j`` over the compared classes ``j``,
@@ -759,18 +793,8 @@ class Contrast(Target):
     def _static(self):
         return (None if self.against is None else len(self.against),)
 
-    @property
-    def index(self) -> int:
-        return self.target if _is_int(self.target) else -1
-
     def bind(self, spec):
-        shape = self._shape(spec)
-        if shape is not None and len(shape) != 2:
-            raise ValueError(
-                f"Contrast target: model {spec.model!r} has output shape {shape}; it needs a "
-                "classifier output (batch, classes)."
-            )
-        classes = spec.classes if self.output is None else ClassNames(shape[-1] if shape else None)
+        _, classes = self._classes(spec, 2, _CLASSIFIER)
         index = _check_category(self.target, classes, "Contrast")
         against = None if self.against is None else [_check_category(a, classes, "Contrast") for a in self.against]
         if against is None and classes is not None and classes.num_classes is not None and classes.num_classes < 4:
@@ -804,10 +828,6 @@ class Contrast(Target):
         y_j = ops.take_along_axis(y, ops.cast(against, "int32"), axis=1)  # (N, J)
         p_j = ops.take_along_axis(ops.softmax(y, axis=-1), ops.cast(against, "int32"), axis=1)
         return ops.sum(p_j * (y_c - alpha[:, None] * y_j), axis=1) / ops.sum(p_j, axis=1)
-
-    def probability(self, view, index, alpha, against=None):
-        values = ops.cast(self._select(view.outputs), "float32")
-        return ops.take_along_axis(values, ops.cast(index, "int32")[:, None], axis=1)[:, 0]
 
 
 class Function(Target):
