@@ -113,11 +113,6 @@ class ModelInfo:
     layer_shapes: dict | None = None
     output_shapes: object = None
 
-    @property
-    def is_classifier(self) -> bool:
-        """Whether the model has one ``(batch, classes)`` output."""
-        return _is_shape(self.output_shapes) and len(self.output_shapes) == 2
-
 
 # -- wrapping, thread by thread ------------------------------------------------------------
 def _lock(obj) -> threading.RLock:

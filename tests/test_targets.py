@@ -353,6 +353,22 @@ def test_every_method_takes_every_target(method):
     np.testing.assert_allclose(function.heatmaps[:, 0], plain.heatmaps[:, 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_takes_targets_on_per_pixel_outputs(method):
+    """On the segmenter, ``Segmentation(0, M)`` and ``Box`` (cell ``(1, 1)``, through
+    ``decode``) give the maps of the functions that compute the same scores, for
+    every method, the perturbing ones included."""
+    engine = METHODS[method](make_segmenter(), layer="conv")
+    mask = HIGH_MASK.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyMapWarning)
+        objects = engine.compute(X, [Segmentation(0, HIGH_MASK), Box([2, 2, 4, 4], 0, decode=decode_grid)])
+        functions = engine.compute(X, [lambda y: ops.sum(y[..., 0] * mask, axis=(1, 2)), lambda y: y[:, 1, 1, 0]])
+    np.testing.assert_allclose(objects.heatmaps, functions.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(objects.scores, functions.scores, atol=1e-5)
+    np.testing.assert_allclose(objects.scores[0], [4.0, 4.0], atol=1e-5)
+
+
 def test_equal_kinds_of_target_reuse_the_compiled_computation():
     engine = HiResCAM(make_segmenter(), layer="conv")
     first = engine.heatmaps(X, [Segmentation(0, HIGH_MASK)])
