@@ -363,7 +363,9 @@ def test_every_method_takes_targets_on_per_pixel_outputs(method):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMapWarning)
         objects = engine.compute(X, [Segmentation(0, HIGH_MASK), Box([2, 2, 4, 4], 0, decode=decode_grid)])
-        functions = engine.compute(X, [lambda y: ops.sum(y[..., 0] * mask, axis=(1, 2)), lambda y: y[:, 1, 1, 0]])
+        functions = engine.compute(
+            X, [lambda y: ops.sum(y[..., 0] * ops.convert_to_tensor(mask), axis=(1, 2)), lambda y: y[:, 1, 1, 0]]
+        )
     np.testing.assert_allclose(objects.heatmaps, functions.heatmaps, atol=1e-5)
     np.testing.assert_allclose(objects.scores, functions.scores, atol=1e-5)
     np.testing.assert_allclose(objects.scores[0], [4.0, 4.0], atol=1e-5)
