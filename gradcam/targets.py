@@ -313,8 +313,9 @@ class Target:
         a :class:`Box`); ``None`` where the target has nothing to say."""
         return None
 
-    def check(self, notes: np.ndarray) -> None:
-        """Warn about what the run found, from the values of :meth:`note` ``(N,)``."""
+    def check(self, notes: np.ndarray, stacklevel: int = 2) -> None:
+        """Warn about what the run found, from the values of :meth:`note` ``(N,)``;
+        ``stacklevel`` is passed to :func:`warnings.warn`."""
 
     def probability(self, view: View, *arrays):
         """The probability reported with the score ``(N,)``, or ``None``."""
@@ -745,13 +746,13 @@ class Box(Target):
     def note(self, view, box, category, iou):
         return self._match(view, box)[2]
 
-    def check(self, notes):
+    def check(self, notes, stacklevel=2):
         if np.any(notes < self.iou):
             warnings.warn(
                 f"Box target {self.name}: no predicted box overlaps the query box with an IoU of "
                 f"{self.iou:g} or more (best IoU found: {float(np.min(notes)):.3f}); its map is all zero.",
                 NoBoxWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
 
@@ -1036,10 +1037,11 @@ class Plan:
                 values.append(nan if value is None else ops.cast(value, "float32"))
         return tuple(ops.stack(values, axis=1) for values in (scores, probas, notes))
 
-    def check(self, notes: np.ndarray) -> None:
-        """Let each target warn about what the run found (:meth:`Target.check`)."""
+    def check(self, notes: np.ndarray, stacklevel: int = 2) -> None:
+        """Let each target warn about what the run found (:meth:`Target.check`);
+        ``stacklevel`` is that of a warning issued in this method."""
         for k, target in enumerate(self.targets):
-            target.check(notes[:, k])
+            target.check(notes[:, k], stacklevel + 1)
 
     def indices(self, count: int) -> np.ndarray:
         """Each image's class index for each target (-1 where a target is not one class),

@@ -190,10 +190,11 @@ def test_box_explains_the_predicted_box_that_overlaps_most():
 def test_box_that_overlaps_no_predicted_box_gives_an_empty_map_and_names_the_best_iou():
     """``(0, 0, 3, 3)`` overlaps cell ``(0, 0)`` by ``4 / 9 = 0.444`` at best (< 0.5)."""
     engine = HiResCAM(make_detector(), layer="conv")
-    with pytest.warns(NoBoxWarning, match=r"best IoU found: 0\.444"):
+    with pytest.warns(NoBoxWarning, match=r"best IoU found: 0\.444") as record:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyMapWarning)
             result = engine.compute(X, [Box([0, 0, 3, 3], 0)])
+    assert record[0].filename == __file__  # the caller's line
     assert result.empty.tolist() == [[True]] and result.scores[0, 0] == 0
     with pytest.warns(NoBoxWarning, match=r"best IoU found: 0\.000"):
         with warnings.catch_warnings():

@@ -559,7 +559,7 @@ class Method:
         explained = wanted.targets if isinstance(wanted, Plan) else None
         if explained is not None:
             resolved = wanted.indices(len(batch))
-            wanted.check(notes)
+            wanted.check(notes, _stacklevel_outside_package() + 1)
         empty = ~maps.any(axis=(2, 3))
         if empty.any() and self.warn_empty:
             self._warn_empty()
