@@ -372,6 +372,13 @@ def test_every_method_takes_targets_on_per_pixel_outputs(method):
     np.testing.assert_allclose(objects.scores[0], [4.0, 4.0], atol=1e-5)
 
 
+def test_differentiable_maps_take_target_objects():
+    """The segmentation map of HIGH_MASK, ``[[0, 0.25], [1, 0]]``, as a backend tensor."""
+    engine = HiResCAM(make_segmenter(), layer="conv")
+    maps = engine.differentiable_maps(X, [Segmentation(0, HIGH_MASK)])
+    assert_map(ops.convert_to_numpy(maps)[0, 0], [[0, 0.25], [1, 0]])
+
+
 def test_equal_kinds_of_target_reuse_the_compiled_computation():
     engine = HiResCAM(make_segmenter(), layer="conv")
     first = engine.heatmaps(X, [Segmentation(0, HIGH_MASK)])
