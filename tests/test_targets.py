@@ -372,6 +372,17 @@ def test_every_method_takes_targets_on_per_pixel_outputs(method):
     np.testing.assert_allclose(objects.scores[0], [4.0, 4.0], atol=1e-5)
 
 
+def test_smoothing_takes_target_objects():
+    """``aug_smooth`` and ``eigen_smooth`` with a Segmentation target give the maps of the
+    function that computes the same score (the arrays follow the augmented copies)."""
+    engine = GradCAM(make_segmenter(), layer="conv")
+    mask = ops.convert_to_tensor(HIGH_MASK.astype(np.float32))
+    for options in ({"aug_smooth": True}, {"eigen_smooth": True}):
+        objects = engine.compute(X, [Segmentation(0, HIGH_MASK)], **options)
+        function = engine.compute(X, [lambda y: ops.sum(y[..., 0] * mask, axis=(1, 2))], **options)
+        np.testing.assert_allclose(objects.heatmaps, function.heatmaps, atol=1e-5)
+
+
 def test_differentiable_maps_take_target_objects():
     """The segmentation map of HIGH_MASK, ``[[0, 0.25], [1, 0]]``, as a backend tensor."""
     engine = HiResCAM(make_segmenter(), layer="conv")
