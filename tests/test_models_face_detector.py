@@ -185,3 +185,13 @@ def test_pnet_checks_the_weights_hash(monkeypatch):
     monkeypatch.setattr(face_detector, "_SHA256", "0" * 64)
     with pytest.raises(ValueError, match=r"pnet.lz4 has sha256 ea6b0c3e.*; expected 0{64}"):
         face_detector.PNet()
+
+
+def test_missing_wheel_names_the_pip_command(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "mtcnn" else find_spec(name, *args))
+    with pytest.raises(ImportError, match="(?s)P-Net come from the package 'mtcnn'.*pip install mtcnn"):
+        face_detector.PNet()

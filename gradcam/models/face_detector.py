@@ -16,18 +16,17 @@ binds it to a model's scale.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import keras
 import numpy as np
 
 from gradcam.models.joblib_weights import read_joblib_arrays
+from gradcam.models.packaged import check_weights_argument, package_file
 
 __all__ = ["PNet", "box_decoder", "decode_pnet", "preprocess_input"]
 
 _PACKAGE = "mtcnn"
-_WEIGHTS = ("assets", "weights", "pnet.lz4")
+_WEIGHTS = "assets/weights/pnet.lz4"
 _SHA256 = "ea6b0c3e685ebee3165326ad6484acc95f2ef78f1c94fbf40a55704fa989f7b5"
 #: P-Net looks at windows of this many input pixels ...
 CELL_SIZE = 12
@@ -57,31 +56,12 @@ def preprocess_input(x):
 
 def _weights_path() -> str:
     """Path of P-Net's weights inside the ``mtcnn`` wheel, found without importing it."""
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "The weights of MTCNN's P-Net come from the package 'mtcnn', which is not "
-            "installed. Install it with:\n    pip install mtcnn"
-        )
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, *_WEIGHTS)
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"The package 'mtcnn' is installed but lacks {'/'.join(_WEIGHTS)}. Reinstall it "
-        "with:\n    pip install --force-reinstall mtcnn"
-    )
+    return package_file(_PACKAGE, _WEIGHTS, "The weights of MTCNN's P-Net")
 
 
 def _check_arguments(weights, input_shape, scale):
     """Validate the builder's arguments; return the input shape."""
-    if not (weights is None or weights == "mtcnn"
-            or (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))):
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), "
-            "`'mtcnn'` (the weights shipped in the mtcnn wheel) or the path to an existing "
-            f"Keras weights file. Received: weights={weights!r}"
-        )
+    check_weights_argument(weights, "mtcnn", "the weights shipped in the mtcnn wheel")
     shape = (None, None, 3) if input_shape is None else tuple(input_shape)
     if not (len(shape) == 3 and shape[2] == 3
             and all(n is None or (isinstance(n, (int, np.integer)) and n >= CELL_SIZE)
