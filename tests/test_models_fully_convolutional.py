@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from gradcam.models.fully_convolutional import fully_convolutional
-from helpers.tiny import LOGITS, PROBAS, X, make_flatten, make_functional, make_sequential
+from helpers.tiny import (LOGITS, PROBAS, X, make_flatten, make_functional, make_nested,
+                          make_separate_softmax, make_sequential, make_subclassed)
 
 # The tiny classifier's feature maps are A0 = [[10, 18], [42, 50]] and A1 = -5 everywhere
 # (helpers.tiny); its dense kernel is W = [[0.1, -0.1], [0.2, 0.3]], no bias. Per location:
@@ -15,7 +16,8 @@ TINY_SCORES = np.stack(
 )[np.newaxis].astype(np.float32)  # (1, 2, 2, 2)
 
 
-@pytest.mark.parametrize("make", [make_functional, make_sequential])
+@pytest.mark.parametrize("make", [make_functional, make_sequential, make_nested,
+                                  make_separate_softmax])
 def test_tiny_scores_per_location_are_hand_computed_and_average_to_the_logits(make):
     classifier = make()
     scores = keras.ops.convert_to_numpy(fully_convolutional(classifier)(X))
@@ -80,6 +82,8 @@ def test_a_classifier_without_global_average_pooling_is_refused():
     conv_only = keras.Model(inputs, keras.layers.Conv2D(2, 2, name="conv")(inputs), name="c")
     with pytest.raises(ValueError, match="end in a Dense classifier.*'conv' is a Conv2D"):
         fully_convolutional(conv_only)
+    with pytest.raises(ValueError, match="'tiny_subclassed' is a TinySubclassed without a graph"):
+        fully_convolutional(make_subclassed())
 
 
 def test_output_layout_matches_keras_hub_segmenters():

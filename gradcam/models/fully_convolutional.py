@@ -32,6 +32,11 @@ def _classifier_head(model):
     Returns the feature map tensor and the Dense layer; raises ValueError naming the layer
     where the pattern breaks.
     """
+    if not isinstance(getattr(model, "outputs", None), list):
+        raise ValueError(
+            f"Expected a Functional or Sequential model; {model.name!r} is a "
+            f"{type(model).__name__} without a graph of layers to read the classifier from."
+        )
     if len(model.outputs) != 1:
         raise ValueError(
             f"Expected a classifier with one output; model {model.name!r} has "
@@ -107,8 +112,9 @@ def fully_convolutional(classifier, resize_to_input=False, activation=None, name
         ``resize_to_input``).
 
     Raises:
-        ValueError: the classifier does not end in global average pooling and a dense
-            layer (the message names the layer found instead), or ``resize_to_input`` is
+        ValueError: the classifier is not a Functional or Sequential model, or does not
+            end in global average pooling and a dense layer (the message names the layer
+            found instead), or ``resize_to_input`` is
             set for an input of unknown height or width.
 
     Example:
