@@ -25,6 +25,7 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
                  tests/test_tokens.py tests/test_hub.py \
                  tests/test_engine_factory.py
 OTHER_BACKENDS := jax torch
+BACKEND_TESTS += tests/test_models_face_detector.py tests/test_models_with_targets.py
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
 SANITIZE  := tutorials/sanitize.cfg
