@@ -26,8 +26,8 @@ import keras
 import numpy as np
 
 from gradcam import imagenet
-from gradcam.models.registry import BUILTIN_MODELS
 from gradcam.models.packaged import check_weights_argument, package_file
+from gradcam.models.registry import BUILTIN_MODELS
 from gradcam.models.torch_weights import read_torch_state_dict
 
 __all__ = [
