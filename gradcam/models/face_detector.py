@@ -1,0 +1,243 @@
+"""MTCNN's face proposal network (P-Net) for Keras 3, with offline pretrained weights.
+
+MTCNN (Zhang et al., 2016, arXiv 1604.02878) finds faces in three stages; its first, P-Net,
+is fully convolutional: for every 12x12 window of the image (stride 2) it gives the
+probability that the window holds a face and four offsets that move the window onto the
+face. The weights come from the ``mtcnn`` wheel (MIT licence), a dependency of this
+package: its ``mtcnn/assets/weights/pnet.lz4`` is read by
+:mod:`gradcam.models.joblib_weights` (numpy and ``lz4`` only: neither mtcnn's code nor
+joblib is imported) and checked against a stored sha256.
+
+:func:`PNet` builds the network, optionally behind a resizing layer so that one scale of
+MTCNN's image pyramid is one model; :func:`decode_pnet` turns its outputs into boxes in the
+input's pixels and per-box scores, the pair a detector target reads; :func:`box_decoder`
+binds it to a model's scale.
+"""
+
+from __future__ import annotations
+
+
+import keras
+import numpy as np
+
+from gradcam.models.joblib_weights import read_joblib_arrays
+from gradcam.models.packaged import check_weights_argument, package_file
+
+__all__ = ["PNet", "box_decoder", "decode_pnet", "preprocess_input"]
+
+_PACKAGE = "mtcnn"
+_WEIGHTS = "assets/weights/pnet.lz4"
+_SHA256 = "ea6b0c3e685ebee3165326ad6484acc95f2ef78f1c94fbf40a55704fa989f7b5"
+#: P-Net looks at windows of this many input pixels ...
+CELL_SIZE = 12
+#: ... every this many pixels (its one max pooling halves the resolution).
+STRIDE = 2
+#: The columns of the scores: P-Net's softmax over "no face" and "face".
+CLASS_NAMES = ("no face", "face")
+# Layers with weights, in the order of the file's arrays, and how many arrays each takes.
+_WEIGHTED_LAYERS = (("conv1", 2), ("prelu1", 1), ("conv2", 2), ("prelu2", 1), ("conv3", 2),
+                    ("prelu3", 1), ("conv4_1", 2), ("conv4_2", 2))
+
+
+def preprocess_input(x):
+    """Scale RGB images from 0..255 to about -1..1, as MTCNN expects: ``(x - 127.5) / 128``.
+
+    Args:
+        x: images with RGB values 0..255 in the last axis, e.g. ``(N, H, W, 3)``: a numpy
+            array (or anything ``numpy.asarray`` accepts) or a tensor. It is not modified.
+
+    Returns:
+        A new float32 numpy array, or a float32 tensor if ``x`` is a tensor.
+    """
+    if keras.ops.is_tensor(x) or isinstance(x, keras.KerasTensor):
+        return (keras.ops.cast(x, "float32") - 127.5) / 128.0
+    return (np.asarray(x, dtype=np.float32) - np.float32(127.5)) / np.float32(128.0)
+
+
+def _weights_path() -> str:
+    """Path of P-Net's weights inside the ``mtcnn`` wheel, found without importing it."""
+    return package_file(_PACKAGE, _WEIGHTS, "The weights of MTCNN's P-Net")
+
+
+def _check_arguments(weights, input_shape, scale):
+    """Validate the builder's arguments; return the input shape."""
+    check_weights_argument(weights, "mtcnn", "the weights shipped in the mtcnn wheel")
+    shape = (None, None, 3) if input_shape is None else tuple(input_shape)
+    if not (len(shape) == 3 and shape[2] == 3
+            and all(n is None or (isinstance(n, (int, np.integer)) and n >= CELL_SIZE)
+                    for n in shape[:2])):
+        raise ValueError(
+            "`input_shape` should be (height, width, 3) with height and width None or at "
+            f"least {CELL_SIZE}, e.g. (None, None, 3). Received: input_shape={input_shape!r}"
+        )
+    if not (isinstance(scale, (int, float, np.number)) and 0 < scale <= 1):
+        raise ValueError(f"`scale` should be a number in (0, 1]. Received: scale={scale!r}")
+    if scale != 1 and (shape[0] is None or shape[1] is None):
+        raise ValueError(
+            "`scale` other than 1 needs a fixed input size, e.g. input_shape=(512, 512, 3). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    if scale != 1 and min(round(n * scale) for n in shape[:2]) < CELL_SIZE:
+        raise ValueError(
+            f"`scale`={scale!r} makes the {shape[0]}x{shape[1]} input smaller than P-Net's "
+            f"{CELL_SIZE}x{CELL_SIZE} window."
+        )
+    return shape
+
+
+def PNet(weights="mtcnn", input_shape=None, scale=1.0, name="pnet"):  # noqa: N802 (a builder)
+    """Build MTCNN's proposal network, by default with the ``mtcnn`` wheel's weights.
+
+    The layers are those of mtcnn 1.0's ``PNet`` (``conv1``, ``prelu1``, ``maxpooling1``,
+    ``conv2``, ``prelu2``, ``conv3``, ``prelu3``, then the 1x1 heads ``conv4_1``: box
+    offsets, and ``conv4_2``: softmax face probability). With ``scale`` below 1 the model
+    first resizes its input (bilinear, antialiased, layer ``rescale``) to
+    ``round(height * scale) x round(width * scale)``: one level of MTCNN's image pyramid,
+    where a window covers ``12 / scale`` input pixels. The network expects inputs prepared
+    by :func:`preprocess_input`.
+
+    Args:
+        weights: `None` (random initialisation), `"mtcnn"` (the weights shipped in the
+            ``mtcnn`` wheel) or the path to a Keras weights file to load.
+            Defaults to `"mtcnn"`.
+        input_shape: ``(height, width, 3)``; height and width may be None (any size) when
+            ``scale`` is 1. Defaults to `None`, meaning ``(None, None, 3)``.
+        scale: how much the input is shrunk before P-Net sees it, in (0, 1].
+            Defaults to `1.0`.
+        name: name of the model. Defaults to `"pnet"`.
+
+    Returns:
+        A Keras Functional model with two outputs: box offsets ``(N, h, w, 4)`` (``x1, y1,
+        x2, y2``, in window sizes) and probabilities ``(N, h, w, 2)`` (no face, face), one
+        per window. Its last spatial layer with a feature map is ``prelu3``.
+
+    Raises:
+        ValueError: an argument is invalid (the message echoes it), or the weights file is
+            corrupted or does not fit the model.
+        ImportError: ``weights="mtcnn"`` but the ``mtcnn`` wheel is not installed.
+
+    Example:
+        >>> from gradcam.models import face_detector
+        >>> pnet = face_detector.PNet(input_shape=(512, 512, 3), scale=0.15)
+        >>> x = face_detector.preprocess_input(gradcam.image_from_path(
+        ...     gradcam.samples.path("astronaut"), image_shape=(512, 512)))
+        >>> boxes, scores = face_detector.box_decoder(pnet)(pnet(x))
+    """
+    shape = _check_arguments(weights, input_shape, scale)
+    arrays = None
+    if weights == "mtcnn":  # read and check the weights before building
+        path = _weights_path()
+        arrays = read_joblib_arrays(path, expected_sha256=_SHA256)
+        expected = sum(count for _, count in _WEIGHTED_LAYERS)
+        if len(arrays) != expected:
+            raise ValueError(f"{path} holds {len(arrays)} arrays; P-Net has {expected}.")
+
+    layers = keras.layers
+    inputs = keras.Input(shape=shape)
+    x = inputs
+    if scale != 1:
+        x = layers.Resizing(round(shape[0] * scale), round(shape[1] * scale),
+                            interpolation="bilinear", antialias=True, name="rescale")(x)
+    for i, filters in enumerate((10, 16, 32), start=1):
+        x = layers.Conv2D(filters, 3, name=f"conv{i}")(x)
+        x = layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}")(x)
+        if i == 1:
+            x = layers.MaxPooling2D(2, 2, padding="same", name="maxpooling1")(x)
+    offsets = layers.Conv2D(4, 1, name="conv4_1")(x)
+    probabilities = layers.Conv2D(2, 1, activation="softmax", name="conv4_2")(x)
+    model = keras.Model(inputs, [offsets, probabilities], name=name)
+
+    if arrays is not None:
+        start = 0
+        for layer_name, count in _WEIGHTED_LAYERS:
+            layer = model.get_layer(layer_name)
+            try:
+                layer.set_weights(arrays[start:start + count])
+            except ValueError as error:
+                raise ValueError(f"{path} does not fit layer {layer_name!r}: {error}") from None
+            start += count
+    elif weights is not None:
+        model.load_weights(weights)
+    model.pnet_scale = _exact_scale(model)
+    return model
+
+
+def _exact_scale(model):
+    """The factors (y, x) from the model's input to what P-Net sees, after rounding."""
+    height, width = model.inputs[0].shape[1:3]
+    try:
+        rescale = model.get_layer("rescale")
+    except ValueError:
+        return (1.0, 1.0)
+    return (rescale.height / height, rescale.width / width)
+
+
+def decode_pnet(outputs, scale=1.0):
+    """P-Net's outputs as boxes in the input's pixels and one score row per box, in keras.ops.
+
+    Window ``(i, j)`` of the output grid covers input pixels ``x`` from ``2 j`` to
+    ``2 j + 12`` and ``y`` from ``2 i`` to ``2 i + 12`` (in what P-Net sees); its offsets
+    move each edge by a fraction of the window (mtcnn 1.0's ``generate_bounding_box``), and
+    dividing by ``scale`` maps the box back onto the input. No threshold and no
+    non-maximum suppression: every window is a box, so the result has a fixed shape and is
+    differentiable with respect to the outputs.
+
+    Args:
+        outputs: the model's outputs ``[offsets (N, h, w, 4), probabilities (N, h, w, 2)]``.
+        scale: the model's resizing factor: a number, or ``(y, x)`` factors (a model built
+            by :func:`PNet` stores its exact ones as ``model.pnet_scale``).
+            Defaults to `1.0`.
+
+    Returns:
+        ``(boxes, scores)``: boxes ``(N, h * w, 4)`` as ``(x1, y1, x2, y2)`` in input
+        pixels, scores ``(N, h * w, 2)``: the probabilities of "no face" and "face".
+
+    Raises:
+        ValueError: ``outputs`` is not a pair of 4-D tensors with 4 and 2 channels.
+    """
+    if not (isinstance(outputs, (list, tuple)) and len(outputs) == 2):
+        raise ValueError(
+            "Expected P-Net's outputs [offsets (N, h, w, 4), probabilities (N, h, w, 2)]; "
+            f"received {type(outputs).__name__}."
+        )
+    offsets, probabilities = outputs
+    if (len(offsets.shape) != 4 or offsets.shape[-1] != 4 or len(probabilities.shape) != 4
+            or probabilities.shape[-1] != 2):
+        raise ValueError(
+            "Expected P-Net's outputs [offsets (N, h, w, 4), probabilities (N, h, w, 2)]; "
+            f"received shapes {tuple(offsets.shape)} and {tuple(probabilities.shape)}."
+        )
+    ops = keras.ops
+    scale_y, scale_x = (scale, scale) if np.ndim(scale) == 0 else scale
+    shape = ops.shape(offsets)
+    dtype = offsets.dtype
+    top = ops.cast(ops.arange(shape[1]), dtype)[:, None] * STRIDE   # (h, 1)
+    left = ops.cast(ops.arange(shape[2]), dtype)[None, :] * STRIDE  # (1, w)
+    x1 = (left + CELL_SIZE * offsets[..., 0]) / scale_x
+    y1 = (top + CELL_SIZE * offsets[..., 1]) / scale_y
+    x2 = (left + CELL_SIZE + CELL_SIZE * offsets[..., 2]) / scale_x
+    y2 = (top + CELL_SIZE + CELL_SIZE * offsets[..., 3]) / scale_y
+    boxes = ops.reshape(ops.stack([x1, y1, x2, y2], axis=-1), (shape[0], -1, 4))
+    return boxes, ops.reshape(probabilities, (shape[0], -1, 2))
+
+
+def box_decoder(model):
+    """:func:`decode_pnet` bound to a model's exact scale, for a detector target's ``decode``.
+
+    Args:
+        model: a model built by :func:`PNet`.
+
+    Returns:
+        A function from the model's outputs to ``(boxes (N, A, 4), scores (N, A, 2))``.
+
+    Raises:
+        ValueError: ``model`` was not built by :func:`PNet`.
+    """
+    scale = getattr(model, "pnet_scale", None)
+    if scale is None:
+        raise ValueError(f"Expected a model built by face_detector.PNet; received {model!r}.")
+
+    def decode(outputs):
+        return decode_pnet(outputs, scale)
+
+    return decode
