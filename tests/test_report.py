@@ -31,7 +31,7 @@ def test_csv_has_one_row_per_image_map_and_metric(study):
     with open(out / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["path", "method", "metric", "target", "target_name", "value", "error"]
-    assert len(rows) == 5 * 4 * 7
+    assert len(rows) == 5 * 5 * 7  # images x rows (2 methods, randomcam, 2 controls) x metrics
     first = rows[0]
     assert (first["path"], first["method"], first["metric"]) == ("image 0", "gradcam", "deletion")
     assert float(first["value"]) == data["values"]["gradcam"]["deletion"][0]
@@ -48,9 +48,9 @@ def study(tmp_path_factory):
 def test_means_are_the_means_of_the_metric_functions(study):
     model, data, _ = study
     targets = np.array([image["target"] for image in data["images"]])
-    maps = {name: build_engine(model, name).heatmaps(IMAGES, targets)[:, 0] for name in METHODS}
+    maps = {name: build_engine(model, name).heatmaps(IMAGES, targets)[:, 0] for name in [*METHODS, "randomcam"]}
     maps.update(gaussian=gaussian_map(IMAGES), sobel=sobel_map(IMAGES))
-    assert [row["name"] for row in data["rows"]] == [*METHODS, "gaussian", "sobel"]
+    assert [row["name"] for row in data["rows"]] == [*METHODS, "randomcam", "gaussian", "sobel"]
     for name, heat in maps.items():
         expected = {
             "deletion": deletion(model, IMAGES, heat, targets, steps=4),
@@ -58,7 +58,7 @@ def test_means_are_the_means_of_the_metric_functions(study):
             "average_drop": average_drop(model, IMAGES, heat, targets),
             "increase_in_confidence": increase_in_confidence(model, IMAGES, heat, targets),
         }
-        if name in METHODS:
+        if name in (*METHODS, "randomcam"):
             common = dict(method=name, seed=1)
             expected["randomisation"] = randomisation(model, IMAGES, targets, max_steps=2, **common).correlations[:, -1]
             expected["smooth_mprt"] = smooth_mprt(
@@ -84,8 +84,8 @@ def test_controls_do_not_change_with_the_model(study):
 def test_shared_forward_passes_are_made_once(study):
     model, data, _ = study
     passes = data["forward_passes"]
-    n, rows, steps = 5, 4, 4
-    assert passes["maps"] == len(METHODS) * n  # one forward and backward pass per image and method
+    n, rows, steps = 5, 5, 4
+    assert passes["maps"] == (len(METHODS) + 1) * n  # one pass per image and method (randomcam too)
     assert passes["shared"] == 3 * n  # the image, the all-baseline image, the blurred image
     # Per map: deletion's and insertion's inner points, and one masked image.
     assert passes["metrics"] == rows * n * (2 * (steps - 1) + 1)
@@ -120,7 +120,7 @@ def test_json_holds_every_number_of_the_page(study):
 def test_page_is_self_contained_and_complete(study):
     _, data, out = study
     text = (out / "report.html").read_text()
-    check_page(text, images=5 * 5 + 3)  # photo and 4 maps per image; 3 plots
+    check_page(text, images=5 * 6 + 3)  # photo and 5 maps per image; 3 plots
     for sentence in data["verdict"][:3]:
         assert sentence.replace("'", "&#x27;") in text
     assert "gaussian" in text and "sobel" in text and "95% bootstrap confidence interval" in text

@@ -28,15 +28,15 @@ def page(tmp_path_factory):
 def test_page_in_a_browser(page, tmp_path, executable=None):
     executable = chromium() if executable is None else executable or None
     if executable is None:
-        check_page(page.read_text(), images=15)
+        check_page(page.read_text(), images=18)
         # A warning: pytest lists it in its summary, so the run says what it checked.
         warnings.warn("Chromium not found: the report page was validated with an HTML parser instead of a browser.")
         return
     console, screenshot = open_in_chromium(page, tmp_path, executable)
     assert console and console[-1].startswith('"CHECK-DONE'), console
     assert len(console) == 1, console  # no error, no broken image, no hidden table
-    # Per image the photo and 3 maps (gradcam, gaussian, sobel); 3 plots; 2 tables.
-    assert console[0].startswith('"CHECK-DONE 15 images, 2 tables"'), console
+    # Per image the photo and 4 maps (gradcam, randomcam, gaussian, sobel); 3 plots; 2 tables.
+    assert console[0].startswith('"CHECK-DONE 18 images, 2 tables"'), console
     # Not blank: many colours, and far from uniformly white.
     assert len(np.unique(screenshot.reshape(-1, 3), axis=0)) > 50
     assert screenshot.std() > 10 and (screenshot < 250).any(axis=2).mean() > 0.02

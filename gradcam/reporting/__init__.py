@@ -28,7 +28,7 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
     """Compare methods on a model and images, with evidence: a report.
 
     Each method's maps are scored by each metric on every image; each row of the report
-    (a method, or a control: ``randomcam`` when available, a centred Gaussian, the
+    (a method, or a control: ``randomcam``, a centred Gaussian, the
     image's Sobel edges) gets, per metric, the mean of the per-image values (exactly
     the mean of what the :mod:`gradcam.metrics` function returns for those maps), its
     percentile bootstrap confidence interval and the number of images. For each metric

@@ -3,8 +3,8 @@
 A method whose maps score no better than a centred blob or the image's edges has not shown
 that it explains the model. Each control is a function from images ``(N, H, W, C)`` to
 maps ``(N, H, W)`` float32 in [0, 1]; :data:`CONTROLS` lists them by name. The random
-channel weights control (``randomcam``) is a method of the model and comes from
-:data:`gradcam.METHODS` when it is registered there (:func:`random_method`).
+channel weights control (``randomcam``, :data:`RANDOM_METHOD`) is a method of the model,
+run as the methods are.
 """
 
 from __future__ import annotations
@@ -78,12 +78,3 @@ def sobel_map(images) -> np.ndarray:
 
 #: The model-free controls, by name.
 CONTROLS = {"gaussian": gaussian_map, "sobel": sobel_map}
-
-
-def random_method() -> str | None:
-    """``"randomcam"`` when :data:`gradcam.METHODS` has it (random channel weights at the
-    explained layer, a method of the model), else ``None``: a report then leaves that
-    control out and says so."""
-    from gradcam.methods.registry import METHOD_NAMES
-
-    return RANDOM_METHOD if RANDOM_METHOD in METHOD_NAMES else None

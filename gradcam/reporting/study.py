@@ -27,7 +27,7 @@ from gradcam.metrics.model_randomisation import cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
 from gradcam.metrics.sanity_checks import complexity_rise, smoother
 from gradcam.metrics.scoring import check_targets, perturbed_scores
-from gradcam.reporting.controls import CONTROLS, random_method
+from gradcam.reporting.controls import CONTROLS, RANDOM_METHOD
 from gradcam.reporting.statistics import TESTS, bootstrap_band, bootstrap_interval, paired_test
 
 
@@ -168,11 +168,8 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
 
     rows, maps = [], {}
     notes = []
-    randomcam = random_method() if "randomcam" in controls else None
-    if "randomcam" in controls and randomcam is None:
-        notes.append("The random channel weights control (randomcam) is not available in gradcam.METHODS; "
-                     "it is left out.")
-    model_rows = [(name, "method") for name in methods] + ([(randomcam, "control")] if randomcam else [])
+    model_rows = [(name, "method") for name in methods]
+    model_rows += [(RANDOM_METHOD, "control")] if RANDOM_METHOD in controls else []
     wanted = None if targets is None else check_targets(targets, info.num_classes, count)[:, None]
     start = counter.count
     top_scores = None
