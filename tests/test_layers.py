@@ -1,9 +1,11 @@
 """Layer selection: automatic, by name, path, index or object, in every model kind."""
 
 import keras
+import numpy as np
 import pytest
 
 from helpers.tiny import make_nested, make_sequential
+import gradcam.targets
 from gradcam import GradCAM
 from gradcam.layers import find_layer, spatial_layers
 
@@ -85,8 +87,14 @@ def test_model_with_several_outputs():
     inputs = keras.Input((4, 4, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 1)(inputs))
     model = keras.Model(inputs, [keras.layers.Dense(2)(x), keras.layers.Dense(3)(x)], name="two_heads")
-    with pytest.raises(ValueError, match="Model 'two_heads' has 2 outputs"):
-        GradCAM(model)
+    cam = GradCAM(model)  # explained through a target object; classes need one classifier output
+    docs = np.ones((1, 4, 4, 1), np.float32)
+    for targets, what in ((None, "the top prediction"), ([1], "class target \\[1\\]")):
+        with pytest.raises(ValueError, match=rf"Model 'two_heads' has outputs \[\(None, 2\), \(None, 3\)\]; {what} "
+                                             r"needs a classifier output \(batch, classes\)\. Explain its outputs "
+                                             r"with a gradcam.targets object"):
+            cam.heatmaps(docs, targets=targets)
+    assert cam.heatmaps(docs, targets=[gradcam.targets.Output(output=1)]).shape == (1, 1, 4, 4)
 
 
 def test_unbuilt_model_and_non_model():
