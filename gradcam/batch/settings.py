@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcam.checks import ArgumentError, attributed_to, check_positive_int
+from gradcam.checks import ArgumentError, attributed_to, check_bool, check_positive_int
 from gradcam.io.images import check_format
 from gradcam.render import colorize
 
@@ -77,8 +77,7 @@ class RunSettings:
             with attributed_to(name):
                 check_positive_int(getattr(self, name), name, **allow)
         for name in ("overlays", "eigen_smooth", "aug_smooth"):
-            if not isinstance(getattr(self, name), bool):
-                raise ArgumentError(name, f"{name} must be True or False; got {getattr(self, name)!r}.")
+            object.__setattr__(self, name, check_bool(getattr(self, name), name))
         if not (isinstance(self.alpha_limit, (int, float)) and 0 <= self.alpha_limit <= 1):
             raise ArgumentError("alpha_limit", f"alpha_limit must be a fraction in [0, 1]; got {self.alpha_limit!r}.")
         with attributed_to("colormap"):
