@@ -108,6 +108,28 @@ def test_method_option_errors(tmp_path, capsys, model_file, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("method, options, message", [
+    ("kpcacam", {"kernel": "gaussian"}, "--kernel: kernel must be one of 'sigmoid', 'rbf', 'poly', 'linear', "
+                                        "'cosine'; got 'gaussian'."),
+    ("kpcacam", {"gamma": -1.0}, "--gamma: gamma must be a positive number or None (1 / channels); got -1.0."),
+    ("fem", {"k": float("nan")}, "--fem-k: k must be a finite number (standard deviations above the mean); got nan."),
+    ("randomcam", {"seed": -1}, "--seed: seed must be a non-negative integer; got -1."),
+    ("randomcam", {"seed": 2**32}, "--seed: seed must be an integer in [0, 2**32); got 4294967296."),
+    ("scorecam", {"max_channels": 0}, "--max-channels: max_channels must be a positive integer; got 0."),
+    ("ablationcam", {"max_channels": 0}, "--max-channels: max_channels must be a positive integer or None; got 0."),
+])
+def test_the_methods_errors_name_the_flag_of_the_option(model_file, method, options, message):
+    """Each method's constructor names the option at fault (an ArgumentError), which
+    the command line reports under the option's flag."""
+    from gradcam.cli.arguments import UsageError
+    from gradcam.cli.model import build_engines, method_classes
+
+    model = keras.models.load_model(model_file)
+    with pytest.raises(UsageError) as raised:
+        build_engines(model, method_classes([method]), None, "auto", options={method: options})
+    assert str(raised.value).startswith(message)
+
+
 def test_eigen_smooth_on_a_layer_of_one_channel_names_the_flag(tmp_path, capsys):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="one")(inputs)
