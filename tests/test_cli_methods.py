@@ -146,6 +146,20 @@ def test_eigen_smooth_on_a_layer_of_one_channel_names_the_flag(tmp_path, capsys)
                                               "channels or more; layer 'one' has ")
 
 
+@pytest.mark.parametrize("args, passes", [
+    (["--method", "gradcam", "--aug-smooth"], 6),  # one per augmented copy
+    (["--method", "scorecam", "--max-channels", "4", "--aug-smooth"], 6 * (1 + 4)),
+    (["--method", "gradcam", "--eigen-smooth"], 1),
+])
+def test_the_first_line_counts_the_augmented_passes(tmp_path, capsys, model_file, args, passes):
+    for n in range(2):
+        photo(tmp_path / "in" / f"{n}.png", seed=n)
+    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
+                            "--target", "1", *args)
+    assert status == 0, stderr
+    assert f"at layer 'conv2', {2 * passes} forward passes (setup took " in stderr
+
+
 def interrupted_run(tmp_path, capsys, monkeypatch, model_file, *args):
     """An explain run stopped by Ctrl-C at its first batch (after the warm-up); its folder."""
     compute, calls = gradcam.GradCAM.compute, []
