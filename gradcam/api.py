@@ -52,7 +52,8 @@ def engine_for(model, layer=None, score: str = "auto", class_names=None, method:
 
 def explain_prediction(model, doc, targets=None, layer=None, image=None, score: str = "auto",
                        class_names=None, preprocess=None, method: str = "gradcam",
-                       reshape=None, method_options=None) -> Explanation:
+                       reshape=None, method_options=None, eigen_smooth: bool = False,
+                       aug_smooth: bool = False) -> Explanation:
     """Explain one prediction of a Keras image classifier with Grad-CAM or another method.
 
     Args:
@@ -88,6 +89,10 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
         method_options: the method's own keyword arguments, e.g.
             ``{"max_channels": 256}`` for Score-CAM or ``{"perturbation_batch": 64}``
             for Ablation-CAM (see each method's class). Defaults to ``None``.
+        eigen_smooth: the map is the first principal component of the method's weighted
+            activations (see :meth:`GradCAM.compute`). Defaults to ``False``.
+        aug_smooth: the map is the mean of the maps of the image flipped and scaled by
+            0.9, 1.0 and 1.1 (see :meth:`GradCAM.compute`). Defaults to ``False``.
 
     Returns:
         An :class:`Explanation` with one :class:`TargetExplanation` per target.
@@ -98,7 +103,8 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             an option the method does not take.
         ValueError: a batch of several images (use :meth:`GradCAM.explain`); a wrong
             shape, NaN or inf in ``doc``; an unknown method; a model that is not built,
-            an unknown layer, score or class (see :class:`GradCAM`); a bad option value.
+            an unknown layer, score or class (see :class:`GradCAM`); a bad option value;
+            ``eigen_smooth`` or ``aug_smooth`` that is not a bool.
 
     Warns:
         EmptyMapWarning: a map is all zero (a :class:`UserWarning`; see
@@ -123,7 +129,8 @@ def explain_prediction(model, doc, targets=None, layer=None, image=None, score: 
             ".explain(docs) for batches."
         )
     images = None if image is None else [image]
-    return engine.explain(batch, targets, images, batch_size=1, preprocess=preprocess)[0]
+    return engine.explain(batch, targets, images, batch_size=1, preprocess=preprocess, eigen_smooth=eigen_smooth,
+                          aug_smooth=aug_smooth)[0]
 
 
 def show_prediction(model, doc, **kwargs) -> Image.Image:
@@ -136,7 +143,8 @@ def show_prediction(model, doc, **kwargs) -> Image.Image:
         model: as for :func:`explain_prediction`.
         doc: as for :func:`explain_prediction`.
         **kwargs: ``targets``, ``layer``, ``image``, ``score``, ``class_names``,
-            ``preprocess``, ``method``, ``reshape`` and ``method_options`` go to
+            ``preprocess``, ``method``, ``reshape``, ``method_options``, ``eigen_smooth``
+            and ``aug_smooth`` go to
             :func:`explain_prediction`; ``resampling_filter``, ``colormap`` and
             ``alpha_limit`` go to :func:`format_as_image`.
 

@@ -41,6 +41,29 @@ def check_positive_int(value, name: str, *, allow_none: bool = False, allow_zero
     return int(value)
 
 
+def check_bool(value, name: str) -> bool:
+    """``value`` as a ``bool`` if it is ``True`` or ``False`` (NumPy's too).
+
+    Args:
+        value: the value to check.
+        name: the argument's name, for the message and the error's ``argument``.
+
+    Returns:
+        ``bool(value)``.
+
+    Raises:
+        ArgumentError: (a ``ValueError``, ``argument=name``) anything else, ``1`` and
+            ``"yes"`` included; the message echoes it.
+
+    Example:
+        >>> check_bool(True, "eigen_smooth")
+        True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(name, f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
 def check_seed(seed, name: str = "seed") -> int:
     """``seed`` as an ``int`` if it is a non-negative integer (``bool`` is refused).
 

@@ -113,6 +113,28 @@ def test_method_options_reach_the_method():
     np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(one)))
 
 
+def test_smoothing_reaches_the_engine_per_call():
+    tiny = make_functional(name="smoothing")
+    engine = gradcam.GradCAM(tiny)
+    for smoothing in ({"eigen_smooth": True}, {"aug_smooth": True}, {"eigen_smooth": True, "aug_smooth": True}):
+        expl = gradcam.explain_prediction(tiny, X, targets=[0], **smoothing)
+        expected = engine.compute(X, targets=[0], **smoothing).heatmaps[0, 0]
+        np.testing.assert_allclose(expl.targets[0].heatmap, expected, atol=1e-6)
+        assert np.abs(expected - engine.compute(X, targets=[0]).heatmaps[0, 0]).max() > 1e-3
+        overlay = gradcam.show_prediction(tiny, X, targets=[0], **smoothing)
+        np.testing.assert_array_equal(np.asarray(overlay), np.asarray(gradcam.format_as_image(expl)))
+    # one cached engine serves every smoothing, as the options are per call
+    assert ENGINES.get(tiny, "gradcam") is ENGINES.get(tiny, "gradcam")
+
+
+@pytest.mark.parametrize("argument, value", [("eigen_smooth", "yes"), ("aug_smooth", 1)])
+def test_bad_smoothing_values_name_the_argument(argument, value):
+    with pytest.raises(gradcam.checks.ArgumentError) as raised:
+        gradcam.explain_prediction(make_functional(name="bad_smoothing"), X, **{argument: value})
+    assert raised.value.argument == argument
+    assert str(raised.value) == f"{argument} must be True or False; got {value!r}."
+
+
 @pytest.mark.parametrize("method, options, message", [
     ("scorecam", {"max_channel": 2},
      "method 'scorecam' has no option 'max_channel'; its options are 'perturbation_batch', 'max_channels'."),

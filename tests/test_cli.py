@@ -500,36 +500,6 @@ def test_several_methods_one_overlay_each(tmp_path, capsys, model_file):
         (p, m, t) for p in ("a.png", "b.jpg") for m in ("gradcam++", "ablationcam") for t in ("2", "0")]
 
 
-def test_max_channels_reaches_scorecam_only(tmp_path, capsys, model_file):
-    photos, paths = two_photos(tmp_path)
-    out = tmp_path / "out"
-    status, _, stderr = run(capsys, "explain", photos, "--model", model_file, "--out", out, "--no-overlays",
-                            "--method", "gradcam", "--method", "scorecam", "--max-channels", "2")
-    assert status == 0, stderr
-    model = keras.models.load_model(model_file)
-    docs = np.concatenate([gradcam.image_from_path(p, (32, 32)) for p in paths])
-    expected = [gradcam.GradCAM(model).compute(docs), gradcam.ScoreCAM(model, max_channels=2).compute(docs)]
-    every_channel = gradcam.ScoreCAM(model).compute(docs)  # conv2 has 6
-    assert np.abs(every_channel.heatmaps - expected[1].heatmaps).max() > 1e-3
-    with np.load(out / "heatmaps.npz") as npz:
-        np.testing.assert_allclose(npz["heatmaps"], np.concatenate([e.heatmaps for e in expected], axis=1),
-                                   atol=1e-6)
-    assert summary(out)["method_options"] == {"scorecam": {"max_channels": 2}}
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--max-channels", "2"], "gradcam: error: --max-channels applies to --method scorecam or ablationcam, which is not given."),
-    (["--method", "scorecam", "--max-channels", "0"],
-     "gradcam explain: error: argument --max-channels: expected a positive integer; got '0'"),
-])
-def test_max_channels_errors(tmp_path, capsys, model_file, args, message):
-    photo(tmp_path / "in" / "a.png")
-    status, _, stderr = run(capsys, "explain", tmp_path / "in", "--model", model_file, "--out", tmp_path / "out",
-                            *args)
-    assert status == 2 and stderr.splitlines()[-1] == message
-    assert not (tmp_path / "out").exists()
-
-
 def test_class_names_are_used_for_targets_summaries_and_overlay_names(tmp_path, capsys, model_file):
     names = tmp_path / "names.txt"
     names.write_text("cat\nguinea pig\nbird\n\n", encoding="utf-8")

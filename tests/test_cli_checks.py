@@ -171,6 +171,9 @@ def test_format_as_image_names_what_it_takes():
     (["--method", "gradcam", "--method", "eigencam"], 2),  # one each
     (["--method", "scorecam", "--max-channels", "4"], 1 + 4),  # and one per channel scored
     (["--method", "ablationcam"], 1 + 6),  # and one per channel of conv2 (6)
+    (["--method", "gradcam", "--aug-smooth"], 6),  # one per augmented copy
+    (["--method", "scorecam", "--max-channels", "4", "--aug-smooth"], 6 * (1 + 4)),
+    (["--method", "gradcam", "--eigen-smooth"], 1),
 ])
 def test_the_first_line_counts_the_forward_passes_of_each_method(tmp_path, capsys, model_file, args, passes):
     for n in range(2):

@@ -108,6 +108,23 @@ def test_explainer_passes_the_methods_options(photos, tmp_path):
     assert np.abs(every_channel.heatmaps - expected.heatmaps).max() > 1e-3
 
 
+def test_explainer_passes_the_smoothing(photos, tmp_path):
+    """eigen_smooth and aug_smooth reach the actor's engine: the maps of
+    GradCAM.compute(..., eigen_smooth=True, aug_smooth=True), not the plain maps."""
+    from helpers.cli import save_model
+
+    path = save_model(tmp_path / "smooth.keras")
+    explainer = gradcam_ray.Explainer(model=path, eigen_smooth=True, aug_smooth=True)
+    images = np.empty(len(photos), dtype=object)
+    images[:] = [np.asarray(gradcam.load_image(p)) for p in photos]
+    out = explainer({"image": images})
+    docs = np.concatenate([gradcam.image_from_path(p, (32, 32)) for p in photos])
+    engine = gradcam.GradCAM(keras.models.load_model(path))
+    expected = engine.compute(docs, eigen_smooth=True, aug_smooth=True)
+    np.testing.assert_allclose(out["heatmap"], expected.heatmaps, atol=1e-5)
+    assert np.abs(engine.compute(docs).heatmaps - expected.heatmaps).max() > 1e-3
+
+
 def test_explainer_converts_16_bit_and_one_channel_images_as_load_image(tiny_file, tmp_path):
     """A 16-bit grayscale array (H, W) and an 8-bit (H, W, 1) one give the maps of
     image_from_path on the same pixels saved as 16-bit and 8-bit grayscale PNG files."""
@@ -208,6 +225,8 @@ def test_builtin_models_are_read_at_their_native_size():
     (dict(method="scorecam", method_options={"max_channel": 8}), TypeError,
      "method 'scorecam' has no option 'max_channel'; its options are 'perturbation_batch', 'max_channels'."),
     (dict(method_options={"max_channels": 8}), TypeError, "method 'gradcam' has no option 'max_channels'; it takes none."),
+    (dict(eigen_smooth="yes"), ValueError, "eigen_smooth must be True or False; got 'yes'."),
+    (dict(aug_smooth=None), ValueError, "aug_smooth must be True or False; got None."),
     (dict(model="resnet_fifty"), ValueError, "unknown model 'resnet_fifty'; expected one of efficientnet_lite0"),
     (dict(model="missing.keras"), ValueError, "no model file at 'missing.keras'"),
     (dict(model=tiny_rgb()), TypeError, "model must be a built-in model's name"),

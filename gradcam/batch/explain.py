@@ -119,7 +119,8 @@ class _Explaining(_Pipeline):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. the blank image's map is all zero
-                result = self.engine.compute(self.preprocess(blank), targets=self.settings.targets)
+                result = self.engine.compute(self.preprocess(blank), targets=self.settings.targets,
+                                             **self.settings.smoothing)
             return tuple(result.heatmaps.shape[2:])
         except Exception:  # the model fails: the run's images already say so
             return None

@@ -125,8 +125,8 @@ class _Pipeline:
     def compute(self, batch: np.ndarray) -> Result:
         """Every method's results on a preprocessed batch, as one result whose maps are
         each method's in turn (``(N, methods x K, h, w)``)."""
-        results = [engine.compute(batch, targets=self.settings.targets, batch_size=len(batch))
-                   for engine in self.engines]
+        results = [engine.compute(batch, targets=self.settings.targets, batch_size=len(batch),
+                                  **self.settings.smoothing) for engine in self.engines]
         if len(results) == 1:
             return results[0]
         together = {field: np.concatenate([getattr(r, field) for r in results], axis=1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcam.checks import ArgumentError, attributed_to, check_positive_int
+from gradcam.checks import ArgumentError, attributed_to, check_bool, check_positive_int
 from gradcam.io.images import check_format
 from gradcam.render import colorize
 
@@ -31,6 +31,10 @@ class RunSettings:
         compress: compress PNG overlays (:func:`gradcam.io.images.encode_png`).
         overlays: draw and save the overlays; ``False`` writes only the heatmaps and the
             summaries (the overlay options are still checked, and otherwise unused).
+        eigen_smooth: each map is the first principal component of the method's weighted
+            activations (:meth:`~gradcam.methods.base.Method.compute`).
+        aug_smooth: each map is the mean of the maps of the image's augmented copies
+            (:meth:`~gradcam.methods.base.Method.compute`).
         workers: threads decoding files and drawing overlays; ``None`` for one per CPU core.
         prefetch: decoded images held ahead of the engine (a memory bound); ``None`` for
             two batches.
@@ -50,6 +54,8 @@ class RunSettings:
     format: str = "jpg"
     compress: bool = False
     overlays: bool = True
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
     workers: int | None = None
     prefetch: int | None = None
 
@@ -70,8 +76,8 @@ class RunSettings:
                             ("workers", {"allow_none": True}), ("prefetch", {"allow_none": True})):
             with attributed_to(name):
                 check_positive_int(getattr(self, name), name, **allow)
-        if not isinstance(self.overlays, bool):
-            raise ArgumentError("overlays", f"overlays must be True or False; got {self.overlays!r}.")
+        for name in ("overlays", "eigen_smooth", "aug_smooth"):
+            object.__setattr__(self, name, check_bool(getattr(self, name), name))
         if not (isinstance(self.alpha_limit, (int, float)) and 0 <= self.alpha_limit <= 1):
             raise ArgumentError("alpha_limit", f"alpha_limit must be a fraction in [0, 1]; got {self.alpha_limit!r}.")
         with attributed_to("colormap"):
@@ -85,6 +91,11 @@ class RunSettings:
     def targets_per_image(self) -> int:
         """``K``: the maps computed per image."""
         return 1 if self.targets is None else len(self.targets)
+
+    @property
+    def smoothing(self) -> dict:
+        """``eigen_smooth`` and ``aug_smooth``, as the engines' ``compute`` takes them."""
+        return {"eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth}
 
     @property
     def decoded_ahead(self) -> int:
@@ -108,6 +119,7 @@ class RunSettings:
             "batch_size": self.batch_size, "colormap": getattr(self.colormap, "name", self.colormap),
             "alpha_limit": self.alpha_limit, "overlay_size": self.overlay_size,
             "format": self.format, "compress": self.compress, "overlays": self.overlays,
+            "eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth,
         }
 
 

@@ -8,7 +8,7 @@ import math
 
 from gradcam.checks import ArgumentError, one_line
 from gradcam.io.images import OVERLAY_FORMATS
-from gradcam.methods.registry import METHOD_NAMES, SCORES
+from gradcam.methods.registry import METHOD_NAMES, METHOD_OPTIONS, SCORES
 from gradcam.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, PREPROCESSING
 
 #: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`
@@ -160,34 +160,49 @@ and the exit status are as for 'gradcam explain'.
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
+def _number(parse, ok, expected: str):
+    """An argparse ``type``: ``parse(text)`` where ``ok`` holds for it, else an error that
+    says what was ``expected`` and echoes the text."""
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+    return convert
 
 
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels (0 for full size); got {text!r}")
-    return value
+_positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+_size = _number(int, lambda value: value >= 0, "a number of pixels (0 for full size)")
+_fraction = _number(float, lambda value: 0 <= value <= 1, "a fraction from 0 to 1")
+_positive_float = _number(float, lambda value: 0 < value < math.inf, "a positive number")
+_finite_float = _number(float, math.isfinite, "a number")
+_seed = _number(int, lambda value: 0 <= value < 2**32, "an integer from 0 to 2**32 - 1")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1; got {text!r}")
-    return value
+#: The command line's flag of each method option of
+#: :data:`gradcam.methods.registry.METHOD_OPTIONS` that it sets: ``(flag, type, metavar,
+#: help)``; the help names the methods that take the option, from the registry.
+METHOD_FLAGS = {
+    "max_channels": ("--max-channels", _positive_int, "N",
+                     "score or ablate only the N channels of largest variance, N forward passes "
+                     "per image instead of one per channel (default: all)"),
+    "kernel": ("--kernel", str, "NAME",
+               "the kernel: sigmoid, rbf, poly, linear or cosine (default: sigmoid)"),
+    "gamma": ("--gamma", _positive_float, "X",
+              "the kernel's coefficient, a positive number (default: 1 / the layer's channels)"),
+    "k": ("--fem-k", _finite_float, "X",
+          "an activation counts when above its channel's mean + X standard deviations (default: 2)"),
+    "seed": ("--seed", _seed, "N", "the seed of the random channel weights (default: 0)"),
+}
+FLAGS.update({option: flag for option, (flag, *_) in METHOD_FLAGS.items()})
+
+
+def option_takers(option: str) -> list[str]:
+    """The methods that take ``option`` (:data:`~gradcam.methods.registry.METHOD_OPTIONS`)."""
+    return [method for method, own in METHOD_OPTIONS.items() if option in own]
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -220,9 +235,15 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
         "--method", action="append", metavar="NAME",
         help=f"the class-activation method: {', '.join(METHOD_NAMES)}; repeat for several, "
              f"{per_method} (default: gradcam)")
-    parser.add_argument("--max-channels", type=_positive_int, metavar="N",
-                        help="scorecam: score only the N channels of largest variance, N forward "
-                             "passes per image instead of one per channel (default: all)")
+    for option, (flag, kind, metavar, text) in METHOD_FLAGS.items():
+        parser.add_argument(flag, dest=option, type=kind, metavar=metavar,
+                            help=f"{' and '.join(option_takers(option))}: {text}")
+    parser.add_argument("--eigen-smooth", action="store_true",
+                        help="every method: the map is the first principal component of the "
+                             "method's weighted activations (less noise)")
+    parser.add_argument("--aug-smooth", action="store_true",
+                        help="every method: the mean of the maps of the image flipped and "
+                             "scaled by 0.9, 1.0 and 1.1 (six passes per image, smoother)")
     parser.add_argument("--layer", metavar="NAME",
                         help="the layer to explain (default: the last layer with a 4-D output; "
                              "see 'gradcam layers')")

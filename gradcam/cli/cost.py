@@ -16,12 +16,17 @@ if TYPE_CHECKING:
 
 def forward_passes(args, setup: SetUp, command: StreamCommand) -> int:
     """The model's forward passes per image: each method's (one, or one per perturbation
-    for the methods that perturb) and, for ``evaluate``, each metric's on each map."""
+    for the methods that perturb; each of them on every augmented copy with
+    ``--aug-smooth``) and, for ``evaluate``, each metric's on each map."""
+    from gradcam.methods.smoothing import AUGMENTATIONS
+
     passes = 0
     for engine in setup.engines:
         passes += 1
         if getattr(engine, "perturbs", None):
             passes += engine.perturbation_count((1, 1, 1, layer_channels(engine)))
+    if setup.settings.aug_smooth:
+        passes *= len(AUGMENTATIONS)
     maps = len(setup.engines) * setup.settings.targets_per_image
     return passes + maps * command.passes_per_map(args)
 

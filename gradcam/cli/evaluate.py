@@ -113,7 +113,8 @@ class Evaluate(StreamCommand):
 
     def settings(self, args, image_shape, preprocess, targets) -> RunSettings:
         return RunSettings(image_shape=image_shape, preprocess=preprocess, targets=targets,
-                           batch_size=args.batch_size, overlays=False)
+                           batch_size=args.batch_size, overlays=False, eigen_smooth=args.eigen_smooth,
+                           aug_smooth=args.aug_smooth)
 
     def memory_batch_size(self, args) -> int | None:
         return args.metric_batch_size

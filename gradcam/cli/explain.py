@@ -32,7 +32,8 @@ class Explain(StreamCommand):
         return RunSettings(
             image_shape=image_shape, preprocess=preprocess, targets=targets, batch_size=args.batch_size,
             colormap=args.colormap, alpha_limit=args.alpha_limit, overlay_size=args.overlay_size,
-            format=args.format, compress=args.compress, overlays=args.overlays)
+            format=args.format, compress=args.compress, overlays=args.overlays,
+            eigen_smooth=args.eigen_smooth, aug_smooth=args.aug_smooth)
 
     def work(self, args, setup, inputs, folder, progress, journal):
         return explain_files(setup.engines, inputs, folder, setup.settings, progress=progress, header=setup.header,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import sys
 
-from gradcam.methods.registry import METHOD_OPTIONS, check_method_name
+from gradcam.methods.registry import check_method_name
 from gradcam.checks import one_line
-from gradcam.cli.arguments import UsageError, flag_errors
+from gradcam.cli.arguments import METHOD_FLAGS, UsageError, flag_errors, option_takers
 from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
 from gradcam.targets import resolve_targets
 
@@ -42,27 +42,22 @@ def parse_targets(values, classes, warn_duplicates: bool = True) -> list[int] | 
     return list(first)
 
 
-#: The methods' own options (:data:`gradcam.methods.registry.METHOD_OPTIONS`) that the
-#: command line has a flag for.
-FLAG_OPTIONS = ("max_channels",)
-
-
 def method_options(args, names) -> dict:
     """The engine arguments that the options give each ``--method`` name (those set): an
-    option goes to each of the methods that take it.
+    option (:data:`~gradcam.cli.arguments.METHOD_FLAGS`) goes to each of the methods
+    that take it.
 
     Raises:
         UsageError: an option set when none of the methods that take it is among ``names``.
     """
     options = {name: {} for name in names}
-    for option in FLAG_OPTIONS:
+    for option, (flag, *_) in METHOD_FLAGS.items():
         value = getattr(args, option)
         if value is None:
             continue
-        takers = [method for method, own in METHOD_OPTIONS.items() if option in own]
+        takers = option_takers(option)
         given = [method for method in takers if method in options]
         if not given:
-            flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} applies to --method {' or '.join(takers)}, which is not given.")
         for method in given:
             options[method][option] = value

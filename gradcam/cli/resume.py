@@ -9,7 +9,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from gradcam.cli.arguments import UsageError, flag_of
+from gradcam.cli.arguments import METHOD_FLAGS, UsageError, flag_of
 from gradcam.cli.messages import say
 from gradcam.cli.model import check_method_names
 from gradcam.io.journal import RunJournal, inputs_digest, setting_differences
@@ -24,13 +24,17 @@ def recorded_options(args, command: StreamCommand) -> dict:
     run must give the same (``--batch-size`` and the display options may change)."""
     options = {name: getattr(args, name) for name in RECORDED_OPTIONS + command.recorded_options}
     options["method"] = check_method_names(args.method)  # the default, spelled out
+    options.update({name: getattr(args, name) for name in SMOOTHING})
     options.update(command.recorded_defaults(args))
     return json.loads(json.dumps(options))
 
 
 #: The options of both commands recorded in a run's journal (:func:`recorded_options`).
-RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", "max_channels", "layer", "score",
+RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", *METHOD_FLAGS, "layer", "score",
                     "preprocess")
+#: ``--eigen-smooth`` and ``--aug-smooth``: ``False`` in a journal that lacks them (an
+#: earlier version's).
+SMOOTHING = ("eigen_smooth", "aug_smooth")
 
 
 def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> bool:
@@ -64,7 +68,8 @@ def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> 
         raise UsageError(f"--out {args.out!r} holds an interrupted run ({done} of {info.get('inputs')} images "
                          "done). Pass --resume to go on with it, --overwrite to start it again, or choose "
                          "another --out.")
-    differences = setting_differences(info["settings"], recorded_options(args, command))
+    recorded = {**dict.fromkeys(SMOOTHING, False), **info["settings"]}
+    differences = setting_differences(recorded, recorded_options(args, command))
     if differences:
         name, then, now = differences[0]
         raise UsageError(f"--resume: {flag_of(name)} differs from the interrupted run's: it was {then!r}, "

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam.checks import one_line
-from gradcam.cli.arguments import UsageError, flag_errors
+from gradcam.checks import ArgumentError, one_line
+from gradcam.cli.arguments import UsageError, flag_errors, flag_of
 from gradcam.cli.cost import EstimatingProgress, check_cost, forward_passes
 from gradcam.cli.messages import plural, say, warn
 from gradcam.cli.memory import check_memory
@@ -209,7 +209,11 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
             for engine in engines:
-                engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets)
+                engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets, **settings.smoothing)
+    except ArgumentError as error:
+        # --eigen-smooth on a layer of one channel; otherwise the options are checked: the model fails
+        flag = flag_of(error.argument) if error.argument == "eigen_smooth" else "--model"
+        raise UsageError(f"{flag}: {one_line(error)}") from None
     except (TypeError, ValueError) as error:  # the options are checked: the model fails
         raise UsageError(f"--model: {one_line(error)}") from None
     header = {"model": args.model, "methods": [engine.name for engine in engines],

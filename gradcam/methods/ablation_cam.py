@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from gradcam.checks import check_positive_int
+from gradcam.checks import attributed_to, check_positive_int
 from gradcam.methods.perturbation import PerturbationMethod
 from gradcam.methods.scorecam import spread_to_channels, top_variance_channels
 
@@ -49,7 +49,8 @@ class AblationCAM(PerturbationMethod):
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
                  reshape=None, perturbation_batch: int = 32, max_channels: int | None = None, *,
                  weak_model: bool = False):
-        max_channels = check_positive_int(max_channels, "max_channels", allow_none=True)
+        with attributed_to("max_channels"):
+            max_channels = check_positive_int(max_channels, "max_channels", allow_none=True)
         super().__init__(model, layer, score, class_names, preprocess, reshape, perturbation_batch,
                          weak_model=weak_model)
         self.max_channels = max_channels

@@ -58,7 +58,7 @@ from keras import ops
 
 from gradcam import backend, hub
 from gradcam.capture import capture, model_info
-from gradcam.checks import ArgumentError, check_positive_int
+from gradcam.checks import ArgumentError, check_bool, check_positive_int
 from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
@@ -542,9 +542,7 @@ class Method:
     def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
         check_positive_int(batch_size, "batch_size")
-        for option, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ArgumentError(option, f"{option} must be True or False; got {value!r}.")
+        eigen_smooth, aug_smooth = check_bool(eigen_smooth, "eigen_smooth"), check_bool(aug_smooth, "aug_smooth")
         wanted = plan(targets, self._spec, len(batch))
         run = self._run_augmented if aug_smooth else self._run_batch
         parts = []

@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from gradcam.capture import capture
-from gradcam.checks import check_positive_int
+from gradcam.checks import attributed_to, check_positive_int
 from gradcam.methods.base import Capture, Method
 from gradcam.targets import Plan, View
 
@@ -62,7 +62,8 @@ class PerturbationMethod(Method):
                  reshape=None, perturbation_batch: int = 32, *, weak_model: bool = False):
         if self.perturbs not in PERTURBS:
             raise TypeError(f"{type(self).__name__}.perturbs must be one of {PERTURBS}; got {self.perturbs!r}.")
-        perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
+        with attributed_to("perturbation_batch"):
+            perturbation_batch = check_positive_int(perturbation_batch, "perturbation_batch")
         super().__init__(model, layer, score, class_names, preprocess, reshape, weak_model=weak_model)
         self.perturbation_batch = perturbation_batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from gradcam.checks import ArgumentError, check_positive_int
+from gradcam.checks import ArgumentError, attributed_to, check_positive_int
 from gradcam.methods.base import Method
 
 
@@ -39,7 +39,8 @@ class RandomCAM(Method):
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
                  reshape=None, seed: int = 0, *, weak_model: bool = False):
-        seed = check_positive_int(seed, "seed", allow_zero=True)
+        with attributed_to("seed"):
+            seed = check_positive_int(seed, "seed", allow_zero=True)
         if seed >= 2**32:
             raise ArgumentError("seed", f"seed must be an integer in [0, 2**32); got {seed!r}.")
         super().__init__(model, layer, score, class_names, preprocess, reshape, weak_model=weak_model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from gradcam.checks import check_positive_int
+from gradcam.checks import attributed_to, check_positive_int
 from gradcam.methods.perturbation import PerturbationMethod
 
 
@@ -86,7 +86,8 @@ class ScoreCAM(PerturbationMethod):
                  reshape=None, perturbation_batch: int = 32, max_channels: int | None = None, *,
                  weak_model: bool = False):
         if max_channels is not None:
-            max_channels = check_positive_int(max_channels, "max_channels")
+            with attributed_to("max_channels"):
+                max_channels = check_positive_int(max_channels, "max_channels")
         super().__init__(model, layer, score, class_names, preprocess, reshape, perturbation_batch,
                          weak_model=weak_model)
         self.max_channels = max_channels

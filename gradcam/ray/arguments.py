@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from gradcam.checks import check_bool
 from gradcam.image import check_image_shape
 from gradcam.methods.registry import SCORES, check_method_name, check_method_options
 # Keras-free: a script that only reads files and starts actors never loads Keras.
@@ -30,10 +31,13 @@ def check_model(model) -> None:
         )
 
 
-def checked(model, method, score, preprocess, image_size, method_options=None):
+def checked(model, method, score, preprocess, image_size, method_options=None, eigen_smooth=False,
+            aug_smooth=False):
     """Check the arguments that need no model (nor Keras): the image size or ``None``."""
     check_method_name(method)
     check_method_options(method, method_options)
+    check_bool(eigen_smooth, "eigen_smooth")
+    check_bool(aug_smooth, "aug_smooth")
     check_model(model)
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}.")

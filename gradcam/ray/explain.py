@@ -113,7 +113,8 @@ def _actor_pool(concurrency, first: int):
 
 def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", layer=None, score: str = "auto",
                    targets=None, preprocess="auto", image_size=None, batch_size: int = 32,
-                   concurrency=None, num_gpus: float = 0, method_options=None) -> ray.data.Dataset:
+                   concurrency=None, num_gpus: float = 0, method_options=None, eigen_smooth: bool = False,
+                   aug_smooth: bool = False) -> ray.data.Dataset:
     """Explain a whole set of images on Ray: a ``ray.data.Dataset`` of class-activation maps.
 
     Files are found as ``gradcam explain`` finds them (folders recursively, hidden files
@@ -157,6 +158,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
             to ``0``.
         method_options: the method's own keyword arguments, as for :class:`Explainer`.
             Defaults to ``None``.
+        eigen_smooth: as for :class:`Explainer`. Defaults to ``False``.
+        aug_smooth: as for :class:`Explainer`. Defaults to ``False``.
 
     Returns:
         A lazy ``ray.data.Dataset`` with one row per image, holding the source's columns
@@ -166,7 +169,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     Raises:
         TypeError: ``source`` or ``model`` of another type; an option the method does not
             take.
-        ValueError: an unknown method, model name, score or preprocessing; a model file
+        ValueError: an unknown method, model name, score or preprocessing; ``eigen_smooth``
+            or ``aug_smooth`` that is not a bool; a model file
             that is missing or not a Keras file; no image file in ``source``; a bad
             ``image_size``, ``batch_size``, ``concurrency`` or ``num_gpus``.
 
@@ -174,7 +178,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         >>> explained = explain_images("photos/", model="efficientnet_lite0", concurrency=2)
         >>> explained.write_parquet("explanations/")
     """
-    size = checked(model, method, score, preprocess, image_size, method_options)
+    size = checked(model, method, score, preprocess, image_size, method_options, eigen_smooth, aug_smooth)
     check_positive_int(batch_size, "batch_size")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:
         raise ValueError(f"num_gpus must be a number of GPUs, 0 or more; got {num_gpus!r}.")
@@ -185,7 +189,8 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
     actors = _first_actors(concurrency, num_gpus)
     dataset = _source_dataset(source, size or builtin_image_size(model), batch_size, actors)
     settings = dict(model=model, method=method, layer=layer, score=score, targets=targets,
-                    preprocess=preprocess, image_size=size, method_options=method_options)
+                    preprocess=preprocess, image_size=size, method_options=method_options,
+                    eigen_smooth=eigen_smooth, aug_smooth=aug_smooth)
     return dataset.map_batches(
         Explainer, fn_constructor_kwargs=settings, batch_size=batch_size, batch_format="numpy",
         compute=_actor_pool(concurrency, actors), num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)

@@ -81,6 +81,10 @@ class Explainer:
             (built-in models are built for ``image_size`` when given). Defaults to ``None``.
         method_options: the method's own keyword arguments, e.g. ``{"max_channels":
             256}`` for Score-CAM (see each method's class). Defaults to ``None``.
+        eigen_smooth: each map is the first principal component of the method's
+            weighted activations (see :meth:`gradcam.GradCAM.compute`). Defaults to ``False``.
+        aug_smooth: each map is the mean of the maps of the image flipped and scaled by
+            0.9, 1.0 and 1.1 (see :meth:`gradcam.GradCAM.compute`). Defaults to ``False``.
 
     Raises:
         TypeError: ``model`` is neither a name, a path nor a function, or the function
@@ -99,8 +103,10 @@ class Explainer:
     """
 
     def __init__(self, model=DEFAULT_MODEL, method: str = "gradcam", layer=None, score: str = "auto",
-                 targets=None, preprocess="auto", image_size=None, method_options=None):
-        size = checked(model, method, score, preprocess, image_size, method_options)
+                 targets=None, preprocess="auto", image_size=None, method_options=None, eigen_smooth: bool = False,
+                 aug_smooth: bool = False):
+        size = checked(model, method, score, preprocess, image_size, method_options, eigen_smooth, aug_smooth)
+        self._smoothing = {"eigen_smooth": bool(eigen_smooth), "aug_smooth": bool(aug_smooth)}
         keras_model, builtin = _build_model(model, size)
         from gradcam import hub
         from gradcam.methods import build_engine
@@ -117,7 +123,7 @@ class Explainer:
         blank = np.zeros((1, *self._image_shape, 3), np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
-            blank = self._engine.compute(blank, targets=self._targets)  # compiles, gives the shapes
+            blank = self._engine.compute(blank, targets=self._targets, **self._smoothing)  # compiles, gives the shapes
         self._empty = {name: np.zeros((0, *value.shape[1:]), value.dtype)
                        for name, value in self._columns(blank).items()}
 
@@ -148,7 +154,7 @@ class Explainer:
         if len(images) == 0:
             return {**out, **self._empty}
         docs = np.stack([self._model_image(image) for image in images])
-        result = self._engine.compute(docs, targets=self._targets, batch_size=len(docs))
+        result = self._engine.compute(docs, targets=self._targets, batch_size=len(docs), **self._smoothing)
         return {**out, **self._columns(result)}
 
     @staticmethod
