@@ -50,7 +50,8 @@ class _Explaining(_Pipeline):
         one per map."""
         settings, names = self.settings, []
         for k, index in enumerate(results.targets[position].tolist()):
-            overlay = overlay_name(entry.item, index, self.engine.classes.name(index), settings.format,
+            name, label = self.target_name(results, k, index)
+            overlay = overlay_name(entry.item, index if label is None else -1, label or name, settings.format,
                                    self.methods[k])
             with self.timed("overlay"):
                 picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
@@ -102,7 +103,8 @@ class _Explaining(_Pipeline):
         targets = []
         for k, index in enumerate(results.targets[position].tolist()):
             proba = None if results.probas is None else float(results.probas[position, k])
-            targets.append(ExplainedTarget(index, self.engine.classes.name(index), float(results.scores[position, k]),
+            targets.append(ExplainedTarget(index, self.target_name(results, k, index)[0],
+                                           float(results.scores[position, k]),
                                            proba, overlays[k], empty=bool(results.empty[position, k]),
                                            method=self.methods[k]))
         with self.timed("summary"):

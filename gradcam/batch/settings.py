@@ -104,7 +104,8 @@ class RunSettings:
             preprocess = getattr(preprocess, "__qualname__", None) or repr(preprocess)
         return {
             "image_size": list(self.image_shape), "preprocess": preprocess,
-            "targets": None if self.targets is None else list(self.targets),
+            "targets": None if self.targets is None else [
+                t if isinstance(t, (int, str)) else getattr(t, "name", repr(t)) for t in self.targets],
             "batch_size": self.batch_size, "colormap": getattr(self.colormap, "name", self.colormap),
             "alpha_limit": self.alpha_limit, "overlay_size": self.overlay_size,
             "format": self.format, "compress": self.compress, "overlays": self.overlays,

@@ -209,9 +209,17 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     _add_common_options(parser)
     parser.add_argument(
-        "--target", action="append", metavar="N|NAME",
-        help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
-             "(default: each image's top prediction)")
+        "--target", action="append", metavar="SPEC",
+        help='what to explain: a class by index (281) or name ("tiger cat"); '
+             "segmentation:CATEGORY (a per-pixel output: the pixels whose top class is "
+             "CATEGORY, an index or name); output (the sum of a raw output's units) or "
+             "output:INDEX (one unit); contrast:CLASS (Finer-CAM: CLASS against its three "
+             "closest classes); repeat for several (default: each image's top prediction)")
+    parser.add_argument(
+        "--similar-to", metavar="IMAGE",
+        help="explain the cosine similarity of each image's output with the output on "
+             "IMAGE (loaded and preprocessed as the inputs are), for embedding models; with "
+             "a model that ends in a softmax, give --score output")
     parser.add_argument(
         "--class-names", metavar="FILE",
         help="the model's class names, one per line in output order (UTF-8), for --target "

@@ -29,7 +29,7 @@ def recorded_options(args, command: StreamCommand) -> dict:
 
 
 #: The options of both commands recorded in a run's journal (:func:`recorded_options`).
-RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", "max_channels", "layer", "score",
+RECORDED_OPTIONS = ("model", "image_size", "target", "similar_to", "class_names", "method", "max_channels", "layer", "score",
                     "preprocess")
 
 
