@@ -80,6 +80,10 @@ class _Explaining(_Pipeline):
         return futures
 
     def _top(self, results: Result, position: int) -> tuple[TopClass, ...]:
+        """The image's top classes; none when the model's output is not one vector of
+        class scores per image (a segmenter's, a detector's)."""
+        if not isinstance(results.outputs, np.ndarray) or results.outputs.ndim != 2:
+            return ()
         outputs = results.outputs[position]
         order = np.argsort(-outputs, kind="stable")[:TOP_CLASSES]
         softmax = results.probas is not None

@@ -100,6 +100,26 @@ def parse_targets(values, classes, warn_duplicates: bool = True) -> list | None:
     return kept
 
 
+def check_targets_fit(model, classes, targets) -> None:
+    """Check the targets that are not classes (:func:`parse_targets`) against the model's
+    outputs before anything is compiled: a ``segmentation:`` target needs a per-pixel
+    output, ``contrast:`` a classifier's, ``output:INDEX`` a unit that exists.
+
+    Raises:
+        UsageError: a target that does not fit the model's outputs.
+    """
+    from gradcam.capture import model_info
+    from gradcam.targets import OutputSpec, Target
+
+    spec = OutputSpec(model_info(model).output_shapes, classes, False, model.name)
+    for target in targets or ():
+        if isinstance(target, Target):
+            try:
+                target.bind(spec)
+            except (TypeError, ValueError) as error:
+                raise UsageError(f"--target: {one_line(error)}") from None
+
+
 #: The methods' own options (:data:`gradcam.methods.registry.METHOD_OPTIONS`) that the
 #: command line has a flag for.
 FLAG_OPTIONS = ("max_channels",)

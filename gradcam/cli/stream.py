@@ -36,6 +36,7 @@ from gradcam.cli.model import (
     build_engines,
     check_class_names,
     check_method_names,
+    check_targets_fit,
     method_classes,
     method_options,
     parse_target_spec,
@@ -207,6 +208,7 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
     check_class_names(class_names, args.class_names, model)
     engines = build_engines(model, classes, args.layer, args.score, class_names, options, model_spec=args.model)
     targets = parse_targets(args.target, engines[0].classes)
+    check_targets_fit(model, engines[0].classes, targets)
     preprocess = args.preprocess or (builtin.preprocessing if builtin else "none")
     if args.similar_to is not None:
         targets = (targets or []) + [similarity_target(args, model, image_shape, preprocess_function(preprocess))]
@@ -406,6 +408,8 @@ def report_empty_maps(report: RunReport, setup: SetUp, where: str) -> None:
     """Warn, once, about all-zero maps (``where``: the file that marks them)."""
     if report.empty_maps:
         maps = report.ok * setup.settings.targets_per_image * len(setup.engines)
+        classes = all(isinstance(t, (int, str)) for t in setup.settings.targets or ())
         print(f"gradcam: warning: {report.empty_maps} of {maps} maps are "
-              f"all zero: no part of the layer's output raises the explained score ({where}). "
+              f"all zero: no part of the layer's output raises the {'class' if classes else 'explained'} "
+              f"score ({where}). "
               "Try --score output, or another --layer.", file=sys.stderr)
