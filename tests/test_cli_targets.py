@@ -257,3 +257,14 @@ def test_empty_map_warning_speaks_of_the_class_for_class_targets():
     with pytest.warns(EmptyMapWarning) as caught:
         cam.compute(np.zeros_like(X) - 100.0, targets=0)
     assert "raises the output of their class by this method's measure" in str(caught[0].message)
+
+
+def test_an_earlier_runs_named_overlay_is_not_overwritten(tmp_path, capsys, models, image):
+    out = tmp_path / "out"
+    argv = ["explain", image, "--model", models["segmenter"], "--out", out, "--layer", "conv", "--target", "output"]
+    assert run(capsys, *argv)[0] == 0
+    for name in ("heatmaps.npz", "summary.csv", "summary.json"):
+        os.unlink(out / name)
+    status, _, stderr = run(capsys, *argv)
+    assert status == 2
+    assert f"'{out / 'cat.output.gradcam.jpg'}' exists" in stderr

@@ -26,10 +26,11 @@ RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
 #: The files a run of ``gradcam evaluate`` writes in the output folder.
 EVALUATION_FILES = ("metrics.csv",)
 
-# The method is optional: the overlays of gradcam 0.1, which had none, are found too. A
-# class target's label is its index and name, another target's its name (a letter first).
+# The method is optional after a class target's label (its index and name): the overlays
+# of gradcam 0.1, which had none, are found too. Another target's label is its name (a
+# letter first), always followed by the method.
 _OVERLAY_NAME = re.compile(
-    r"^(?P<stem>.+)\.(\d+(-[A-Za-z0-9_-]*)?|[A-Za-z][A-Za-z0-9_-]*)(\.[a-z0-9+]+)?\.("
+    r"^(?P<stem>.+)\.(\d+(-[A-Za-z0-9_-]*)?(\.[a-z0-9+]+)?|[A-Za-z][A-Za-z0-9_-]*\.[a-z0-9+]+)\.("
     + "|".join(OVERLAY_FORMATS) + r")$")
 
 
