@@ -90,7 +90,9 @@ outputs, in --out:
   NAME.CLASS-LABEL.METHOD.jpg
                          one overlay per image, target and method: sub/cat.jpg
                          gives sub/cat.282-tiger_cat.gradcam.jpg (.png, .webp
-                         with --format). Folders mirror the inputs' (relative
+                         with --format; a target that is not a class is named
+                         after it: cat.segmentation_of_1.gradcam.jpg). Folders
+                         mirror the inputs' (relative
                          to the deepest folder holding them all). Drawn on the
                          image shrunk to --overlay-size pixels.
   heatmaps.npz           heatmaps (N, K, h, w) in [0, 1] (K = targets times
