@@ -214,6 +214,14 @@ def test_similar_to_a_softmax_model_asks_for_score_output(tmp_path, capsys, mode
     assert "--similar-to compares the model's outputs, and the model ends in a softmax: give --score output" in stderr
 
 
+def test_similar_to_a_per_pixel_output_is_a_usage_error(tmp_path, capsys, models, image):
+    status, _, stderr = run(capsys, "explain", image, "--model", models["segmenter"], "--out", tmp_path / "out",
+                            "--layer", "conv", "--similar-to", image)
+    assert status == 2
+    assert f"--similar-to needs a model with one (batch, D) output; {models['segmenter']!r} returns (1, 8, 8, 3)." \
+        in stderr
+
+
 def test_bad_target_for_the_model_is_a_usage_error(tmp_path, capsys, models, image):
     status, _, stderr = run(capsys, "explain", image, "--model", models["classifier"], "--out", tmp_path / "out",
                             "--target", "segmentation:1")

@@ -255,10 +255,11 @@ def similarity_target(args, model, image_shape, preprocess):
     except (OSError, ValueError) as error:
         raise UsageError(f"--similar-to {args.similar_to!r}: {one_line(error)}") from None
     doc = doc if preprocess is None else preprocess(doc)
-    output = keras.ops.convert_to_numpy(model(doc, training=False))
-    if not isinstance(output, np.ndarray) or output.ndim != 2:
+    outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(doc, training=False))]
+    output = outputs[0]
+    if len(outputs) != 1 or output.ndim != 2:
         raise UsageError(f"--similar-to needs a model with one (batch, D) output; {args.model!r} returns "
-                         f"{getattr(output, 'shape', type(output).__name__)}.")
+                         f"{' and '.join(str(y.shape) for y in outputs)}.")
     try:
         return Similarity(output[0])
     except ValueError as error:  # an all-zero output
