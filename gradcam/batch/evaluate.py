@@ -45,7 +45,7 @@ class _Evaluating(_Pipeline):
             try:
                 with self.timed("metrics"):
                     for k in range(len(self.methods)):
-                        values[:, k, j] = metric(model, images, results.heatmaps[:, k], results.targets[:, k],
+                        values[:, k, j] = metric(model, images, results.heatmaps[:, k], self.scored(results, k),
                                                  preprocess=self.settings.preprocess)
             except Exception as error:  # recorded per image; the run goes on
                 self.fail_batch(chunk, f"the metric {name} failed on a batch: {one_line(error)}")
@@ -56,11 +56,19 @@ class _Evaluating(_Pipeline):
             position += entry.error is None
         return outcomes
 
+    def scored(self, results, k: int):
+        """What the metrics score for map ``k``: its class indices ``(N,)``, or its target
+        object when it is not a class (the same target the map explains)."""
+        if self.target_name(results, k, 0)[1] is None:
+            return results.targets[:, k]
+        return self.settings.targets[k % self.settings.targets_per_image]
+
     def record_image(self, entry, results, position, outcome) -> None:
         targets = results.targets[position].tolist()
         with self.timed("summary"):
             self.files.add(entry.item.path, [
-                (method, index, self.engine.classes.name(index)) for method, index in zip(self.methods, targets)
+                (method, index, self.target_name(results, k, index)[0])
+                for k, (method, index) in enumerate(zip(self.methods, targets))
             ], outcome)
 
     def record_failed(self, path, error) -> None:

@@ -50,7 +50,8 @@ class _Explaining(_Pipeline):
         one per map."""
         settings, names = self.settings, []
         for k, index in enumerate(results.targets[position].tolist()):
-            overlay = overlay_name(entry.item, index, self.engine.classes.name(index), settings.format,
+            name, label = self.target_name(results, k, index)
+            overlay = overlay_name(entry.item, index if label is None else -1, label or name, settings.format,
                                    self.methods[k])
             with self.timed("overlay"):
                 picture = overlay_heatmap(entry.base, results.heatmaps[position, k],
@@ -79,6 +80,10 @@ class _Explaining(_Pipeline):
         return futures
 
     def _top(self, results: Result, position: int) -> tuple[TopClass, ...]:
+        """The image's top classes; none when the model's output is not one vector of
+        class scores per image (a segmenter's, a detector's)."""
+        if not isinstance(results.outputs, np.ndarray) or results.outputs.ndim != 2:
+            return ()
         outputs = results.outputs[position]
         order = np.argsort(-outputs, kind="stable")[:TOP_CLASSES]
         softmax = results.probas is not None
@@ -102,7 +107,8 @@ class _Explaining(_Pipeline):
         targets = []
         for k, index in enumerate(results.targets[position].tolist()):
             proba = None if results.probas is None else float(results.probas[position, k])
-            targets.append(ExplainedTarget(index, self.engine.classes.name(index), float(results.scores[position, k]),
+            targets.append(ExplainedTarget(index, self.target_name(results, k, index)[0],
+                                           float(results.scores[position, k]),
                                            proba, overlays[k], empty=bool(results.empty[position, k]),
                                            method=self.methods[k]))
         with self.timed("summary"):

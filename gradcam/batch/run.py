@@ -122,6 +122,21 @@ class _Pipeline:
     def abort(self) -> None:
         """Remove the run-level files' temporaries (the run was interrupted or failed)."""
 
+    def target_name(self, results: Result, k: int, index: int) -> tuple[str | None, str | None]:
+        """Map ``k``'s target as the summaries name it, and as its overlay's file name does
+        when it is not a class: a class target's class name and ``None``; another
+        target's own name (:attr:`gradcam.targets.Target.name`), and that name after its
+        kind when it does not start with a letter (``"contrast 282 (tiger cat) vs
+        closest"``)."""
+        from gradcam.targets import Class
+
+        explained = results.explained
+        target = None if explained is None else explained[k % len(explained)]
+        if target is None or type(target) is Class:
+            return self.engine.classes.name(index), None
+        name = target.name
+        return name, name if name[:1].isalpha() else f"{type(target).__name__.lower()} {name}"
+
     def compute(self, batch: np.ndarray) -> Result:
         """Every method's results on a preprocessed batch, as one result whose maps are
         each method's in turn (``(N, methods x K, h, w)``)."""

@@ -21,8 +21,8 @@ class RunSettings:
         image_shape: ``(height, width)`` the model takes.
         preprocess: function applied to each stacked float32 batch (RGB 0..255) before
             the engine, or ``None``.
-        targets: class indices (or names) to explain for every image, or ``None`` for
-            each image's top prediction.
+        targets: class indices (or names) or :mod:`gradcam.targets` objects to explain
+            for every image, or ``None`` for each image's top prediction.
         batch_size: images per engine call.
         colormap: matplotlib colormap name (or colormap) of the overlays.
         alpha_limit: the overlays' largest opacity, a fraction in [0, 1].
@@ -46,7 +46,7 @@ class RunSettings:
 
     image_shape: tuple[int, int]
     preprocess: Callable[[np.ndarray], np.ndarray] | None = None
-    targets: tuple[int | str, ...] | None = None
+    targets: tuple | None = None
     batch_size: int = 32
     colormap: object = "viridis"
     alpha_limit: float = 0.65
@@ -115,7 +115,8 @@ class RunSettings:
             preprocess = getattr(preprocess, "__qualname__", None) or repr(preprocess)
         return {
             "image_size": list(self.image_shape), "preprocess": preprocess,
-            "targets": None if self.targets is None else list(self.targets),
+            "targets": None if self.targets is None else [
+                t if isinstance(t, (int, str)) else getattr(t, "name", repr(t)) for t in self.targets],
             "batch_size": self.batch_size, "colormap": getattr(self.colormap, "name", self.colormap),
             "alpha_limit": self.alpha_limit, "overlay_size": self.overlay_size,
             "format": self.format, "compress": self.compress, "overlays": self.overlays,

@@ -90,7 +90,9 @@ outputs, in --out:
   NAME.CLASS-LABEL.METHOD.jpg
                          one overlay per image, target and method: sub/cat.jpg
                          gives sub/cat.282-tiger_cat.gradcam.jpg (.png, .webp
-                         with --format). Folders mirror the inputs' (relative
+                         with --format; a target that is not a class is named
+                         after it: cat.segmentation_of_1.gradcam.jpg). Folders
+                         mirror the inputs' (relative
                          to the deepest folder holding them all). Drawn on the
                          image shrunk to --overlay-size pixels.
   heatmaps.npz           heatmaps (N, K, h, w) in [0, 1] (K = targets times
@@ -224,9 +226,17 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     _add_common_options(parser)
     parser.add_argument(
-        "--target", action="append", metavar="N|NAME",
-        help='a class to explain, by index (281) or name ("tiger cat"); repeat for several '
-             "(default: each image's top prediction)")
+        "--target", action="append", metavar="SPEC",
+        help='what to explain: a class by index (281) or name ("tiger cat"); '
+             "segmentation:CATEGORY (a per-pixel output: the pixels whose top class is "
+             "CATEGORY, an index or name); output (the sum of a raw output's units) or "
+             "output:INDEX (one unit); contrast:CLASS (Finer-CAM: CLASS against its three "
+             "closest classes); repeat for several (default: each image's top prediction)")
+    parser.add_argument(
+        "--similar-to", metavar="IMAGE",
+        help="explain the cosine similarity of each image's output with the output on "
+             "IMAGE (loaded and preprocessed as the inputs are), for embedding models; with "
+             "a model that ends in a softmax, give --score output")
     parser.add_argument(
         "--class-names", metavar="FILE",
         help="the model's class names, one per line in output order (UTF-8), for --target "

@@ -12,34 +12,112 @@ from gradcam.methods.registry import check_method_name
 from gradcam.checks import one_line
 from gradcam.cli.arguments import METHOD_FLAGS, UsageError, flag_errors, option_takers
 from gradcam.io.class_names import ClassNamesError, check_class_count, read_class_names
-from gradcam.targets import resolve_targets
+from gradcam.targets import Contrast, Output, Segmentation, resolve_targets
 
 _INDEX = re.compile(r"^-?[0-9]+$")
 
+#: The ``--target`` forms besides a class index or name, for the help and the errors.
+TARGET_FORMS = ("segmentation:CATEGORY", "output", "output:INDEX", "contrast:CLASS")
+_KINDS = ("segmentation", "output", "contrast")
+_ACCEPTED = "a class index (281) or name (\"tiger cat\"), " + ", ".join(TARGET_FORMS)
 
-def parse_targets(values, classes, warn_duplicates: bool = True) -> list[int] | None:
-    """Resolve ``--target`` values to class indices: ASCII digits (with an optional minus)
-    are an index, anything else a class name. A class given twice (``--target 281
-    --target tabby``) is explained once, with a warning.
+
+def _class(text: str):
+    """A class given on the command line: ASCII digits (with an optional minus) are an
+    index, anything else a name."""
+    return int(text) if _INDEX.match(text.strip()) else text
+
+
+def parse_target_spec(value: str):
+    """One ``--target`` value, checked without the model: a class index or name (an int
+    or a str), or a :mod:`gradcam.targets` object for the forms of :data:`TARGET_FORMS`
+    (``segmentation:12``, ``output``, ``output:3``, ``contrast:tabby``).
 
     Raises:
-        UsageError: an index out of range or an unknown class name.
+        UsageError: a form with a missing or bad argument; the message names the value and
+            the accepted forms.
+    """
+    kind, colon, argument = value.partition(":")
+    kind = kind.strip().lower()
+    if kind not in _KINDS or (not colon and kind != "output"):
+        return _class(value)
+    argument = argument.strip()
+    if kind == "output":
+        if not colon:
+            return Output()
+        if not re.fullmatch(r"[0-9]+", argument):
+            raise UsageError(f"--target: {value!r}: output:INDEX needs a unit index, a whole number from 0; "
+                             f"the accepted forms are {_ACCEPTED}.")
+        return Output(int(argument))
+    if not argument:
+        raise UsageError(f"--target: {value!r}: {kind}: needs a class index or name after the colon; "
+                         f"the accepted forms are {_ACCEPTED}.")
+    return (Segmentation if kind == "segmentation" else Contrast)(_class(argument))
+
+
+def parse_targets(values, classes, warn_duplicates: bool = True) -> list | None:
+    """Resolve ``--target`` values: class indices and names become class indices, the
+    other forms (:func:`parse_target_spec`) :mod:`gradcam.targets` objects whose classes
+    are checked against ``classes``. A target given twice (``--target 281 --target
+    tabby``) is explained once, with a warning.
+
+    Args:
+        values: the ``--target`` values, or ``None``.
+        classes: the model's :class:`~gradcam.targets.ClassNames`.
+        warn_duplicates: whether to warn about a target given twice. Defaults to ``True``.
+
+    Returns:
+        The targets, in order (ints for classes), or ``None`` without ``--target``.
+
+    Raises:
+        UsageError: a bad form, an index out of range or an unknown class name.
     """
     if not values:
         return None
-    parsed = [int(v) if _INDEX.match(v.strip()) else v for v in values]
-    try:
-        indices = resolve_targets(parsed, classes, 1)[0].tolist()
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"--target: {one_line(error)}") from None
-    first: dict[int, str] = {}  # each class, and the value that first gave it
-    for value, index in zip(values, indices):
-        if index not in first:
-            first[index] = value
-        elif warn_duplicates:
-            print(f"gradcam: warning: --target {value!r} is class {index}, given already as {first[index]!r}: "
-                  "it is explained once.", file=sys.stderr)
-    return list(first)
+    parsed = [parse_target_spec(v) for v in values]
+    kept, first = [], {}  # the targets, and the value that first gave each
+    for value, target in zip(values, parsed):
+        try:
+            if isinstance(target, Output):
+                key = ("output", target.unit)
+            else:
+                category = target.category if isinstance(target, Segmentation) else (
+                    target.target if isinstance(target, Contrast) else target)
+                kind = "class" if isinstance(target, (int, str)) else type(target).__name__
+                key = (kind, int(resolve_targets([category], classes, 1)[0, 0]))
+        except (TypeError, ValueError) as error:
+            if isinstance(target, (int, str)):
+                raise UsageError(f"--target: {one_line(error)}") from None
+            raise UsageError(f"--target: {value!r}: {one_line(error)}") from None
+        if key in first:
+            if warn_duplicates:
+                what = f"class {key[1]}" if isinstance(target, (int, str)) else "the same target"
+                print(f"gradcam: warning: --target {value!r} is {what}, given already as {first[key]!r}: "
+                      "it is explained once.", file=sys.stderr)
+            continue
+        first[key] = value
+        kept.append(key[1] if isinstance(target, (int, str)) else target)
+    return kept
+
+
+def check_targets_fit(model, classes, targets) -> None:
+    """Check the targets that are not classes (:func:`parse_targets`) against the model's
+    outputs before anything is compiled: a ``segmentation:`` target needs a per-pixel
+    output, ``contrast:`` a classifier's, ``output:INDEX`` a unit that exists.
+
+    Raises:
+        UsageError: a target that does not fit the model's outputs.
+    """
+    from gradcam.capture import model_info
+    from gradcam.targets import OutputSpec, Target
+
+    spec = OutputSpec(model_info(model).output_shapes, classes, False, model.name)
+    for target in targets or ():
+        if isinstance(target, Target):
+            try:
+                target.bind(spec)
+            except (TypeError, ValueError) as error:
+                raise UsageError(f"--target: {one_line(error)}") from None
 
 
 def method_options(args, names) -> dict:

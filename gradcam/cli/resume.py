@@ -30,8 +30,8 @@ def recorded_options(args, command: StreamCommand) -> dict:
 
 
 #: The options of both commands recorded in a run's journal (:func:`recorded_options`).
-RECORDED_OPTIONS = ("model", "image_size", "target", "class_names", "method", *METHOD_FLAGS, "layer", "score",
-                    "preprocess")
+RECORDED_OPTIONS = ("model", "image_size", "target", "similar_to", "class_names", "method", *METHOD_FLAGS, "layer",
+                    "score", "preprocess")
 #: ``--eigen-smooth`` and ``--aug-smooth``: ``False`` in a journal that lacks them (an
 #: earlier version's).
 SMOOTHING = ("eigen_smooth", "aug_smooth")

@@ -36,8 +36,10 @@ from gradcam.cli.model import (
     build_engines,
     check_class_names,
     check_method_names,
+    check_targets_fit,
     method_classes,
     method_options,
+    parse_target_spec,
     parse_targets,
     read_class_names_option,
 )
@@ -124,18 +126,24 @@ def warn_small_image_size(args) -> None:
 
 
 def check_targets_before_model(args, class_names) -> None:
-    """Check the ``--target`` names against the class names known without the model:
-    ``--class-names``, or ImageNet's for a built-in model.
+    """Check the ``--target`` forms, and their class names against the class names known
+    without the model (``--class-names``, or ImageNet's for a built-in model), and that
+    the ``--similar-to`` file exists.
 
     Raises:
-        UsageError: a name that is not a class.
+        UsageError: a bad form, a name that is not a class, a missing ``--similar-to`` file.
     """
+    if args.similar_to is not None and not os.path.isfile(args.similar_to):
+        raise UsageError(f"--similar-to {args.similar_to!r}: no such image file.")
     if not args.target:
         return
     if class_names is not None:
         parse_targets(args.target, ClassNames(len(class_names), class_names), warn_duplicates=False)
     elif builtin_image_size(args.model) is not None:  # the built-in models are ImageNet's
         parse_targets(args.target, ClassNames(NUM_CLASSES), warn_duplicates=False)
+    else:  # the forms, before the model loads; the classes once it has
+        for value in args.target:
+            parse_target_spec(value)
 
 
 @contextlib.contextmanager
@@ -200,7 +208,10 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
     check_class_names(class_names, args.class_names, model)
     engines = build_engines(model, classes, args.layer, args.score, class_names, options, model_spec=args.model)
     targets = parse_targets(args.target, engines[0].classes)
+    check_targets_fit(model, engines[0].classes, targets)
     preprocess = args.preprocess or (builtin.preprocessing if builtin else "none")
+    if args.similar_to is not None:
+        targets = (targets or []) + [similarity_target(args, model, image_shape, preprocess_function(preprocess))]
     with flag_errors():
         settings = command.settings(args, image_shape, preprocess_function(preprocess), targets)
     largest = max(settings.batch_size, command.memory_batch_size(args) or 0)
@@ -224,6 +235,39 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
     if any(options.values()):
         header["method_options"] = {name: values for name, values in options.items() if values}
     return SetUp(engines, settings, header)
+
+
+def similarity_target(args, model, image_shape, preprocess):
+    """The :class:`~gradcam.targets.Similarity` target of ``--similar-to IMAGE``: the
+    model's output on IMAGE, loaded and preprocessed as the inputs are.
+
+    Raises:
+        UsageError: the image cannot be read, the model ends in a softmax and ``--score``
+            is not ``output``, or its output is not one ``(batch, D)`` vector.
+    """
+    import keras
+
+    from gradcam.capture import model_info
+    from gradcam.image import image_from_path
+    from gradcam.targets import Similarity
+
+    if model_info(model).softmax is not None and args.score != "output":
+        raise UsageError("--similar-to compares the model's outputs, and the model ends in a softmax: give "
+                         "--score output to explain the similarity of its probabilities.")
+    try:
+        doc = image_from_path(args.similar_to, image_shape)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--similar-to {args.similar_to!r}: {one_line(error)}") from None
+    doc = doc if preprocess is None else preprocess(doc)
+    outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(doc, training=False))]
+    output = outputs[0]
+    if len(outputs) != 1 or output.ndim != 2:
+        raise UsageError(f"--similar-to needs a model with one (batch, D) output; {args.model!r} returns "
+                         f"{' and '.join(str(y.shape) for y in outputs)}.")
+    try:
+        return Similarity(output[0])
+    except ValueError as error:  # an all-zero output
+        raise UsageError(f"--similar-to {args.similar_to!r}: {one_line(error)}") from None
 
 
 @contextlib.contextmanager
@@ -369,6 +413,8 @@ def report_empty_maps(report: RunReport, setup: SetUp, where: str) -> None:
     """Warn, once, about all-zero maps (``where``: the file that marks them)."""
     if report.empty_maps:
         maps = report.ok * setup.settings.targets_per_image * len(setup.engines)
+        classes = all(isinstance(t, (int, str)) for t in setup.settings.targets or ())
         print(f"gradcam: warning: {report.empty_maps} of {maps} maps are "
-              f"all zero: no part of the layer's output raises the class score ({where}). "
+              f"all zero: no part of the layer's output raises the {'class' if classes else 'explained'} "
+              f"score ({where}). "
               "Try --score output, or another --layer.", file=sys.stderr)

@@ -26,14 +26,28 @@ RUN_FILES = ("heatmaps.npz", "summary.csv", "summary.json")
 #: The files a run of ``gradcam evaluate`` writes in the output folder.
 EVALUATION_FILES = ("metrics.csv",)
 
-# The method is optional: the overlays of gradcam 0.1, which had none, are found too.
+# The method is optional after a class target's label (its index and name): the overlays
+# of gradcam 0.1, which had none, are found too. Another target's label is its name (a
+# letter first), always followed by the method.
 _OVERLAY_NAME = re.compile(
-    r"^(?P<stem>.+)\.\d+(-[A-Za-z0-9_-]*)?(\.[a-z0-9+]+)?\.(" + "|".join(OVERLAY_FORMATS) + r")$")
+    r"^(?P<stem>.+)\.(\d+(-[A-Za-z0-9_-]*)?(\.[a-z0-9+]+)?|[A-Za-z][A-Za-z0-9_-]*\.[a-z0-9+]+)\.("
+    + "|".join(OVERLAY_FORMATS) + r")$")
 
 
 def target_label(index: int, name: str | None) -> str:
-    """The part of an overlay's file name naming its class: ``"282-tiger_cat"``."""
+    """The part of an overlay's file name naming its target: ``"282-tiger_cat"`` for a
+    class, and for another target (``index`` -1) its name made file-name safe, which
+    must then start with a letter: ``"segmentation_of_12"``.
+
+    Raises:
+        ValueError: a target other than a class whose name does not start with a letter.
+    """
     slug = re.sub(r"[^A-Za-z0-9-]+", "_", name or "").strip("_")
+    if index < 0:
+        if not slug[:1].isalpha():
+            raise ValueError(f"the overlay label of a target that is not a class must start with a letter; "
+                             f"got {name!r}.")
+        return slug
     return f"{index}-{slug}" if slug else str(index)
 
 

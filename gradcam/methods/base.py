@@ -65,7 +65,7 @@ from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
 from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
 from gradcam.model_input import as_batch, model_input
-from gradcam.targets import TOP, ClassNames, OutputSpec, Plan, View, plan
+from gradcam.targets import TOP, Class, ClassNames, OutputSpec, Plan, View, plan
 
 
 class EmptyMapWarning(UserWarning):
@@ -560,7 +560,7 @@ class Method:
             wanted.check(notes, _stacklevel_outside_package() + 1)
         empty = ~maps.any(axis=(2, 3))
         if empty.any() and self.warn_empty:
-            self._warn_empty()
+            self._warn_empty(classes=explained is None or all(type(t) is Class for t in explained))
         return Result(
             heatmaps=maps,
             targets=resolved,
@@ -571,13 +571,15 @@ class Method:
             explained=explained,
         )
 
-    def _warn_empty(self) -> None:
-        # One text per engine: Python's warning filters then show it once per line of the
-        # caller's code, and a call made under "ignore" (a warm-up) uses nothing up.
+    def _warn_empty(self, classes: bool = True) -> None:
+        # One text per engine and kind of target: Python's warning filters then show it
+        # once per line of the caller's code, and a call made under "ignore" (a warm-up)
+        # uses nothing up.
         score = "the logit" if self._softmax_ref is not None else "the output"
+        score = f"{score} of their class" if classes else "the explained score"
         warnings.warn(
             f"Some {self.name} maps at layer {self.layer!r} are all zero: no part of that "
-            f"layer's output raises {score} of their class by this method's measure (after "
+            f"layer's output raises {score} by this method's measure (after "
             "Flatten and Dense, for example, the gradients average out over the map). Try "
             "score='output' or another layer (layer=...). Result.empty and "
             "TargetExplanation.empty mark the empty maps.",
