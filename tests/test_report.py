@@ -166,3 +166,19 @@ def test_no_images_and_no_softmax(tmp_path):
         gradcam.report(make_functional(), np.zeros((0, 4, 4, 1), np.float32))
     with pytest.raises(ValueError, match="average_drop needs a model that ends in a softmax.*model 'tiny' does not"):
         gradcam.report(make_functional(activation=None), IMAGES)
+
+
+def test_images_studied_in_batches_give_the_same_numbers(study):
+    """Each image's numbers come from its own batch: batches of 2 give the values of one
+    batch of 5, except Smooth MPRT, whose noise is drawn per batch; the forward passes are
+    the same."""
+    model, data, _ = study
+    batched = gradcam.report(model, IMAGES, methods=METHODS, batch_size=2, **OPTIONS)
+    for name in data["values"]:
+        for metric, values in data["values"][name].items():
+            if metric != "smooth_mprt":
+                np.testing.assert_allclose(np.array(batched["values"][name][metric], float),
+                                           np.array(values, float), rtol=1e-5, atol=1e-6, err_msg=f"{name} {metric}")
+    assert batched["values"]["gradcam"]["smooth_mprt"] != data["values"]["gradcam"]["smooth_mprt"]
+    assert batched["forward_passes"] == data["forward_passes"]
+    assert batched["images"] == data["images"]

@@ -71,7 +71,9 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
         resamples: bootstrap resamples. Defaults to ``10000``.
         confidence: the intervals' level. Defaults to ``0.95``.
         test: ``"wilcoxon"`` or ``"bootstrap"``. Defaults to ``"wilcoxon"``.
-        batch_size: images through the model at once. Defaults to ``32``.
+        batch_size: images through the model at once, and studied together: each batch
+            of images is studied in turn, and only the intervals, tests and verdict look
+            at them all (Smooth MPRT draws its noise per batch). Defaults to ``32``.
         image_shape: ``(height, width)`` files are loaded at; ``None`` takes the model's
             input size (224 x 224 where it has none). Defaults to ``None``.
 
@@ -93,7 +95,7 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
                      preprocess=preprocess, score=score, steps=steps, baseline=baseline,
                      randomisation_steps=randomisation_steps, smooth_samples=smooth_samples, noise=noise, seed=seed,
                      resamples=resamples, confidence=confidence, test=test, batch_size=batch_size,
-                     image_shape=image_shape)
+                     image_shape=image_shape, thumbnails=out is not None)
     if out is not None:
         write(data, out)
     return {key: value for key, value in data.items() if not key.startswith("_")}
@@ -107,7 +109,7 @@ def write(data, out) -> tuple[Path, Path, Path]:
     metric, in that order; an empty value where a metric has none (NaN).
 
     Args:
-        data: what :func:`gradcam.reporting.study.run_study` returns.
+        data: what :func:`gradcam.reporting.study.run_study` returns, with the thumbnails.
         out: the folder (created if missing).
 
     Returns:

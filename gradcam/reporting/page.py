@@ -130,22 +130,38 @@ def _thumbnail(image: Image.Image, heat=None) -> str:
     return _png(picture.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS))
 
 
+def thumbnails(image, maps) -> dict[str, str]:
+    """An image's gallery thumbnails: the photo, and each map over it.
+
+    Args:
+        image: the image ``(H, W, C)``, RGB 0..255 (as loaded, before preprocessing).
+        maps: the maps by row name, each ``(h, w)`` in [0, 1] at any resolution.
+
+    Returns:
+        ``data:`` URIs of PNGs of at most :data:`THUMBNAIL` pixels a side: ``"photo"``,
+        then one per row, by name.
+    """
+    picture = image_from_array(image)
+    found = {"photo": _thumbnail(picture)}
+    found.update({name: _thumbnail(picture, heat) for name, heat in maps.items()})
+    return found
+
+
 def _gallery(data) -> str:
-    arrays = data["_arrays"]
+    pictures = data["_thumbnails"]
     names = [row["name"] for row in data["rows"]]
     metrics = [m for m in data["metrics"] if not data["metrics"][m]["sanity_check"]]
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     lines = [f'<table class="gallery"><tr><th class="name">Image</th><th>photo</th>{head}</tr>']
     for n, info in enumerate(data["images"]):
-        picture = image_from_array(arrays["images"][n])
-        cells = [f'<td>{_img(_thumbnail(picture), info["name"])}</td>']
+        cells = [f'<td>{_img(pictures[n]["photo"], info["name"])}</td>']
         for name in names:
             numbers = "<br>".join(
                 f'{html.escape(data["metrics"][m]["label"].split(" (")[0])}: '
                 f'{"n/a" if data["values"][name][m][n] is None else format(data["values"][name][m][n], ".3f")}'
                 for m in metrics)
             alt = f"{name} on {info['name']}"
-            cells.append(f'<td>{_img(_thumbnail(picture, arrays["maps"][name][n]), alt)}'
+            cells.append(f'<td>{_img(pictures[n][name], alt)}'
                          f'<span class="ci">{numbers}</span></td>')
         lines.append(f'<tr><td class="name">{html.escape(info["name"])}<br><span class="ci">class '
                      f'{info["target"]}</span></td>{"".join(cells)}</tr>')
@@ -157,7 +173,8 @@ def render_page(data) -> str:
     """The report's HTML page.
 
     Args:
-        data: what :func:`gradcam.reporting.study.run_study` returns (with ``"_arrays"``).
+        data: what :func:`gradcam.reporting.study.summarise` returns, with the thumbnails
+            (``"_thumbnails"``).
 
     Returns:
         The page, one string of HTML5.

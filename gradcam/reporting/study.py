@@ -130,18 +130,45 @@ def _numbers(values) -> list:
     return [_number(v) for v in np.asarray(values, np.float64).ravel()]
 
 
-def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, controls=DEFAULT_CONTROLS,
-              targets=None, layer=None, preprocess=None, score: str = "auto", steps: int = 50, baseline=0.0,
-              randomisation_steps: int = 5, smooth_samples: int = 10, noise: float = 0.1, seed: int = 0,
-              resamples: int = 10000, confidence: float = 0.95, test: str = "wilcoxon", batch_size: int = 32,
-              image_shape=None) -> dict:
-    """Compute a report's numbers (what :func:`gradcam.reporting.report` writes as ``report.json``).
+@dataclass(frozen=True)
+class StudySettings:
+    """A report's settings, checked (:func:`study_settings`): the arguments of
+    :func:`gradcam.reporting.report` except ``model``, ``images``, ``targets``,
+    ``preprocess`` and ``out``."""
 
-    It takes the arguments of :func:`gradcam.reporting.report` except ``out``.
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    controls: tuple[str, ...]
+    layer: object
+    score: str
+    steps: int
+    baseline: object
+    randomisation_steps: int
+    smooth_samples: int
+    noise: float
+    seed: int
+    resamples: int
+    confidence: float
+    test: str
+    batch_size: int
+    image_shape: tuple[int, int]
+
+
+def study_settings(model, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, controls=DEFAULT_CONTROLS,
+                   layer=None, score: str = "auto", steps: int = 50, baseline=0.0, randomisation_steps: int = 5,
+                   smooth_samples: int = 10, noise: float = 0.1, seed: int = 0, resamples: int = 10000,
+                   confidence: float = 0.95, test: str = "wilcoxon", batch_size: int = 32,
+                   image_shape=None) -> StudySettings:
+    """Check a report's settings for ``model`` (the arguments of :func:`gradcam.reporting.report`).
 
     Returns:
-        The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with
-        the maps and thumbnails' inputs under the private key ``"_arrays"``.
+        The :class:`StudySettings`; ``image_shape`` is the model's input size where it is
+        ``None`` (224 x 224 where the model has none).
+
+    Raises:
+        ValueError: an unknown method, metric, control or test; no method; a step count,
+            seed or batch size that is not a positive integer; ``average_drop`` for a
+            model that does not end in a softmax.
     """
     info = model_info(model)
     methods = _check_names(methods, METHOD_NAMES, "method")
@@ -149,9 +176,6 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
         raise ValueError("report needs at least one method; got none.")
     metrics = _check_names(metrics, tuple(METRICS), "metric")
     controls = _check_names(controls, DEFAULT_CONTROLS, "control")
-    steps = check_positive_int(steps, "steps")
-    randomisation_steps = check_positive_int(randomisation_steps, "randomisation_steps")
-    seed = check_seed(seed)
     if test not in TESTS:
         raise ValueError(f"test must be one of {', '.join(map(repr, TESTS))}; got {test!r}.")
     if "average_drop" in metrics and info.softmax is None:
@@ -161,107 +185,261 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
         )
     if image_shape is None:
         image_shape = tuple(d for d in info.input_shape[1:3]) if None not in info.input_shape[1:3] else (224, 224)
-    batch, names, skipped = load_images(images, image_shape)
-    count = len(batch)
-    counter = PassCounter(preprocess)
-    passes = {}
+    return StudySettings(
+        methods=methods, metrics=metrics, controls=controls, layer=layer, score=score,
+        steps=check_positive_int(steps, "steps"), baseline=baseline,
+        randomisation_steps=check_positive_int(randomisation_steps, "randomisation_steps"),
+        smooth_samples=smooth_samples, noise=noise, seed=check_seed(seed), resamples=resamples,
+        confidence=confidence, test=test, batch_size=check_positive_int(batch_size, "batch_size"),
+        image_shape=tuple(image_shape))
 
-    rows, maps = [], {}
-    notes = []
-    model_rows = [(name, "method") for name in methods]
-    model_rows += [(RANDOM_METHOD, "control")] if RANDOM_METHOD in controls else []
-    wanted = None if targets is None else check_targets(targets, info.num_classes, count)[:, None]
-    start = counter.count
-    top_scores = None
-    for name, kind in model_rows:
-        engine = build_engine(model, name, layer=layer, score=score, preprocess=counter)
-        result = engine.compute(batch, wanted, batch_size)
-        if wanted is None:
-            wanted = result.targets[:, :1]
-        if top_scores is None:
-            top_scores = result.probas[:, 0] if result.probas is not None else result.scores[:, 0]
-        maps[name] = result.heatmaps[:, 0]
-        layer_name = engine.layer if isinstance(getattr(engine, "layer", None), str) else None
-        rows.append({"name": name, "kind": kind, "layer": layer_name})
-    passes["maps"] = counter.count - start
-    for name in controls:
-        if name in CONTROLS:
-            maps[name] = CONTROLS[name](batch)
-            rows.append({"name": name, "kind": "control", "layer": None})
-    classes = wanted[:, 0].astype(np.int32)
-    row_names = [row["name"] for row in rows]
 
-    # The scores every map shares: the image, the all-baseline image, the blurred image.
-    start = counter.count
-    shared_needed = []
-    if any(m in metrics for m in ("deletion", "average_drop", "increase_in_confidence", "insertion")):
-        shared_needed.append("original")
-    if "deletion" in metrics:
-        shared_needed.append("baseline")
-    if "insertion" in metrics:
-        shared_needed.append("blurred")
-    shared = {}
-    if shared_needed:
-        fill = _check_baseline(baseline, batch.shape[1:])
-        makers = {
-            "original": lambda n: batch[n].astype(np.float32),
-            "baseline": lambda n: np.broadcast_to(fill, batch.shape[1:]).astype(np.float32),
-            "blurred": lambda n: blur(batch[n]),
-        }
+#: The parts of a report's forward passes (:attr:`Study.passes`), ``total`` aside.
+PASS_PARTS = ("maps", "shared", "metrics", "sanity")
 
-        def perturb(n, indices):
-            return np.stack([makers[shared_needed[i]](n) for i in indices])
 
-        measured = perturbed_scores(model, perturb, count, len(shared_needed), classes, preprocess=counter,
-                                    batch_size=batch_size)
-        shared = {name: measured[:, i] for i, name in enumerate(shared_needed)}
-    passes["shared"] = counter.count - start
+class Study:
+    """A report's study, fed a batch of images at a time (:meth:`images`) and summarised
+    at the end (:func:`summarise`).
 
-    values = {name: {} for name in row_names}
-    curves = {}
-    start = counter.count
-    for name in row_names:
-        heat = maps[name]
+    Every number of a report is one per image, computed on that image's batch: its
+    class, its maps, its metric values and curves, its sanity checks. Only the
+    intervals, the tests and the verdict look at all the images, in :func:`summarise`.
+    The engines are built once; the passes they and the metrics make are counted
+    (:attr:`passes`).
+
+    Smooth MPRT draws its noise for a batch at a time
+    (:func:`~gradcam.metrics.sanity_checks.smoother`): its values depend on how the
+    images are batched, the other numbers do not.
+
+    Args:
+        model: the Keras classifier.
+        settings: the checked :class:`StudySettings`.
+        preprocess: the model's preprocessing, or ``None``. Defaults to ``None``.
+        thumbnails: whether each image's record holds its gallery's thumbnails
+            (:func:`gradcam.reporting.page.thumbnails`). Defaults to ``False``.
+
+    Attributes:
+        rows: per row of the report (each method, then each control): ``name``, ``kind``
+            and ``layer``.
+        passes: the forward passes made so far, by :data:`PASS_PARTS`.
+
+    Example:
+        >>> study = Study(model, study_settings(model), preprocess=preprocess_input)
+        >>> records = study.images(batch, ["a.jpg", "b.jpg"]) + study.images(more, ["c.jpg"])
+        >>> data = summarise(study, records)
+    """
+
+    def __init__(self, model, settings: StudySettings, preprocess=None, thumbnails: bool = False):
+        self.model = model
+        self.settings = settings
+        self.counter = PassCounter(preprocess)
+        self.thumbnails = thumbnails
+        self.passes = dict.fromkeys(PASS_PARTS, 0)
+        methods = [(name, "method") for name in settings.methods]
+        methods += [(RANDOM_METHOD, "control")] if RANDOM_METHOD in settings.controls else []
+        self.engines = {name: build_engine(model, name, layer=settings.layer, score=settings.score,
+                                           preprocess=self.counter) for name, _ in methods}
+        self.rows = [{"name": name, "kind": kind, "layer": _layer_name(self.engines[name])} for name, kind in methods]
+        self.rows += [{"name": name, "kind": "control", "layer": None} for name in settings.controls
+                      if name in CONTROLS]
+
+    def _count(self, part: str, start: int) -> None:
+        """Add the passes made since the counter read ``start`` to ``part``."""
+        self.passes[part] += self.counter.count - start
+
+    def images(self, batch, names, targets=None) -> list[dict]:
+        """Study a batch of images: one record per image.
+
+        Args:
+            batch: the images ``(N, H, W, C)`` (raw when the study has a ``preprocess``).
+            names: their names (file names), one per image.
+            targets: ``None`` (each image's top prediction) or int32 classes ``(N,)``.
+                Defaults to ``None``.
+
+        Returns:
+            Per image, a dict of JSON values: ``name``, ``target``, ``score``, ``values``
+            (``values[row][metric]``), ``curves`` (``curves[metric][row]``, the deletion
+            and insertion curves), ``randomisation`` (per row, as in ``report.json`` for
+            this image alone) and, with ``thumbnails``, ``thumbnails`` (``"photo"`` and
+            one per row: ``data:`` URIs).
+        """
+        settings, metrics, counter = self.settings, self.settings.metrics, self.counter
+        model, batch_size, steps = self.model, settings.batch_size, settings.steps
+        count = len(batch)
+        wanted = None if targets is None else np.asarray(targets, np.int32)[:, None]
+        maps, top_scores = {}, None
+        start = counter.count
+        for name, engine in self.engines.items():
+            result = engine.compute(batch, wanted, batch_size)
+            if wanted is None:
+                wanted = result.targets[:, :1]
+            if top_scores is None:
+                top_scores = result.probas[:, 0] if result.probas is not None else result.scores[:, 0]
+            maps[name] = result.heatmaps[:, 0]
+        self._count("maps", start)
+        for name in settings.controls:
+            if name in CONTROLS:
+                maps[name] = CONTROLS[name](batch)
+        classes = wanted[:, 0].astype(np.int32)
+        row_names = [row["name"] for row in self.rows]
+
+        # The scores every map shares: the image, the all-baseline image, the blurred image.
+        start = counter.count
+        shared_needed = []
+        if any(m in metrics for m in ("deletion", "average_drop", "increase_in_confidence", "insertion")):
+            shared_needed.append("original")
         if "deletion" in metrics:
-            area, curve = deletion(model, batch, heat, classes, preprocess=counter, batch_size=batch_size, steps=steps,
-                                   baseline=baseline, return_curves=True,
-                                   known_scores={0: shared["original"], steps: shared["baseline"]})
-            values[name]["deletion"] = area
-            curves.setdefault("deletion", {})[name] = curve
+            shared_needed.append("baseline")
         if "insertion" in metrics:
-            area, curve = insertion(model, batch, heat, classes, preprocess=counter, batch_size=batch_size,
-                                    steps=steps, return_curves=True,
-                                    known_scores={0: shared["blurred"], steps: shared["original"]})
-            values[name]["insertion"] = area
-            curves.setdefault("insertion", {})[name] = curve
-        if "average_drop" in metrics or "increase_in_confidence" in metrics:
-            unmasked, masked = masked_scores(model, batch, heat, classes, preprocess=counter, batch_size=batch_size,
-                                             known_scores={0: shared["original"]})
-            if "average_drop" in metrics:
-                values[name]["average_drop"] = drop_from_scores(unmasked, masked)
-            if "increase_in_confidence" in metrics:
-                values[name]["increase_in_confidence"] = increase_from_scores(unmasked, masked)
-    passes["metrics"] = counter.count - start
+            shared_needed.append("blurred")
+        shared = {}
+        if shared_needed:
+            fill = _check_baseline(settings.baseline, batch.shape[1:])
+            makers = {
+                "original": lambda n: batch[n].astype(np.float32),
+                "baseline": lambda n: np.broadcast_to(fill, batch.shape[1:]).astype(np.float32),
+                "blurred": lambda n: blur(batch[n]),
+            }
 
-    # Sanity checks: the methods' maps of randomised copies (one cascade per method serves
-    # the three checks); a control's maps do not depend on the model, so its randomised
-    # maps are its maps.
-    start = counter.count
-    sanity = {}
-    for row in rows:
-        name = row["name"]
-        if name in dict(model_rows):
-            checks, entry = _sanity_checks(model, batch, classes, name, metrics, layer=layer, preprocess=counter,
-                                           score=score, seed=seed, batch_size=batch_size,
-                                           randomisation_steps=randomisation_steps, smooth_samples=smooth_samples,
-                                           noise=noise)
-        else:
-            checks, entry = _control_checks(maps[name], metrics)
-        values[name].update(checks)
-        sanity[name] = entry
-    passes["sanity"] = counter.count - start
-    passes["total"] = counter.count
+            def perturb(n, indices):
+                return np.stack([makers[shared_needed[i]](n) for i in indices])
 
+            measured = perturbed_scores(model, perturb, count, len(shared_needed), classes, preprocess=counter,
+                                        batch_size=batch_size)
+            shared = {name: measured[:, i] for i, name in enumerate(shared_needed)}
+        self._count("shared", start)
+
+        values = {name: {} for name in row_names}
+        curves = {}
+        start = counter.count
+        for name in row_names:
+            heat = maps[name]
+            if "deletion" in metrics:
+                area, curve = deletion(model, batch, heat, classes, preprocess=counter, batch_size=batch_size,
+                                       steps=steps, baseline=settings.baseline, return_curves=True,
+                                       known_scores={0: shared["original"], steps: shared["baseline"]})
+                values[name]["deletion"] = area
+                curves.setdefault("deletion", {})[name] = curve
+            if "insertion" in metrics:
+                area, curve = insertion(model, batch, heat, classes, preprocess=counter, batch_size=batch_size,
+                                        steps=steps, return_curves=True,
+                                        known_scores={0: shared["blurred"], steps: shared["original"]})
+                values[name]["insertion"] = area
+                curves.setdefault("insertion", {})[name] = curve
+            if "average_drop" in metrics or "increase_in_confidence" in metrics:
+                unmasked, masked = masked_scores(model, batch, heat, classes, preprocess=counter,
+                                                 batch_size=batch_size, known_scores={0: shared["original"]})
+                if "average_drop" in metrics:
+                    values[name]["average_drop"] = drop_from_scores(unmasked, masked)
+                if "increase_in_confidence" in metrics:
+                    values[name]["increase_in_confidence"] = increase_from_scores(unmasked, masked)
+        self._count("metrics", start)
+
+        # Sanity checks: the methods' maps of randomised copies (one cascade per method serves
+        # the three checks); a control's maps do not depend on the model, so its randomised
+        # maps are its maps.
+        start = counter.count
+        sanity = {}
+        for name in row_names:
+            if name in self.engines:
+                checks, sanity[name] = _sanity_checks(
+                    model, batch, classes, name, metrics, layer=settings.layer, preprocess=counter,
+                    score=settings.score, seed=settings.seed, batch_size=batch_size,
+                    randomisation_steps=settings.randomisation_steps, smooth_samples=settings.smooth_samples,
+                    noise=settings.noise)
+            else:
+                checks, sanity[name] = _control_checks(maps[name], metrics)
+            values[name].update(checks)
+        self._count("sanity", start)
+
+        records = []
+        for n in range(count):
+            record = {
+                "name": names[n], "target": int(classes[n]), "score": _number(top_scores[n]),
+                "values": {name: {m: _number(v[n]) for m, v in by_metric.items()} for name, by_metric in values.items()},
+                "curves": {metric: {name: _numbers(curve[n]) for name, curve in by_row.items()}
+                           for metric, by_row in curves.items()},
+                "randomisation": {name: _image_entry(entry, n) for name, entry in sanity.items()},
+            }
+            if self.thumbnails:
+                from gradcam.reporting.page import thumbnails  # matplotlib: only when a page is made
+
+                record["thumbnails"] = thumbnails(batch[n], {name: maps[name][n] for name in row_names})
+            records.append(record)
+        return records
+
+
+def _layer_name(engine) -> str | None:
+    layer = getattr(engine, "layer", None)
+    return layer if isinstance(layer, str) else None
+
+
+def _image_entry(entry: dict, n: int) -> dict:
+    """Image ``n``'s part of a row's sanity-check entry."""
+    found = {}
+    if "randomisation" in entry:
+        found["randomisation"] = {"layers": entry["randomisation"]["layers"],
+                                  **{key: [column[n] for column in entry["randomisation"][key]]
+                                     for key in ("spearman", "ssim")}}
+    if "efficient_mprt" in entry:
+        found["efficient_mprt"] = {key: column[n] for key, column in entry["efficient_mprt"].items()}
+    return found
+
+
+def _row_entry(records, name: str) -> dict:
+    """A row's sanity-check entry of ``report.json``, from the images' records."""
+    entries = [record["randomisation"][name] for record in records]
+    found = {}
+    if entries and "randomisation" in entries[0]:
+        first = entries[0]["randomisation"]
+        found["randomisation"] = {
+            "layers": first["layers"],
+            **{key: [[entry["randomisation"][key][s] for entry in entries] for s in range(len(first[key]))]
+               for key in ("spearman", "ssim")}}
+    if entries and "efficient_mprt" in entries[0]:
+        found["efficient_mprt"] = {key: [entry["efficient_mprt"][key] for entry in entries]
+                                   for key in entries[0]["efficient_mprt"]}
+    return found
+
+
+def _array(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], np.float64)
+
+
+def summarise(study: Study, records, skipped=(), passes=None) -> dict:
+    """A report's numbers, from the records of its images.
+
+    Args:
+        study: the :class:`Study` (its settings, its rows, the model's name).
+        records: the images' records (:meth:`Study.images`), in the report's order.
+        skipped: the files that could not be read: ``{"path", "error"}``. Defaults to ``()``.
+        passes: the forward passes by :data:`PASS_PARTS`; ``None`` takes the study's.
+            Defaults to ``None``.
+
+    Returns:
+        The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with
+        the gallery's thumbnails (where the records hold them) under the private key
+        ``"_thumbnails"``.
+
+    Raises:
+        ValueError: no record.
+    """
+    settings, metrics = study.settings, study.settings.metrics
+    records = list(records)
+    if not records:
+        listed = "; ".join(f"{s['path']} ({s['error']})" for s in skipped) or "no image given"
+        raise ValueError(f"report needs at least one readable image; {listed}.")
+    rows = study.rows
+    row_names = [row["name"] for row in rows]
+    values = {name: {m: _array([record["values"][name][m] for record in records]) for m in metrics}
+              for name in row_names}
+    curves = {metric: {name: np.array([[np.nan if v is None else v for v in record["curves"][metric][name]]
+                                       for record in records]) for name in row_names}
+              for metric in records[0]["curves"]}
+    passes = dict(study.passes if passes is None else passes)
+    passes["total"] = sum(passes[part] for part in PASS_PARTS)
+    seed, confidence, resamples = settings.seed, settings.confidence, settings.resamples
     summary = {
         name: {metric: bootstrap_interval(values[name][metric], confidence=confidence, resamples=resamples,
                                           seed=seed)._asdict() for metric in metrics}
@@ -272,24 +450,23 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
             curve, confidence=confidence, resamples=resamples, seed=seed)))) for name, curve in by_row.items()}
         for metric, by_row in curves.items()
     }
-    comparisons = _compare(values, rows, metrics, test, resamples, seed)
+    comparisons = _compare(values, rows, metrics, settings.test, resamples, seed)
     failed = _sanity_failures(summary, rows, metrics)
     data = {
         "schema": "gradcam.report/1",
         "settings": {
-            "model": model.name, "methods": list(methods), "controls": [r["name"] for r in rows if r["kind"] == "control"],
-            "metrics": list(metrics), "steps": steps, "baseline": _number(np.mean(baseline)),
-            "randomisation_steps": randomisation_steps, "smooth_samples": smooth_samples, "noise": noise,
-            "seed": seed, "resamples": resamples, "confidence": confidence, "test": test, "score": score,
+            "model": study.model.name, "methods": list(settings.methods),
+            "controls": [r["name"] for r in rows if r["kind"] == "control"],
+            "metrics": list(metrics), "steps": settings.steps, "baseline": _number(np.mean(settings.baseline)),
+            "randomisation_steps": settings.randomisation_steps, "smooth_samples": settings.smooth_samples,
+            "noise": settings.noise, "seed": seed, "resamples": resamples, "confidence": confidence,
+            "test": settings.test, "score": settings.score,
         },
         "metrics": {m: {"label": METRICS[m].label, "higher_is_better": METRICS[m].higher_is_better,
                         "sanity_check": METRICS[m].sanity} for m in metrics},
-        "images": [
-            {"name": names[n], "target": int(classes[n]),
-             "score": None if top_scores is None else _number(top_scores[n])}
-            for n in range(count)
-        ],
-        "skipped": skipped,
+        "images": [{"name": record["name"], "target": record["target"], "score": record["score"]}
+                   for record in records],
+        "skipped": list(skipped),
         "rows": rows,
         "values": {name: {m: _numbers(v) for m, v in by_metric.items()} for name, by_metric in values.items()},
         "summary": {name: {m: {k: (_number(v) if k != "n" else int(v)) for k, v in s.items()}
@@ -297,13 +474,42 @@ def run_study(model, images, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS
         "comparisons": comparisons,
         "sanity_failures": failed,
         "curves": bands,
-        "randomisation": sanity,
+        "randomisation": {name: _row_entry(records, name) for name in row_names},
         "forward_passes": passes,
-        "notes": notes,
+        "notes": [],
     }
     data["verdict"] = verdict(data)
-    data["_arrays"] = {"images": batch, "maps": maps}
+    if all("thumbnails" in record for record in records):
+        data["_thumbnails"] = [record["thumbnails"] for record in records]
     return data
+
+
+def run_study(model, images, *, targets=None, preprocess=None, thumbnails: bool = False, **options) -> dict:
+    """Compute a report's numbers (what :func:`gradcam.reporting.report` writes as ``report.json``).
+
+    The images are studied ``batch_size`` at a time (:class:`Study`), then summarised
+    (:func:`summarise`).
+
+    Args:
+        model, images, targets, preprocess: as for :func:`gradcam.reporting.report`.
+        thumbnails: whether to make the gallery's thumbnails (for the page). Defaults to
+            ``False``.
+        **options: the other arguments of :func:`gradcam.reporting.report` except
+            ``out`` (:func:`study_settings`).
+
+    Returns:
+        The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with
+        the thumbnails, when made, under the private key ``"_thumbnails"``.
+    """
+    settings = study_settings(model, **options)
+    batch, names, skipped = load_images(images, settings.image_shape)
+    classes = None if targets is None else check_targets(targets, model_info(model).num_classes, len(batch))
+    study = Study(model, settings, preprocess=preprocess, thumbnails=thumbnails)
+    records = []
+    for start in range(0, len(batch), settings.batch_size):
+        part = slice(start, start + settings.batch_size)
+        records += study.images(batch[part], names[part], None if classes is None else classes[part])
+    return summarise(study, records, skipped)
 
 
 def _randomisation_entry(layers, heatmaps) -> tuple[np.ndarray, dict]:
