@@ -5,6 +5,7 @@
     gradcam explain photos/ --out gradcam-out
     gradcam explain cat.jpg --target "tiger cat" --target 281 --model efficientnet_lite2
     gradcam evaluate photos/ --method gradcam --method layercam --metric deletion
+    gradcam report photos/ --method gradcam --method layercam --out report
     gradcam layers --model my_model.keras
 
 Modules: :mod:`~gradcam.cli.arguments` (the parser, and the table from the library's
@@ -15,7 +16,7 @@ driver of ``explain`` and ``evaluate``, and the protocol they follow),
 :mod:`~gradcam.cli.resume` (``--resume`` and ``--overwrite``), :mod:`~gradcam.cli.cost`
 (the forward passes a run makes, ``--yes``), :mod:`~gradcam.cli.messages` (the lines on
 standard error), and one per command, :mod:`~gradcam.cli.explain`,
-:mod:`~gradcam.cli.evaluate` and :mod:`~gradcam.cli.layers`. The model is loaded by
+:mod:`~gradcam.cli.evaluate`, :mod:`~gradcam.cli.report` and :mod:`~gradcam.cli.layers`. The model is loaded by
 :mod:`gradcam.models.registry`, the work done by :mod:`gradcam.batch` with the library's
 engine.
 
@@ -35,13 +36,13 @@ import signal
 import sys
 import threading
 
-from gradcam.cli import evaluate, explain, layers
+from gradcam.cli import evaluate, explain, layers, report
 from gradcam.cli.arguments import UsageError, build_parser, parse_arguments
 from gradcam.io.journal import RunJournal
 
 __all__ = ["UsageError", "build_parser", "main"]
 
-_COMMANDS = {"explain": explain.run, "evaluate": evaluate.run, "layers": layers.run}
+_COMMANDS = {"explain": explain.run, "evaluate": evaluate.run, "report": report.run, "layers": layers.run}
 
 
 @contextlib.contextmanager
@@ -85,8 +86,8 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         resume = ""
-        if args.command in ("explain", "evaluate") and RunJournal(args.out, args.command).exists():
+        if args.command in ("explain", "evaluate", "report") and RunJournal(args.out, args.command).exists():
             resume = " Run the same command with --resume to go on with it."
         print("\ngradcam: interrupted; files already written are complete, the run's summaries, "
-              f"heatmaps or metrics.csv were not written.{resume}", file=sys.stderr)
+              f"heatmaps, metrics.csv or report were not written.{resume}", file=sys.stderr)
         return 130

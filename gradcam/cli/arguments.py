@@ -10,6 +10,7 @@ from gradcam.checks import ArgumentError, one_line
 from gradcam.io.images import OVERLAY_FORMATS
 from gradcam.methods.registry import METHOD_NAMES, METHOD_OPTIONS, SCORES
 from gradcam.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, PREPROCESSING
+from gradcam.reporting.catalogue import METRICS as REPORT_METRICS
 
 #: The metrics of ``gradcam evaluate``: the perturbation metrics of :mod:`gradcam.metrics`
 #: (ROAD in each order, averaged over its percentiles).
@@ -82,6 +83,7 @@ examples:
   gradcam explain photos/ --model my_model.keras --preprocess tf
   gradcam explain photos/ --method gradcam --method scorecam   two methods side by side
   gradcam evaluate photos/ --method gradcam --method layercam   faithfulness metrics
+  gradcam report photos/ --method gradcam --method layercam     which to trust: one page
   gradcam layers                       the layers Grad-CAM can explain
 """
 
@@ -162,6 +164,32 @@ and the exit status are as for 'gradcam explain'.
 """
 
 
+REPORT_EPILOG = """\
+outputs, in --out:
+  report.html            one self-contained page (pictures embedded, no script):
+                         the verdict in sentences, methods x metrics with 95%
+                         bootstrap intervals and paired tests, deletion and
+                         insertion curves, sanity checks, a gallery
+  report.json            every number of the page
+  metrics.csv            one row per image, row of the report and metric, with
+                         the columns of 'gradcam evaluate'
+and on standard output, at the end: the verdict and the table of means.
+
+The rows are each --method, then the controls: randomcam (random channel
+weights), a centred Gaussian map and the image's Sobel edges. The target is one
+class for every image (--target) or each image's top prediction. Images are
+studied --batch-size at a time (Smooth MPRT draws its noise per batch, so a
+resumed run takes the same --batch-size); the intervals, tests and verdict are
+made from every image's values at the end. Files that cannot be read are
+listed and skipped.
+
+Inputs, --model, --preprocess, the output folder's lock, --overwrite, --resume
+(the journal is --out/.gradcam-run.report: each image's values are recorded as
+soon as its batch is done, and the page is made from all of them at the end),
+the cost estimate and --yes, and the exit status are as for 'gradcam explain'.
+"""
+
+
 def _number(parse, ok, expected: str):
     """An argparse ``type``: ``parse(text)`` where ``ok`` holds for it, else an error that
     says what was ``expected`` and echoes the text."""
@@ -221,8 +249,10 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="show TensorFlow's own log lines (hidden by default)")
 
 
-def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
-    """The options of the commands that stream image files through the engines."""
+def _add_run_options(parser: argparse.ArgumentParser, per_method: str, method_options: bool = True) -> None:
+    """The options of the commands that stream image files through the engines;
+    ``method_options``: the methods' own options, the smoothing options and
+    ``--similar-to`` (else left unset)."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     _add_common_options(parser)
     parser.add_argument(
@@ -232,11 +262,15 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
              "CATEGORY, an index or name); output (the sum of a raw output's units) or "
              "output:INDEX (one unit); contrast:CLASS (Finer-CAM: CLASS against its three "
              "closest classes); repeat for several (default: each image's top prediction)")
-    parser.add_argument(
-        "--similar-to", metavar="IMAGE",
-        help="explain the cosine similarity of each image's output with the output on "
-             "IMAGE (loaded and preprocessed as the inputs are), for embedding models; with "
-             "a model that ends in a softmax, give --score output")
+    if not method_options:
+        parser.set_defaults(similar_to=None, eigen_smooth=False, aug_smooth=False,
+                            **dict.fromkeys(METHOD_FLAGS, None))
+    if method_options:
+        parser.add_argument(
+            "--similar-to", metavar="IMAGE",
+            help="explain the cosine similarity of each image's output with the output on "
+                 "IMAGE (loaded and preprocessed as the inputs are), for embedding models; with "
+                 "a model that ends in a softmax, give --score output")
     parser.add_argument(
         "--class-names", metavar="FILE",
         help="the model's class names, one per line in output order (UTF-8), for --target "
@@ -245,15 +279,16 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str) -> None:
         "--method", action="append", metavar="NAME",
         help=f"the class-activation method: {', '.join(METHOD_NAMES)}; repeat for several, "
              f"{per_method} (default: gradcam)")
-    for option, (flag, kind, metavar, text) in METHOD_FLAGS.items():
+    for option, (flag, kind, metavar, text) in METHOD_FLAGS.items() if method_options else ():
         parser.add_argument(flag, dest=option, type=kind, metavar=metavar,
                             help=f"{' and '.join(option_takers(option))}: {text}")
-    parser.add_argument("--eigen-smooth", action="store_true",
-                        help="every method: the map is the first principal component of the "
-                             "method's weighted activations (less noise)")
-    parser.add_argument("--aug-smooth", action="store_true",
-                        help="every method: the mean of the maps of the image flipped and "
-                             "scaled by 0.9, 1.0 and 1.1 (six passes per image, smoother)")
+    if method_options:
+        parser.add_argument("--eigen-smooth", action="store_true",
+                            help="every method: the map is the first principal component of the "
+                                 "method's weighted activations (less noise)")
+        parser.add_argument("--aug-smooth", action="store_true",
+                            help="every method: the mean of the maps of the image flipped and "
+                                 "scaled by 0.9, 1.0 and 1.1 (six passes per image, smoother)")
     parser.add_argument("--layer", metavar="NAME",
                         help="the layer to explain (default: the last layer with a 4-D output; "
                              "see 'gradcam layers')")
@@ -285,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         An :class:`argparse.ArgumentParser`; ``args.command`` is ``"explain"``,
-        ``"evaluate"`` or ``"layers"``.
+        ``"evaluate"``, ``"report"`` or ``"layers"``.
     """
     parser = argparse.ArgumentParser(
         prog="gradcam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -339,7 +374,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metric-batch-size", type=_positive_int, metavar="N",
                           help="perturbed images per model call in the metrics (default: --batch-size)")
 
-    parser.subcommands = {"explain": explain, "evaluate": evaluate}
+    report = commands.add_parser(
+        "report", help="which method to trust: methods x metrics with evidence, in one HTML page",
+        description="Explain the model's predictions on image files and folders "
+                    "(recursively) with each --method and the controls, score every map with "
+                    "each --metric, and write report.html (the verdict, the table with 95%% "
+                    "confidence intervals, the curves, the sanity checks and a gallery), "
+                    "report.json and metrics.csv.",
+        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.set_defaults(command="report")
+    _add_run_options(report, "each studied", method_options=False)
+    report.add_argument(
+        "--metric", action="append", choices=list(REPORT_METRICS), metavar="NAME",
+        help=f"a metric of the report: {', '.join(REPORT_METRICS)}; repeat for several "
+             "(default: all)")
+    report.add_argument("--steps", type=_positive_int, default=50, metavar="N",
+                        help="deletion and insertion: pixels are removed or restored in N steps "
+                             "(default: %(default)s)")
+
+    parser.subcommands = {"explain": explain, "evaluate": evaluate, "report": report}
 
     layers = commands.add_parser(
         "layers", help="list the layers Grad-CAM can explain",

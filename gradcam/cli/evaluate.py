@@ -42,14 +42,14 @@ def road_mean(model, docs, heatmaps, targets, *, order: str, **options):
     return metrics.road(model, docs, heatmaps, targets, order=order, **options).mean(axis=1)
 
 
-def metric_names(args) -> list[str]:
-    """The ``--metric`` names, in order (:data:`~gradcam.cli.arguments.DEFAULT_METRICS`
-    when none is given).
+def metric_names(args, default=DEFAULT_METRICS) -> list[str]:
+    """The ``--metric`` names, in order (``default``: the command's,
+    :data:`~gradcam.cli.arguments.DEFAULT_METRICS` for ``evaluate``, when none is given).
 
     Raises:
         UsageError: a name given twice.
     """
-    names = list(args.metric or DEFAULT_METRICS)
+    names = list(args.metric or default)
     for name in names:
         if names.count(name) > 1:
             raise UsageError(f"--metric: {name!r} is given twice.")
@@ -78,12 +78,12 @@ def metric_functions(args) -> dict:
     return functions
 
 
-def format_means(report: EvaluationReport, methods, metrics) -> str:
+def format_means(means: dict, methods, metrics) -> str:
     """The summary table: one row per method, one column per metric, each the mean over
-    the images and targets; then the number of images.
+    the images and targets (``means[(method, metric)]``, NaN where missing).
 
     Example:
-        >>> print(format_means(report, ["gradcam"], ["deletion", "insertion"]))
+        >>> print(format_means(report.means, ["gradcam"], ["deletion", "insertion"]))
         method      deletion  insertion
         gradcam       0.1235     0.6021
         mean over 2 images (1 target each)
@@ -92,7 +92,7 @@ def format_means(report: EvaluationReport, methods, metrics) -> str:
     columns = [max(len(metric), 9) for metric in metrics]
     lines = [f"{'method':<{width}}  " + "  ".join(f"{m:>{c}}" for m, c in zip(metrics, columns))]
     for method in methods:
-        values = [report.means.get((method, metric), math.nan) for metric in metrics]
+        values = [means.get((method, metric), math.nan) for metric in metrics]
         lines.append(f"{method:<{width}}  " + "  ".join(f"{v:>{c}.4f}" for v, c in zip(values, columns)))
     return "\n".join(lines)
 
@@ -135,7 +135,7 @@ class Evaluate(StreamCommand):
         say(args, f"gradcam: evaluated {report.ok} of {plural(report.total, 'image')} with {', '.join(names)}"
             f"{run_time(report)}{failed}. Values in {args.out}/{EVALUATION_FILES[0]}")
         targets = setup.settings.targets_per_image
-        print(format_means(report, setup.header["methods"], names))
+        print(format_means(report.means, setup.header["methods"], names))
         print(f"mean over {report.ok} images ({targets} target{'s' if targets > 1 else ''} each)")
 
 

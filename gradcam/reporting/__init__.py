@@ -6,7 +6,8 @@ tests, sanity checks and controls, and writes ``report.json``, a self-contained
 ``report.html`` and the per-image ``metrics.csv``; ``gradcam.report`` is
 :func:`gradcam.reporting.report`.
 
-Modules: :mod:`~gradcam.reporting.statistics` (bootstrap intervals, paired tests),
+Modules: :mod:`~gradcam.reporting.catalogue` (the metrics, methods and controls a report can
+have), :mod:`~gradcam.reporting.statistics` (bootstrap intervals, paired tests),
 :mod:`~gradcam.reporting.controls` (model-free maps), :mod:`~gradcam.reporting.study` (the
 numbers), :mod:`~gradcam.reporting.page` (the HTML page).
 """
@@ -17,7 +18,7 @@ import csv
 import json
 from pathlib import Path
 
-from gradcam.reporting.study import DEFAULT_CONTROLS, DEFAULT_METHODS, DEFAULT_METRICS, METRICS, run_study
+from gradcam.reporting.catalogue import DEFAULT_CONTROLS, DEFAULT_METHODS, DEFAULT_METRICS, METRICS
 
 
 def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, out=None, controls=DEFAULT_CONTROLS,
@@ -91,6 +92,8 @@ def report(model, images, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, *, o
         >>> numbers["verdict"][0]  # doctest: +SKIP
         'Deletion (AUC) (lower is better): layercam ranks first with ...'
     """
+    from gradcam.reporting.study import run_study  # Keras: only when a report is made
+
     data = run_study(model, images, methods=methods, metrics=metrics, controls=controls, targets=targets, layer=layer,
                      preprocess=preprocess, score=score, steps=steps, baseline=baseline,
                      randomisation_steps=randomisation_steps, smooth_samples=smooth_samples, noise=noise, seed=seed,

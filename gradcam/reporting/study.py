@@ -27,32 +27,11 @@ from gradcam.metrics.model_randomisation import cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
 from gradcam.metrics.sanity_checks import complexity_rise, smoother
 from gradcam.metrics.scoring import check_targets, perturbed_scores
+from gradcam.reporting.catalogue import DEFAULT_CONTROLS, DEFAULT_METHODS, DEFAULT_METRICS, METRICS
 from gradcam.reporting.controls import CONTROLS, RANDOM_METHOD
 from gradcam.reporting.statistics import TESTS, bootstrap_band, bootstrap_interval, paired_test
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a report shows a metric: its label, which way is better, its family."""
-
-    label: str
-    higher_is_better: bool
-    sanity: bool = False
-
-
-#: The metrics a report can compute, by name.
-METRICS = {
-    "deletion": MetricInfo("Deletion (AUC)", False),
-    "insertion": MetricInfo("Insertion (AUC)", True),
-    "average_drop": MetricInfo("Average drop", False),
-    "increase_in_confidence": MetricInfo("Increase in confidence", True),
-    "randomisation": MetricInfo("Randomisation (Spearman, last step)", False, sanity=True),
-    "smooth_mprt": MetricInfo("Smooth MPRT (Spearman)", False, sanity=True),
-    "efficient_mprt": MetricInfo("Efficient MPRT (complexity rise)", True, sanity=True),
-}
-DEFAULT_METRICS = tuple(METRICS)
-DEFAULT_METHODS = ("gradcam", "gradcam++", "layercam")
-DEFAULT_CONTROLS = ("randomcam", "gaussian", "sobel")
 #: A method fails the randomisation checks when its maps' mean rank correlation with the
 #: trained model's maps stays at or above this after randomisation.
 SANITY_CORRELATION = 0.5
@@ -668,5 +647,5 @@ def verdict(data) -> list[str]:
         sentences.append(f"{name} ({kind}) fails the sanity check{'s' if len(reasons) > 1 else ''} "
                          f"{', '.join(labels[r] for r in reasons)}: its maps do not depend enough on the model's weights.")
     for skipped in data["skipped"]:
-        sentences.append(f"Skipped {skipped['path']}: {skipped['error']}.")
+        sentences.append(f"Skipped {skipped['path']}: {skipped['error'].rstrip('.')}.")
     return sentences + list(data["notes"])
