@@ -200,9 +200,52 @@ def _random_weights(path: str, layer, seeds: np.random.SeedSequence) -> list[np.
     return fresh.get_weights()
 
 
+class RandomisableCopy:
+    """A copy of a model whose layers get random weights from the top down, and get their
+    trained weights back: one copy serves several cascades (:func:`cascade`'s ``copy``),
+    with one engine per method and each layer's random weights made once per seed.
+
+    Args:
+        model: a built Functional or Sequential Keras model (left unchanged).
+
+    Attributes:
+        model: the copy.
+        steps: the layers with weights, top first: ``[(path, layer)]``.
+
+    Raises:
+        TypeError, ValueError: as :func:`randomisation` for a model it cannot copy.
+    """
+
+    def __init__(self, model):
+        self.model = _copy(model)
+        self.steps = _weighted_layers(self.model)
+        self._trained = self.model.get_weights()
+        self._random: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._engines: dict[tuple, object] = {}
+
+    def engine(self, method: str, **options):
+        """The copy's engine of ``method`` (:func:`~gradcam.methods.build_engine`'s
+        ``options``), built once."""
+        key = (method, *sorted(options.items(), key=lambda item: item[0]))
+        if key not in self._engines:
+            self._engines[key] = build_engine(self.model, method, **options)
+        return self._engines[key]
+
+    def reset(self) -> None:
+        """Give the copy its trained weights back."""
+        self.model.set_weights(self._trained)
+
+    def randomise(self, step: int, seed: int) -> None:
+        """Give layer ``step`` (0 for the top one) its random weights, seeded from ``(seed, step)``."""
+        path, layer = self.steps[step]
+        if (step, seed) not in self._random:
+            self._random[step, seed] = _random_weights(path, layer, np.random.SeedSequence([seed, step]))
+        layer.set_weights(self._random[step, seed])
+
+
 def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, preprocess=None,
             score: str = "auto", max_steps: int | None = None, seed: int = 0, batch_size: int = 32,
-            explain=None, record=None):
+            explain=None, record=None, copy: RandomisableCopy | None = None):
     """The maps of a copy of ``model`` as its layers are randomised from the top down.
 
     The shared part of :func:`randomisation` and its repaired variants
@@ -222,6 +265,9 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
             for the last; ``None`` for every step. Steps past the last are ignored. The
             layers are randomised down to ``max_steps`` whatever is recorded. Defaults to
             ``None``.
+        copy: a :class:`RandomisableCopy` of ``model`` to randomise (its trained weights
+            are given back first), so that several cascades share one copy, its engines
+            and its random weights; ``None`` makes one. Defaults to ``None``.
 
     Returns:
         ``(layers, heatmaps, targets)``: the paths of the ``S`` layers randomised, in
@@ -236,9 +282,12 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
     if max_steps is not None:
         max_steps = check_positive_int(max_steps, "max_steps")
     seed = check_seed(seed)
-    copy = _copy(model)
+    if copy is None:
+        copy = RandomisableCopy(model)
+    else:
+        copy.reset()
     path = find_layer(model, layer).name
-    engine = build_engine(copy, method, layer=path, score=score, preprocess=preprocess)
+    engine = copy.engine(method, layer=path, score=score, preprocess=preprocess)
     batch = checked_batch(docs, name="docs")
     if targets is None:  # each image's top class, from the trained copy
         original = engine.compute(batch, None, batch_size)
@@ -253,13 +302,12 @@ def cascade(model, docs, targets=None, *, method: str = "gradcam", layer=None, p
     maps = [explain(engine, batch, explained, batch_size) if first is None else first]
     engine.warn_empty = False  # randomised weights often give all-zero maps (NaN correlations)
 
-    steps = _weighted_layers(copy)[:max_steps]
+    steps = copy.steps[:max_steps]
     if not steps:
         raise ValueError(f"Model {model.name!r} has no layer with weights to randomise.")
     recorded = None if record is None else {len(steps) + s if s < 0 else s for s in record}
-    for step, (layer_path, randomised) in enumerate(steps):
-        seeds = np.random.SeedSequence([seed, step])
-        randomised.set_weights(_random_weights(layer_path, randomised, seeds))
+    for step in range(len(steps)):
+        copy.randomise(step, seed)
         if recorded is None or step in recorded:
             maps.append(explain(engine, batch, explained, batch_size))
     heatmaps = np.stack(maps, axis=1).astype(np.float32)

@@ -20,10 +20,11 @@ import numpy as np
 from gradcam.capture import model_info
 from gradcam.checks import check_positive_int, check_seed
 from gradcam.image import image_from_path, to_batch
+from gradcam.layers import find_layer
 from gradcam.methods.factory import build_engine
 from gradcam.methods.registry import METHOD_NAMES
 from gradcam.metrics.confidence import drop_from_scores, increase_from_scores, masked_scores
-from gradcam.metrics.model_randomisation import cascade, spearman, ssim
+from gradcam.metrics.model_randomisation import RandomisableCopy, cascade, spearman, ssim
 from gradcam.metrics.perturbation import _check_baseline, blur, deletion, insertion
 from gradcam.metrics.sanity_checks import complexity_rise, smoother
 from gradcam.metrics.scoring import check_targets, perturbed_scores
@@ -173,6 +174,8 @@ def study_settings(model, *, methods=DEFAULT_METHODS, metrics=DEFAULT_METRICS, c
         image_shape=tuple(image_shape))
 
 
+#: The sanity checks, which randomise a copy of the model.
+SANITY_METRICS = ("randomisation", "smooth_mprt", "efficient_mprt")
 #: The parts of a report's forward passes (:attr:`Study.passes`), ``total`` aside.
 PASS_PARTS = ("maps", "shared", "metrics", "sanity")
 
@@ -184,8 +187,11 @@ class Study:
     Every number of a report is one per image, computed on that image's batch: its
     class, its maps, its metric values and curves, its sanity checks. Only the
     intervals, the tests and the verdict look at all the images, in :func:`summarise`.
-    The engines are built once; the passes they and the metrics make are counted
-    (:attr:`passes`).
+    The engines are built once, on the one copy of the model that the sanity checks
+    randomise (:class:`~gradcam.metrics.model_randomisation.RandomisableCopy`, given its
+    trained weights back for each batch), so each method is compiled once and each
+    layer's random weights are made once; the passes the engines and the metrics make
+    are counted (:attr:`passes`).
 
     Smooth MPRT draws its noise for a batch at a time
     (:func:`~gradcam.metrics.sanity_checks.smoother`): its values depend on how the
@@ -199,6 +205,9 @@ class Study:
             (:func:`gradcam.reporting.page.thumbnails`). Defaults to ``False``.
 
     Attributes:
+        copy: the model's :class:`~gradcam.metrics.model_randomisation.RandomisableCopy`,
+            or ``None`` when the report has no sanity check.
+        engines: the engine of each method and of ``randomcam``, by name.
         rows: per row of the report (each method, then each control): ``name``, ``kind``
             and ``layer``.
         passes: the forward passes made so far, by :data:`PASS_PARTS`.
@@ -217,8 +226,16 @@ class Study:
         self.passes = dict.fromkeys(PASS_PARTS, 0)
         methods = [(name, "method") for name in settings.methods]
         methods += [(RANDOM_METHOD, "control")] if RANDOM_METHOD in settings.controls else []
-        self.engines = {name: build_engine(model, name, layer=settings.layer, score=settings.score,
-                                           preprocess=self.counter) for name, _ in methods}
+        # The sanity checks randomise one copy of the model, whose engines (with its trained
+        # weights given back) also make the maps: one engine per method, compiled once.
+        self.copy = RandomisableCopy(model) if set(SANITY_METRICS) & set(settings.metrics) else None
+        if self.copy is None:
+            self.engines = {name: build_engine(model, name, layer=settings.layer, score=settings.score,
+                                               preprocess=self.counter) for name, _ in methods}
+        else:
+            layer = find_layer(model, settings.layer).name
+            self.engines = {name: self.copy.engine(name, layer=layer, score=settings.score, preprocess=self.counter)
+                            for name, _ in methods}
         self.rows = [{"name": name, "kind": kind, "layer": _layer_name(self.engines[name])} for name, kind in methods]
         self.rows += [{"name": name, "kind": "control", "layer": None} for name in settings.controls
                       if name in CONTROLS]
@@ -248,6 +265,8 @@ class Study:
         count = len(batch)
         wanted = None if targets is None else np.asarray(targets, np.int32)[:, None]
         maps, top_scores = {}, None
+        if self.copy is not None:
+            self.copy.reset()
         start = counter.count
         for name, engine in self.engines.items():
             result = engine.compute(batch, wanted, batch_size)
@@ -323,7 +342,7 @@ class Study:
         for name in row_names:
             if name in self.engines:
                 checks, sanity[name] = _sanity_checks(
-                    model, batch, classes, name, metrics, layer=settings.layer, preprocess=counter,
+                    model, batch, classes, name, metrics, copy=self.copy, layer=settings.layer, preprocess=counter,
                     score=settings.score, seed=settings.seed, batch_size=batch_size,
                     randomisation_steps=settings.randomisation_steps, smooth_samples=settings.smooth_samples,
                     noise=settings.noise)
@@ -512,7 +531,7 @@ def _sanity_checks(model, batch, classes, method, metrics, *, randomisation_step
     as :func:`~gradcam.metrics.randomisation`, :func:`~gradcam.metrics.smooth_mprt`
     (``every_step=False``) and :func:`~gradcam.metrics.efficient_mprt` compute apart.
     """
-    wanted = [m for m in ("randomisation", "smooth_mprt", "efficient_mprt") if m in metrics]
+    wanted = [m for m in SANITY_METRICS if m in metrics]
     if not wanted:
         return {}, {}
     record = set(range(randomisation_steps)) if "randomisation" in metrics else set()
