@@ -16,6 +16,9 @@ Whether nbsphinx executes the tutorial notebooks is read from the environment va
     executed them and compared the results with those stored outputs);
 ``auto``
     run only the notebooks that have no stored outputs.
+
+Whatever the mode, the HTML build ends by writing ``gradcam.report`` on the sample photos
+into the site (``reports/samples/report.html``, embedded by ``docs/report.rst``).
 """
 
 from __future__ import annotations
@@ -128,5 +131,30 @@ def _skip_empty_tutorials_glob(app, docname, source):
         source[0] = source[0].replace(_TUTORIALS_GLOB, "")
 
 
+# -- The sample report ----------------------------------------------------------------
+
+#: Where the report on the sample photos goes in the built site (docs/report.rst embeds it).
+SAMPLE_REPORT = "reports/samples"
+#: Its settings: the three default methods on the six sample photos with short step counts
+#: (about a minute on 2 CPUs), as in the tutorial "Which explanation to trust?".
+SAMPLE_REPORT_OPTIONS = dict(methods=["gradcam", "gradcam++", "layercam"], steps=10, randomisation_steps=2,
+                             smooth_samples=3, resamples=2000)
+
+
+def _write_sample_report(app, exception):
+    """Write ``gradcam.report`` on the sample photos into the built HTML site."""
+    if exception is not None or app.builder.format != "html":
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import gradcam
+    from gradcam.models import efficientnet_lite
+
+    model = efficientnet_lite.EfficientNetLite0(weights="imagenet")
+    paths = [gradcam.samples.path(name) for name in gradcam.samples.names()]
+    gradcam.report(model, paths, preprocess=efficientnet_lite.preprocess_input,
+                   out=Path(app.outdir) / SAMPLE_REPORT, **SAMPLE_REPORT_OPTIONS)
+
+
 def setup(app):
     app.connect("source-read", _skip_empty_tutorials_glob)
+    app.connect("build-finished", _write_sample_report)
