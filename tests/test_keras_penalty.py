@@ -156,6 +156,7 @@ class GuidedModel(keras.Model):
     batches are ``((images, masks), labels)``."""
 
     penalty = None
+    targets = (0,)
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":
@@ -166,12 +167,12 @@ class GuidedModel(keras.Model):
             import tensorflow as tf
 
             with tf.GradientTape() as tape:
-                penalty = self.penalty(self, x, masks, [0])
+                penalty = self.penalty(self, x, masks, self.targets)
                 loss = cross_entropy(y, self(x, training=True)) + penalty
             self.optimizer.apply(tape.gradient(loss, variables), variables)
         else:
             self.zero_grad()
-            penalty = self.penalty(self, x, masks, [0])
+            penalty = self.penalty(self, x, masks, self.targets)
             loss = cross_entropy(y, self(x, training=True)) + penalty
             loss.backward()
             self.optimizer.apply([v.value.grad for v in variables], variables)
@@ -188,7 +189,7 @@ class GuidedModel(keras.Model):
             loss = cross_entropy(y, predictions)
             mapping = [*zip(self.trainable_variables, values), *zip(self.non_trainable_variables, non_trainable)]
             with keras.StatelessScope(state_mapping=mapping):
-                penalty = self.penalty(self, x, masks, [0])
+                penalty = self.penalty(self, x, masks, self.targets)
             return loss + penalty, penalty
 
         (loss, penalty), gradients = jax.value_and_grad(loss_of, has_aux=True)(trainable)
@@ -196,12 +197,12 @@ class GuidedModel(keras.Model):
         return {"loss": loss, "penalty": penalty}, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
 
-def guided_model(weight):
+def guided_model(weight, targets=(0,), learning_rate=1.0):
     base = small_classifier()
     model = GuidedModel(base.inputs, base.outputs, name="guided")
     model.set_weights(base.get_weights())
-    model.penalty = CAMPenalty(weight=weight)
-    model.compile(optimizer=keras.optimizers.SGD(1.0))  # the loss is the training step's own
+    model.penalty, model.targets = CAMPenalty(weight=weight), targets
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate))  # the loss is the training step's own
     return model
 
 
@@ -221,3 +222,15 @@ def test_the_penalty_in_a_compiled_train_step_of_model_fit():
     before = value(CAMPenalty()(small_classifier(), x, masks, [0]))
     # with the penalty, training moves the maps into the masks; without, it does not as much
     assert penalties[20.0] < before - 0.05 and penalties[20.0] < penalties[0.0] - 0.05, (before, penalties)
+
+
+@pytest.mark.parametrize("targets", [None, (0, 1)], ids=["top", "shared"])
+def test_the_penalty_in_model_fit_with_a_partial_last_batch(targets):
+    # 10 images in batches of 4: TensorFlow traces the step for batches of unknown size,
+    # and targets shared by the batch are broadcast over it
+    x, masks = np.concatenate([SMALL_X] * 5), np.concatenate([SMALL_MASKS] * 5)
+    model = guided_model(1.0, targets, learning_rate=0.0)  # weights unchanged: the logged value is checkable
+    history = model.fit((x, masks), np.zeros(10, np.int32), batch_size=4, epochs=1, verbose=0, shuffle=False)
+    last_batch = value(CAMPenalty()(model, x[8:], masks[8:], targets))
+    assert history.history["penalty"][-1] == pytest.approx(last_batch, abs=1e-5)
+    assert 0.1 < last_batch < 0.9

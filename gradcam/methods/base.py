@@ -700,7 +700,9 @@ class Method:
                 f"Model {self.model.name!r} expects images of shape {expected} (height, width, "
                 f"channels); got a batch of shape {shape}."
             )
-        wanted = plan(targets, self._spec, shape[0])
+        # In a traced training step the batch may be unknown (None): the targets shared by
+        # every image are then planned for one and broadcast over the batch.
+        wanted = plan(targets, self._spec, 1 if shape[0] is None else shape[0])
         model = self._alive()[0]
 
         def call(inputs):

@@ -12,13 +12,15 @@
 - ``gradcam.models.face_detector``: MTCNN's face proposal network (P-Net), with the
   weights shipped in the ``mtcnn`` wheel.
 - ``gradcam.models.discs``: generated images of discs to count (a regression task).
+- ``gradcam.models.shortcut``: generated rings and crosses with a class-coloured marker
+  that a model can take as a shortcut.
 - ``gradcam.models.joblib_weights``: the restricted, joblib-free reader of those weights.
 """
 
 from gradcam._lazy import lazy_names
 
 __all__ = ["discs", "efficientnet_lite", "face_detector", "fully_convolutional",
-           "joblib_weights", "registry", "torch_weights"]
+           "joblib_weights", "registry", "shortcut", "torch_weights"]
 
 # Submodules load on first use: the weight reader and the registry need neither Keras nor
 # TensorFlow.
