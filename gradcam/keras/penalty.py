@@ -78,6 +78,14 @@ class CAMPenalty:
 
         The penalty of an all-zero map is 0, so the penalty alone can also be lowered by
         emptying the maps: add it to the task's loss rather than training on it alone.
+
+        A class's map shows the evidence *for* that class only: evidence *against* the
+        other classes is cut away by the map's ReLU, so a model whose class maps are kept
+        on the object may go on using what lies outside it as evidence against the other
+        classes. Penalising the maps of the contrasts the softmax decides on closes that
+        way, for two classes ``targets=[Contrast(0, [1]), Contrast(1, [0])]``
+        (:class:`gradcam.targets.Contrast`); the tutorial "Training with explanations"
+        does so.
     """
 
     def __init__(self, weight: float = 1.0, layer=None, method: str = "gradcam", score: str = "auto"):
