@@ -7,7 +7,7 @@ or a cross (class 1), and, in one of its four corners, a small coloured square, 
 the class, so a model can learn either the shape or the colour of a few pixels, and the
 colour is much the easier; on test images whose marker is swapped (the other class's
 colour), a model that took the shortcut is wrong, one that learned the shapes is not.
-The object's pixels are known (:attr:`Shortcut.masks`), so one can check, and train,
+Where the object lies is known (:attr:`Shortcut.masks`), so one can check, and train,
 where the explanations point.
 """
 
@@ -36,7 +36,7 @@ class Shortcut(NamedTuple):
     markers: np.ndarray  #: int32 ``(N,)``: the class whose colour the marker has
     corners: np.ndarray  #: int32 ``(N, 2)``: the marker's top-left pixel ``(y, x)``
     objects: np.ndarray  #: float32 ``(N, 3)``: the object's centre and outer radius ``(y, x, radius)``
-    masks: np.ndarray    #: float32 ``(N, size, size)``: 1 on the object's region, 0 elsewhere
+    masks: np.ndarray    #: float32 ``(N, size, size)``: 1 within ``radius + 1`` of the object's centre, else 0
 
 
 def _ring(distance_y, distance_x, radius, width):
@@ -85,7 +85,9 @@ def make_shortcut(n, size=32, agreement=1.0, marker_size=4, radii=(5.0, 8.0), wi
     Returns:
         :class:`Shortcut`: the images ``(n, size, size, 3)`` (values 0..255, float32), the
         labels and marker classes ``(n,)``, the markers' top-left pixels ``(n, 2)`` and the
-        objects' masks ``(n, size, size)`` (1 where the object covers any of the pixel).
+        objects' centres and radii ``(n, 3)`` and masks ``(n, size, size)`` (1 on the disc of
+        the object's outer radius plus one pixel, which holds the whole object and does not
+        touch the marker).
 
     Raises:
         ValueError: an argument is out of range (the message names it and echoes it), or
