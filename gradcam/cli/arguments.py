@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="which method to trust: methods x metrics with evidence, in one HTML page",
         description="Explain the model's predictions on image files and folders "
                     "(recursively) with each --method and the controls, score every map with "
-                    "each --metric, and write report.html (the verdict, the table with 95%% "
+                    "each --metric, and write report.html (the verdict, the table with 95% "
                     "confidence intervals, the curves, the sanity checks and a gallery), "
                     "report.json and metrics.csv.",
         epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
