@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from gradcam.guided_relu import guided
 from gradcam.layers import has_sublayers, iter_layers
 
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -180,8 +181,17 @@ def _softmax_input(original, owner, recording):
     return softmax
 
 
+def _guided_call(original, owner):
+    def call(*args, **kwargs):
+        if threading.get_ident() != owner:
+            return original(*args, **kwargs)
+        return guided(original(*args, **kwargs))
+
+    return call
+
+
 @contextlib.contextmanager
-def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False):
+def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False, guided_relus=()):
     """Record (and probe or replace) ``layer``'s output while this thread calls the model.
 
     Args:
@@ -196,6 +206,10 @@ def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False):
         of_input: read (probe, replace) the tensor the layer receives, its first
             argument, instead of its output; the layer then runs on what is read.
             Defaults to ``False``.
+        guided_relus: ``(layer, attribute)`` pairs of
+            :func:`gradcam.guided_relu.find_relus`: ReLUs whose output this thread's call
+            follows by :func:`gradcam.guided_relu.guided` (guided backpropagation),
+            installed under the same locks as the rest. Defaults to ``()``.
 
     Yields:
         A :class:`Recording`, filled as the model runs inside the block.
@@ -215,6 +229,7 @@ def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False):
     if softmax is not None:
         obj, name = softmax
         patches.append((obj, name, lambda original: _softmax_input(original, owner, recording)))
+    patches += [(obj, name, lambda original: _guided_call(original, owner)) for obj, name in guided_relus]
     with _wrapped(patches):
         yield recording
 

@@ -22,11 +22,15 @@ class TargetExplanation:
             softmax, unless ``score="output"`` was asked for).
         proba: the model's softmax probability for the class, or ``None`` when the model
             does not end in a softmax.
-        heatmap: float32 array ``(h, w)`` in [0, 1] at the layer's resolution.
+        heatmap: float32 array ``(h, w)`` in [0, 1] at the layer's resolution (at the
+            input's for a method with a per-pixel map, guided Grad-CAM).
         description: what the score is, in words (e.g. ``"the logit of class 282 (tiger
             cat)"``), or ``None``.
         explained: the :class:`~gradcam.targets.Target` object explained, or ``None`` for
             a class index or name.
+        pixels: float32 array ``(H, W, channels)`` at the input's resolution, a per-pixel
+            map of the input (guided Grad-CAM's, in [-1, 1]), or ``None`` for the methods
+            that make none. :func:`gradcam.format_as_image` draws it when it is there.
 
     Its properties :attr:`label` (``"282 (tiger cat)"``) and :attr:`empty` (the map is all
     zero) are read from these.
@@ -39,6 +43,7 @@ class TargetExplanation:
     heatmap: np.ndarray = field(repr=False)
     description: str | None = None
     explained: object = field(default=None, repr=False)
+    pixels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:

@@ -79,6 +79,39 @@ def expand_heatmap(heatmap, image: Image.Image, resampling_filter=Image.LANCZOS)
     return heatmap_to_image(heatmap).resize(image.size, resample=resampling_filter)
 
 
+def pixels_to_image(pixels) -> Image.Image:
+    """Draw a per-pixel map (guided Grad-CAM's :attr:`~gradcam.TargetExplanation.pixels`)
+    as pytorch-grad-cam's ``deprocess_image`` does.
+
+    The map is standardised (its mean subtracted, divided by its standard deviation plus
+    ``1e-5``), scaled by 0.1 and shifted by 0.5, clipped to [0, 1] and scaled to 0..255
+    (truncated): grey where the map is zero, lighter where it is positive, darker where
+    it is negative, in each colour channel.
+
+    Args:
+        pixels: array ``(h, w, 3)`` or ``(h, w, 1)`` of finite values.
+
+    Returns:
+        A PIL image in mode ``"RGB"`` or ``"L"`` respectively.
+
+    Raises:
+        ValueError: another shape, or values that are not finite.
+
+    Example:
+        >>> pixels_to_image(np.zeros((2, 2, 3))).getpixel((0, 0))
+        (127, 127, 127)
+    """
+    array = np.asarray(pixels, dtype=np.float64)
+    if array.ndim != 3 or array.shape[-1] not in (1, 3):
+        raise ValueError(f"pixels must have shape (h, w, 3) or (h, w, 1); got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise ValueError("pixels must be finite; got NaN or infinite values.")
+    array = (array - array.mean()) / (array.std() + 1e-5)
+    array = np.clip(array * 0.1 + 0.5, 0, 1)
+    image = (array * 255).astype(np.uint8)
+    return Image.fromarray(image[..., 0], mode="L") if image.shape[-1] == 1 else Image.fromarray(image, mode="RGB")
+
+
 def _alpha_limit(alpha_limit) -> float:
     try:
         value = float(alpha_limit)
@@ -127,9 +160,12 @@ def format_as_image(
     alpha_limit=0.65,
     target: int = 0,
 ) -> Image.Image:
-    """Overlay an explanation's heatmap on its image.
+    """Overlay an explanation's heatmap on its image, or draw its per-pixel map.
 
-    The heatmap is resized to the image (:func:`expand_heatmap`), coloured with
+    A target with a per-pixel map (:attr:`~gradcam.TargetExplanation.pixels`, guided
+    Grad-CAM's) of 1 or 3 channels is drawn as :func:`pixels_to_image` draws it, resized
+    to the image with ``resampling_filter`` (``colormap`` and ``alpha_limit`` do not
+    apply; the map is the picture). Otherwise the heatmap is resized to the image (:func:`expand_heatmap`), coloured with
     ``colormap``, given an opacity equal to the heat capped at ``alpha_limit``, and
     alpha-composited on the image. The query box of a :class:`~gradcam.targets.Box`
     target is drawn on top (:func:`draw_box`, in :data:`BOX_COLOR`), scaled from the
@@ -160,7 +196,12 @@ def format_as_image(
         raise TypeError(f"format_as_image takes an Explanation (from explain_prediction); got {expl!r}.")
     if not 0 <= target < len(expl.targets):
         raise ValueError(f"target must be a position in 0..{len(expl.targets) - 1}; got {target!r}.")
-    overlay = overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)
+    pixels = getattr(expl.targets[target], "pixels", None)
+    if pixels is not None and np.shape(pixels)[-1] in (1, 3):
+        _alpha_limit(alpha_limit)
+        overlay = pixels_to_image(pixels).resize(expl.image.size, resample=resampling_filter).convert("RGBA")
+    else:
+        overlay = overlay_heatmap(expl.image, expl.targets[target].heatmap, resampling_filter, colormap, alpha_limit)
     box = getattr(expl.targets[target].explained, "box", None)
     if box is not None:
         height, width = getattr(expl, "input_size", None) or overlay.size[::-1]

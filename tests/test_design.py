@@ -21,8 +21,8 @@ LAYERS = (
         "gradcam.imagenet", "gradcam.io", "gradcam.methods.registry", "gradcam.models.torch_weights",
         "gradcam.progress", "gradcam.samples")),
     ("model access: images, rendering, layers, capture, backends, targets, built-in models", (
-        "gradcam.backend", "gradcam.capture", "gradcam.explanation", "gradcam.hub", "gradcam.image",
-        "gradcam.layers", "gradcam.model_input", "gradcam.models", "gradcam.render", "gradcam.targets")),
+        "gradcam.backend", "gradcam.capture", "gradcam.explanation", "gradcam.guided_relu", "gradcam.hub",
+        "gradcam.image", "gradcam.layers", "gradcam.model_input", "gradcam.models", "gradcam.render", "gradcam.targets")),
     ("engines: the method template and the methods", (
         "gradcam.engine", "gradcam.methods")),
     ("library: the API, metrics, batch runs, reports, training", (

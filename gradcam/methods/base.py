@@ -124,6 +124,9 @@ class Result(NamedTuple):
         explained: the :class:`~gradcam.targets.Target` objects explained (``K``), or
             ``None`` for class indices, names and the top prediction. ``targets`` is -1
             and ``probas`` NaN where such a target is not one class.
+        pixels: float32 ``(N, K, H, W, channels)``, a per-pixel map of the input for
+            methods that make one (:attr:`Method.makes_pixels`, e.g. guided Grad-CAM),
+            else ``None``.
     """
 
     heatmaps: np.ndarray
@@ -133,6 +136,7 @@ class Result(NamedTuple):
     outputs: np.ndarray
     empty: np.ndarray
     explained: tuple | None = None
+    pixels: np.ndarray | None = None
 
 
 #: The ``preprocess=`` of :meth:`Method.compute`, :meth:`Method.heatmaps` and
@@ -230,6 +234,9 @@ class Method:
     #: Whether the hooks read :attr:`Capture.hessian_products` too (a second backward
     #: pass, through the first).
     uses_hessian_products: ClassVar[bool] = False
+    #: Whether the method also makes a per-pixel map of the input (:attr:`Result.pixels`),
+    #: which its compiled computation returns after the targets' notes.
+    makes_pixels: ClassVar[bool] = False
     #: Whether the map is already a principal component (Eigen-CAM and its kin), which
     #: ``eigen_smooth`` leaves as it is.
     principal_component: ClassVar[bool] = False
@@ -537,7 +544,10 @@ class Method:
         else:
             wanted = np.tile(wanted, (copies, 1))
         maps, *rest = self._run_batch(augment(x), wanted, arrays, eigen_smooth)
-        return [deaugment(maps, count)] + [identity(values, count) for values in rest]
+        smoothed = [deaugment(maps, count)] + [identity(values, count) for values in rest]
+        if self.makes_pixels:  # (6 N, K, H, W, C) after the notes: flipped back along W and averaged
+            smoothed[5] = np.moveaxis(deaugment(np.moveaxis(rest[4], -1, 2), count), 2, -1)
+        return smoothed
 
     def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
@@ -552,6 +562,7 @@ class Method:
             batch_wanted = wanted if isinstance(wanted, Plan) else wanted[start:stop]
             parts.append(run(batch[start:stop], batch_wanted, arrays, bool(eigen_smooth)))
         maps, scores, resolved, probas, notes, *outputs = (np.concatenate(p) for p in zip(*parts))
+        pixels = outputs.pop(0).astype(np.float32, copy=False) if self.makes_pixels else None
         maps = maps.astype(np.float32, copy=False)
         resolved = resolved.astype(np.int32, copy=False)
         explained = wanted.targets if isinstance(wanted, Plan) else None
@@ -569,6 +580,7 @@ class Method:
             outputs=self._spec.pack(outputs),
             empty=empty,
             explained=explained,
+            pixels=pixels,
         )
 
     def _warn_empty(self, classes: bool = True) -> None:
@@ -783,4 +795,5 @@ class Method:
             heatmap=result.heatmaps[n, k],
             description=description,
             explained=explained,
+            pixels=None if result.pixels is None else result.pixels[n, k],
         )

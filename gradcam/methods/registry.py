@@ -73,6 +73,9 @@ REGISTRY: dict[str, MethodEntry] = {
     "shapleycam": MethodEntry("shapleycam", "ShapleyCAM", (),
                               "channels weighed by the mean gradient less half the Hessian-vector product "
                               "(Cai et al., arXiv 2501.06261)"),
+    "guidedgradcam": MethodEntry("guidedgradcam", "GuidedGradCAM", (),
+                                 "guided backpropagation times the Grad-CAM map, per pixel (Selvaraju et al., "
+                                 "arXiv 1610.02391; Springenberg et al., arXiv 1412.6806)"),
 }
 
 #: The names of the methods, as ``method=`` takes them.
