@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import gradcam
-from helpers.tiny import LOGIT_MAP_0, PROBAS, X, assert_map, make_functional, make_nested, tracing_count
+from helpers.tiny import LOGIT_MAP_0, PROBAS, X, assert_map, for_method, make_functional, make_nested, tracing_count
 from gradcam.api import ENGINES
 
 
@@ -80,10 +80,11 @@ def test_engine_is_cached_per_model_method_and_layer():
 def test_method_argument():
     tiny = make_functional(name="methods")
     for name, cls in gradcam.METHODS.items():
+        model = for_method(name, tiny)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", gradcam.EmptyMapWarning)
-            expl = gradcam.explain_prediction(tiny, X, targets=[0, 1], method=name)
-            expected = cls(tiny).compute(X, targets=[0, 1])
+            expl = gradcam.explain_prediction(model, X, targets=[0, 1], method=name)
+            expected = cls(model).compute(X, targets=[0, 1])
         for k in range(2):
             np.testing.assert_array_equal(expl.targets[k].heatmap, expected.heatmaps[0, k], err_msg=name)
     overlay = gradcam.show_prediction(tiny, X, targets=[0], method="gradcam++")

@@ -134,7 +134,7 @@ def test_other_backends_never_import_tensorflow():
         from gradcam.methods import METHODS
 
         inputs = keras.Input((4, 4, 1))
-        x = keras.layers.Conv2D(2, 2, strides=2, name="conv")(inputs)
+        x = keras.layers.Conv2D(2, 2, strides=2, activation="relu", name="conv")(inputs)
         x = keras.layers.GlobalAveragePooling2D()(x)
         model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
         images = np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1)

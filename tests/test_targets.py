@@ -20,7 +20,7 @@ from helpers.target_models import (
     make_five_classes,
     make_segmenter,
 )
-from helpers.tiny import DENSE_KERNEL, LOGIT_MAP_0, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map, make_functional
+from helpers.tiny import DENSE_KERNEL, LOGIT_MAP_0, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map, for_method, make_functional
 from keras import ops
 from PIL import Image
 
@@ -343,7 +343,7 @@ def test_a_function_calling_tensorflow_works_on_tensorflow_alone():
 def test_every_method_takes_every_target(method):
     """Each target's map equals the map of an equivalent plain class target or function:
     the methods never know which target they explain."""
-    engine = METHODS[method](make_functional(activation=None))
+    engine = METHODS[method](for_method(method, make_functional(activation=None)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMapWarning)
         plain = engine.compute(X, [0, 1])
@@ -359,7 +359,7 @@ def test_every_method_takes_targets_on_per_pixel_outputs(method):
     """On the segmenter, ``Segmentation(0, M)`` and ``Box`` (cell ``(1, 1)``, through
     ``decode``) give the maps of the functions that compute the same scores, for
     every method, the perturbing ones included."""
-    engine = METHODS[method](make_segmenter(), layer="conv")
+    engine = METHODS[method](for_method(method, make_segmenter()), layer="conv")
     mask = HIGH_MASK.astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMapWarning)

@@ -172,3 +172,13 @@ def make_constant():
     model.get_layer("conv").set_weights([CONV_KERNEL])
     dense.set_weights([DENSE_KERNEL])
     return model
+
+
+def for_method(method: str, model):
+    """``model`` as it is, or, for ``guidedgradcam`` (which needs a ReLU), inside a model
+    that puts a ReLU on its input first: the images these models are given (``X``) are
+    nonnegative, so every value and every layer's gradient stays as it is."""
+    if method != "guidedgradcam":
+        return model
+    inputs = keras.Input(model.inputs[0].shape[1:], name="image")
+    return keras.Model(inputs, model(keras.layers.ReLU(name="input_relu")(inputs)), name=f"{model.name}_relu")
