@@ -29,6 +29,12 @@ empty would agree vacuously). Where the maths is deterministic it should be belo
 * ``eigen_smooth`` rows: the same sign rule as Eigen-CAM's; ``aug_smooth`` rows: the
   six maps are scaled before they are averaged, by their maximum in gradcam and by their
   minimum and maximum in pytorch-grad-cam, which agree where every map's minimum is 0.
+* ``guidedgradcam`` is compared as pytorch-grad-cam's ``cam.py`` makes it: its
+  ``GuidedBackpropReLUModel`` (one image and class at a time) times its Grad-CAM map,
+  channel by channel; both per-pixel maps are divided by their largest absolute value
+  (gradcam's :attr:`~gradcam.TargetExplanation.pixels`; pytorch-grad-cam leaves the
+  product in gradient units), and the "note" column gives the largest difference of the
+  heatmaps, the channel-summed magnitudes (``sum_c |P_c| / max``).
 * ``randomcam`` draws its weights with numpy's global generator in pytorch-grad-cam;
   gradcam's ``seed=`` draws them from ``numpy.random.RandomState(seed)``, the same
   stream, so each image is compared alone after ``numpy.random.seed(seed)``.
@@ -250,6 +256,36 @@ def peer_scaled(maps):
     return shifted / (1e-7 + shifted.max(axis=(2, 3), keepdims=True))
 
 
+def guided_rows(weights, ours_model, theirs_model, x):
+    """The ``guidedgradcam`` row: gradcam's per-pixel maps and heatmaps against
+    pytorch-grad-cam's Guided Grad-CAM recipe (see the module's docstring)."""
+    from pytorch_grad_cam import GradCAM, GuidedBackpropReLUModel
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyMapWarning)
+        ours = METHODS["guidedgradcam"](ours_model, layer=LAYER).compute(x, targets=list(range(CLASSES)))
+    tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    theirs = np.zeros_like(ours.pixels)
+    for n in range(len(x)):
+        for k in range(CLASSES):
+            with GradCAM(model=theirs_model, target_layers=[theirs_model[5]]) as cam:
+                grayscale = cam(input_tensor=tensor[n : n + 1], targets=[ClassifierOutputTarget(k)])[0]
+            # GuidedBackpropReLUModel puts one ReLU module back in place of all the ReLUs it
+            # replaced (then Grad-CAM's hooks on the second block's would also see the first
+            # block's): it runs on a copy of the network
+            copy, _ = torch_model(weights)
+            guided = GuidedBackpropReLUModel(model=copy, device="cpu")(tensor[n : n + 1], target_category=k)
+            theirs[n, k] = grayscale[..., None] * guided
+    peaks = np.abs(theirs).max(axis=(2, 3, 4), keepdims=True)
+    theirs = theirs / np.where(peaks > 0, peaks, 1)
+    heat = np.abs(theirs).sum(axis=-1)
+    heat = heat / np.where(heat.max(axis=(2, 3), keepdims=True) > 0, heat.max(axis=(2, 3), keepdims=True), 1)
+    empty = int((~ours.pixels.any(axis=(2, 3, 4))).sum())
+    note = f"heatmaps differ by up to {np.abs(ours.heatmaps - heat).max():.1e}"
+    return ("guidedgradcam", float(np.abs(ours.pixels - theirs).max()), empty, note)
+
+
 def compare(rows=None):
     note = _stand_in_torchvision()
     weights = make_weights()
@@ -287,6 +323,8 @@ def compare(rows=None):
             gradcam_maps = peer_scaled(our_maps("gradcam", {}, ours_model, x, False))
             sign = f"differs from gradcam by up to {np.abs(ours - gradcam_maps).max():.2f}"
         results.append((label, difference, empty, sign))
+    if not rows or "guidedgradcam" in rows:
+        results.append(guided_rows(weights, ours_model, theirs_model, x))
     return results, note
 
 

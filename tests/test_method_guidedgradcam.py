@@ -26,7 +26,7 @@ and 0 elsewhere (the plain one is nonzero at 13 pixels).
 
 Bilinear resizing (half-pixel centres) from 2 to 4 samples at source positions ``[0,
 0.25, 0.75, 1]`` (clamped at the edges): ``[v0, 0.75 v0 + 0.25 v1, 0.25 v0 + 0.75 v1,
-v1]`` along each axis.
+v1]`` along each axis. Both resized maps have a zero (their minimum is 0).
 """
 
 from __future__ import annotations
@@ -120,6 +120,18 @@ def test_the_pixels_are_the_guided_gradients_times_the_resized_gradcam_map():
     assert np.abs(pixels[0] - plain / np.abs(plain).max()).max() > 0.2
 
 
+def test_the_resized_map_less_its_minimum():
+    """A positive input in 2x2 blocks ``[[1, 2], [3, 4]]``: ``b = 0``, ``u1 = -a' < 0``, so
+    ``A1 = 0`` and Grad-CAM's map for class 0 is ``a' / 4``, ``/ max = [[1, 2], [3, 4]] /
+    4``, positive everywhere; the guided gradient is 1/16 at every pixel. The resized
+    map's minimum (its corner, 1/4) is subtracted: ``P = (U - 1/4) / (3/4)``."""
+    x = np.kron(np.array([[1, 2], [3, 4]], np.float32), np.ones((2, 2), np.float32)).reshape(1, 4, 4, 1)
+    result = GuidedGradCAM(make_guided(), layer="relu").compute(x, targets=[0])
+    resized = RESIZE @ (np.array([[1, 2], [3, 4]], np.float32) / 4) @ RESIZE.T
+    assert resized.min() == 0.25
+    assert_map(result.pixels[0, 0, ..., 0], (resized - 0.25) / 0.75)
+
+
 def test_heatmap_sums_the_magnitude_over_channels():
     """Three input channels: ``M = sum_c |P_c|``, / max, at the input's resolution."""
     inputs = keras.Input((6, 6, 3))
@@ -196,7 +208,8 @@ def test_eigen_smooth_applies_to_the_gradcam_map():
     model = make_guided()
     maps = GradCAM(model, layer="relu").heatmaps(GX, targets=[0], eigen_smooth=True)
     pixels = GuidedGradCAM(model, layer="relu").compute(GX, targets=[0], eigen_smooth=True).pixels
-    product = GUIDED_0 * (RESIZE @ maps[0, 0] @ RESIZE.T)
+    resized = RESIZE @ maps[0, 0] @ RESIZE.T
+    product = GUIDED_0 * (resized - resized.min())
     assert_map(pixels[0, 0, ..., 0], product / np.abs(product).max())
 
 

@@ -25,7 +25,9 @@ class GuidedGradCAM(GradCAM):
     1. Grad-CAM's map ``L`` at the layer (:class:`~gradcam.methods.gradcam.GradCAM`,
        ``ReLU`` and ``L / max(L)``; ``eigen_smooth`` applies here), resized to the
        input's ``(H, W)`` by bilinear interpolation (half-pixel centres, as OpenCV's
-       ``cv2.resize`` that pytorch-grad-cam uses);
+       ``cv2.resize`` that pytorch-grad-cam uses), less its minimum: ``U = resize(L) -
+       min(resize(L))``, which is zero where the resized map is lowest, as
+       pytorch-grad-cam's scaling of its map after resizing makes it;
     2. guided backpropagation: the gradient ``B = d y_c / d x`` of the score with respect
        to the input, through a second forward pass whose ReLUs pass back only positive
        gradients where their input was positive (:mod:`gradcam.guided_relu`: ReLU
@@ -33,7 +35,7 @@ class GuidedGradCAM(GradCAM):
        ReLU6; not leaky ReLUs). The model is not changed: the ReLUs are wrapped for the
        calling thread during the trace only (:func:`gradcam.capture.capture`).
 
-    The per-pixel map is ``P = B * L`` (each channel of ``B`` times the resized map),
+    The per-pixel map is ``P = B * U`` (each channel of ``B`` times the resized map),
     divided by its largest absolute value, so that it lies in [-1, 1] (all zero stays
     zero): :attr:`Result.pixels <gradcam.methods.base.Result>` ``(N, K, H, W, C)`` and
     :attr:`TargetExplanation.pixels <gradcam.TargetExplanation>` ``(H, W, C)``. The heatmap
@@ -43,9 +45,10 @@ class GuidedGradCAM(GradCAM):
     does (:func:`gradcam.render.pixels_to_image`).
 
     As pytorch-grad-cam's ``GuidedBackpropReLUModel`` times its Grad-CAM map (its
-    ``cam.py``), up to the scale of ``P`` (pytorch-grad-cam leaves it in gradient units)
-    and the map's minimum (pytorch-grad-cam subtracts it before scaling the map, gradcam
-    does not, as for every method). Its guided pass explains the model's output; here
+    ``cam.py``), up to the scale of ``P`` (pytorch-grad-cam leaves it in gradient units):
+    resizing is linear, so subtracting the minimum of ``L`` before resizing, as
+    pytorch-grad-cam also does, changes ``U`` by a constant that the subtraction after
+    it removes. Its guided pass explains the model's output; here
     ``y_c`` is the pre-softmax logit when the model ends in a softmax, as for Grad-CAM.
     With ``aug_smooth``, ``P`` and ``M`` are each the average over the augmented copies
     (pytorch-grad-cam augments the Grad-CAM map only). The cost is about two forward and
@@ -112,6 +115,7 @@ class GuidedGradCAM(GradCAM):
         size = tuple(guided.shape[2:4])
         cams = ops.image.resize(ops.transpose(maps, (0, 2, 3, 1)), size, interpolation="bilinear",
                                 data_format="channels_last")  # (N, H, W, K)
+        cams = cams - ops.min(cams, axis=(1, 2), keepdims=True)
         pixels = ops.transpose(guided, (1, 0, 2, 3, 4)) * ops.transpose(cams, (0, 3, 1, 2))[..., None]
         pixels = _by_peak(pixels, (2, 3, 4))
         heatmaps = _by_peak(ops.sum(ops.abs(pixels), axis=-1), (2, 3))
