@@ -253,3 +253,9 @@ def test_the_model_is_unchanged_and_serves_another_thread_meanwhile():
 
 def test_registered():
     assert gradcam.METHODS["guidedgradcam"] is GuidedGradCAM and gradcam.GuidedGradCAM is GuidedGradCAM
+
+
+def test_differentiable_maps_are_the_heatmaps():
+    cam = GuidedGradCAM(make_guided(), layer="relu")
+    maps = cam.differentiable_maps(keras.ops.convert_to_tensor(GX), targets=[0, 1])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(maps)[0], [PIXELS_0, np.abs(PIXELS_1)], atol=1e-6)

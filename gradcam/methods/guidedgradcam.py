@@ -56,15 +56,8 @@ class GuidedGradCAM(GradCAM):
 
     Args:
         model: a built Keras 3 image model with at least one ReLU (see above).
-        layer: the layer of the Grad-CAM map; ``None`` for the automatic choice.
-            Defaults to ``None``.
-        score: ``"auto"``, ``"logit"`` or ``"output"``. Defaults to ``"auto"``.
-        class_names: the model's class names; ImageNet's for 1000 classes when ``None``.
-            Defaults to ``None``.
-        preprocess: the model's preprocessing, applied to a copy of raw images; ``None``
-            when images are passed preprocessed. Defaults to ``None``.
-        reshape: as for :class:`~gradcam.methods.base.Method`. Defaults to ``None``.
-        weak_model: as for :class:`~gradcam.methods.base.Method`. Defaults to ``False``.
+        layer, score, class_names, preprocess, reshape, weak_model: as for
+            :class:`~gradcam.methods.base.Method` (``layer`` is that of the Grad-CAM map).
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
