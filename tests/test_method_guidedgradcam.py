@@ -259,3 +259,26 @@ def test_differentiable_maps_are_the_heatmaps():
     cam = GuidedGradCAM(make_guided(), layer="relu")
     maps = cam.differentiable_maps(keras.ops.convert_to_tensor(GX), targets=[0, 1])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(maps)[0], [PIXELS_0, np.abs(PIXELS_1)], atol=1e-6)
+
+
+def test_the_command_line_runs_it_beside_methods_of_the_layers_resolution(tmp_path, capsys):
+    """Its maps are at the input's 32x32, Grad-CAM's at conv2's 16x16: the run resizes
+    Grad-CAM's to 32x32 (bilinear) and writes both."""
+    from helpers.cli import photo, run, save_model
+
+    from gradcam.metrics.maps import upsample
+
+    model_file = save_model(tmp_path / "tiny.keras")
+    path = photo(tmp_path / "in" / "a.png", seed=1)
+    status, _, stderr = run(capsys, "explain", path, "--model", model_file, "--out", tmp_path / "out",
+                            "--method", "guidedgradcam", "--method", "gradcam", "--target", "0")
+    assert status == 0, stderr
+    with np.load(tmp_path / "out" / "heatmaps.npz") as npz:
+        maps = npz["heatmaps"]
+    model = keras.models.load_model(model_file)
+    doc = gradcam.image_from_path(path, (32, 32))
+    guided = GuidedGradCAM(model).heatmaps(doc, targets=[0])
+    plain = GradCAM(model).heatmaps(doc, targets=[0])
+    assert guided.shape == (1, 1, 32, 32) and plain.shape == (1, 1, 16, 16)
+    np.testing.assert_allclose(maps.reshape(1, 2, 32, 32)[:, 0], guided[:, 0], atol=1e-5)
+    np.testing.assert_allclose(maps.reshape(1, 2, 32, 32)[:, 1], upsample(plain[:, 0], (32, 32)), atol=1e-5)

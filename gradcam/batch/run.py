@@ -139,11 +139,19 @@ class _Pipeline:
 
     def compute(self, batch: np.ndarray) -> Result:
         """Every method's results on a preprocessed batch, as one result whose maps are
-        each method's in turn (``(N, methods x K, h, w)``)."""
+        each method's in turn (``(N, methods x K, h, w)``). Maps of another size than the
+        largest (the layer's, beside guided Grad-CAM's at the input's) are resized to it
+        (:func:`gradcam.metrics.maps.upsample`)."""
         results = [engine.compute(batch, targets=self.settings.targets, batch_size=len(batch),
                                   **self.settings.smoothing) for engine in self.engines]
         if len(results) == 1:
             return results[0]
+        size = max(r.heatmaps.shape[2:] for r in results)
+        if any(r.heatmaps.shape[2:] != size for r in results):
+            from gradcam.metrics.maps import upsample
+
+            results = [r._replace(heatmaps=upsample(r.heatmaps.reshape((-1,) + r.heatmaps.shape[2:]), size)
+                                  .reshape(r.heatmaps.shape[:2] + size)) for r in results]
         together = {field: np.concatenate([getattr(r, field) for r in results], axis=1)
                     for field in ("heatmaps", "targets", "scores", "empty")}
         if results[0].probas is not None:
