@@ -282,3 +282,18 @@ def test_the_command_line_runs_it_beside_methods_of_the_layers_resolution(tmp_pa
     assert guided.shape == (1, 1, 32, 32) and plain.shape == (1, 1, 16, 16)
     np.testing.assert_allclose(maps.reshape(1, 2, 32, 32)[:, 0], guided[:, 0], atol=1e-5)
     np.testing.assert_allclose(maps.reshape(1, 2, 32, 32)[:, 1], upsample(plain[:, 0], (32, 32)), atol=1e-5)
+
+
+def test_a_model_of_any_input_size():
+    """JAX and PyTorch explain an input of any size; TensorFlow's traced resize needs the
+    size, so there such a model is refused with a clear error."""
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(2, 2, strides=2, activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)), name="any_size")
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ArgumentError, match=r"Model 'any_size' takes images of any size \(None, None, 1\)"):
+            GuidedGradCAM(model)
+        return
+    images = np.random.default_rng(0).normal(size=(1, 4, 6, 1)).astype(np.float32)
+    result = GuidedGradCAM(model).compute(images, targets=[0])
+    assert result.pixels.shape == (1, 1, 4, 6, 1) and result.heatmaps.shape == (1, 1, 4, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 from gradcam.capture import capture
@@ -61,9 +62,9 @@ class GuidedGradCAM(GradCAM):
 
     Raises:
         TypeError: ``model`` is not a Keras model; ``preprocess`` is not callable.
-        ValueError: the model has no ReLU to guide (an
-            :class:`~gradcam.checks.ArgumentError`, ``argument="model"``); the model,
-            layer or score cannot be explained.
+        ValueError: the model has no ReLU to guide, or, on TensorFlow, takes images of
+            any size (an :class:`~gradcam.checks.ArgumentError`, ``argument="model"``);
+            the model, layer or score cannot be explained.
 
     Example:
         >>> cam = gradcam.GuidedGradCAM(model, preprocess=resnet50.preprocess_input)
@@ -85,6 +86,15 @@ class GuidedGradCAM(GradCAM):
                 "layers (ReLU6 too), Activation('relu') or layers with activation='relu' or "
                 "'relu6' (leaky ReLUs, GELU, SiLU and ops.relu inside a layer's own call are not "
                 "guided). Use method='gradcam' for this model.",
+            )
+        if keras.backend.backend() == "tensorflow" and None in self._input_shape[:2]:
+            # keras.ops.image.resize takes a size of Python integers, which a traced
+            # TensorFlow function does not know for an input of any size
+            raise ArgumentError(
+                "model",
+                f"Model {model.name!r} takes images of any size {self._input_shape}; guided Grad-CAM "
+                "on TensorFlow needs a model with a fixed input height and width (JAX and PyTorch "
+                "take either).",
             )
 
     def _guided_gradients(self, call, x, score, many, differentiable):
