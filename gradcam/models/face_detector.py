@@ -172,6 +172,12 @@ def _exact_scale(model):
     return (rescale.height / height, rescale.width / width)
 
 
+def _has_pnet_heads(model) -> bool:
+    """Whether ``model`` has P-Net's two heads as its outputs (a saved P-Net loaded again)."""
+    names = [getattr(getattr(t, "_keras_history", None), "operation", None) for t in getattr(model, "outputs", [])]
+    return [getattr(layer, "name", None) for layer in names] == ["conv4_1", "conv4_2"]
+
+
 def decode_pnet(outputs, scale=1.0):
     """P-Net's outputs as boxes in the input's pixels and one score row per box, in keras.ops.
 
@@ -224,16 +230,22 @@ def decode_pnet(outputs, scale=1.0):
 def box_decoder(model):
     """:func:`decode_pnet` bound to a model's exact scale, for a detector target's ``decode``.
 
+    The command line's ``--decode gradcam.models.face_detector:box_decoder`` calls it with
+    the loaded model: a P-Net saved with ``model.save`` and loaded again has lost its
+    ``pnet_scale``, which is then read from its ``rescale`` layer.
+
     Args:
-        model: a model built by :func:`PNet`.
+        model: a model built by :func:`PNet`, or one loaded from its saved file.
 
     Returns:
         A function from the model's outputs to ``(boxes (N, A, 4), scores (N, A, 2))``.
 
     Raises:
-        ValueError: ``model`` was not built by :func:`PNet`.
+        ValueError: ``model`` is not a P-Net (built by :func:`PNet`, or with its layers).
     """
     scale = getattr(model, "pnet_scale", None)
+    if scale is None and _has_pnet_heads(model):
+        scale = _exact_scale(model)
     if scale is None:
         raise ValueError(f"Expected a model built by face_detector.PNet; received {model!r}.")
 
