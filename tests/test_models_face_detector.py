@@ -195,3 +195,35 @@ def test_missing_wheel_names_the_pip_command(monkeypatch):
                         lambda name, *args: None if name == "mtcnn" else find_spec(name, *args))
     with pytest.raises(ImportError, match="(?s)P-Net come from the package 'mtcnn'.*pip install mtcnn"):
         face_detector.PNet()
+
+
+def test_box_decoder_reads_a_saved_pnets_scale(tmp_path):
+    pnet = face_detector.PNet(input_shape=(64, 48, 3), scale=0.4)
+    path = str(tmp_path / "pnet.keras")
+    pnet.save(path)
+    loaded = keras.models.load_model(path)
+    assert not hasattr(loaded, "pnet_scale")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 48, 3)).astype(np.float32)
+    expected = face_detector.box_decoder(pnet)(pnet(x))
+    got = face_detector.box_decoder(loaded)(loaded(x))
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-5)
+
+
+def test_the_command_line_explains_the_astronauts_face_box(tmp_path, capsys):
+    from helpers.cli import run, summary
+
+    path = str(tmp_path / "pnet.keras")
+    face_detector.PNet(input_shape=(512, 512, 3), scale=0.12).save(path)
+    names = tmp_path / "names.txt"
+    names.write_text("no face\nface\n")
+    out = tmp_path / "out"
+    status, _, stderr = run(capsys, "explain", gradcam.samples.path("astronaut"), "--model", path, "--out", out,
+                            "--preprocess", "lite", "--layer", "prelu3", "--class-names", names,
+                            "--target", "box:174.8,62.5,261.9,173.7:face",
+                            "--decode", "gradcam.models.face_detector:box_decoder")
+    assert status == 0, stderr
+    ((target,),) = [item["targets"] for item in summary(out)["images"]]
+    assert target["name"] == "box (174.8, 62.5, 261.9, 173.7): 1 (face)"
+    assert target["score"] > 0.999 and not target["empty"]  # the window found above, (x - 127) / 128 not 127.5
+    assert (out / target["overlay"]).is_file()
