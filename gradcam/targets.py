@@ -481,6 +481,13 @@ class Segmentation(Target):
     def _static(self):
         return (self.mask is None,)
 
+    def for_image(self, n):
+        if self.mask is None or self.mask.ndim != 3:
+            return self
+        single = Segmentation(self.category, self.mask[n], self.output)
+        single.name, single.description = self.name, self.description
+        return single
+
     def bind(self, spec):
         shape, classes = self._classes(spec, 4, "it needs a per-pixel output (batch, height, width, classes).")
         bound = Segmentation(_check_category(self.category, classes, "Segmentation"), self.mask, self.output)
