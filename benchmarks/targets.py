@@ -20,10 +20,17 @@ by what the target computes:
   scores), and ``function`` (a ``keras.ops`` lambda).
 
 Every call is warm (two warm-up calls first, compile included); the calls are
-interleaved, each round calling every target once in a rotated order. Two ratios per
-target, at batch 1 and batch 32: the median over rounds of (its time / the class
-target's time in the same round), and the ratio of the fastest rounds (less sensitive
-to other work on shared cores). The target: at most 1.05x.
+interleaved, each round calling every target once in a rotated order. Per target, at
+batch 1 and batch 32: its median time, the median over rounds of (its time / the class
+target's time in the same round) with the quartiles of that ratio (their spread is the
+noise of the machine), and the ratio of the fastest rounds. The target: at most 1.05x.
+The load average is printed before and after: on shared cores (a load above the number
+of cores) the ratios move by tens of percent; compare them on a quiet machine. Each
+target compiles at most one computation, in its first call, and the timed calls none:
+the script counts the engine's compiled computations and warns otherwise.
+
+With the defaults (128 x 128, 9 rounds) it runs in about a minute on a quiet 2-core
+machine with TensorFlow.
 
 PyTorch's CPU threads spin while they wait: on a machine whose cores are shared with
 other work, run it with ``OMP_NUM_THREADS`` at most the number of free cores.
@@ -106,11 +113,20 @@ def make_targets(batch: int, grid, size: int, rng):
     }
 
 
+def quartiles(values) -> tuple:
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
 def measure(engine, x, targets: dict, rounds: int) -> dict:
     names = list(targets)
-    for name in names:  # compile, then warm
+    for name in names:  # compile (once at most: a kind of target compiled before is reused), then warm
+        compiled = len(engine._compiled)
         for _ in range(WARMUP):
             engine.heatmaps(x, targets[name], batch_size=len(x))
+        if len(engine._compiled) - compiled > 1:
+            print(f"warning: target {name!r} compiled {len(engine._compiled) - compiled} computations")
+    compiled = len(engine._compiled)
     times = {name: [] for name in names}
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
@@ -118,35 +134,46 @@ def measure(engine, x, targets: dict, rounds: int) -> dict:
             start = time.perf_counter()
             engine.heatmaps(x, targets[name], batch_size=len(x))
             times[name].append(time.perf_counter() - start)
-    return {
-        name: (statistics.median(times[name]) * 1000,
-               statistics.median(t / c for t, c in zip(times[name], times["class"])),
-               min(times[name]) / min(times["class"]))
-        for name in names
-    }
+    if len(engine._compiled) != compiled:
+        print("warning: the timed calls compiled again")
+    results = {}
+    for name in names:
+        ratios = [t / c for t, c in zip(times[name], times["class"])]
+        results[name] = (statistics.median(times[name]) * 1000, statistics.median(ratios), *quartiles(ratios),
+                         min(times[name]) / min(times["class"]))
+    return results
+
+
+def load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=160, help="input size (default 160)")
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per batch size (default 7)")
+    parser.add_argument("--size", type=int, default=128, help="input size (default 128)")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per batch size (default 9)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     model, grid = build_model(args.size)
     engine = gradcam.GradCAM(model, layer="out_relu")
+    started = time.perf_counter()
     print(f"backend {BACKEND}, keras {keras.__version__}, {platform.processor() or platform.machine()}, "
-          f"MobileNetV2 heads at {args.size}x{args.size}, layer out_relu, Grad-CAM, median of {args.rounds} rounds")
+          f"{os.cpu_count()} cores, MobileNetV2 heads at {args.size}x{args.size}, layer out_relu, Grad-CAM, "
+          f"{args.rounds} interleaved rounds")
+    print(f"load average (1, 5, 15 min) before: {load()}")
     results = {}
     for batch in args.batches:
         x = rng.uniform(-1, 1, (batch, args.size, args.size, 3)).astype(np.float32)
         results[batch] = measure(engine, x, make_targets(batch, grid, args.size, rng), args.rounds)
     names = list(next(iter(results.values())))
-    header = f"{'target':<14}" + "".join(f"{f'batch {b} ms':>14}{'median':>9}{'fastest':>9}" for b in args.batches)
-    print(header)
+    print("per batch size: median ms; median ratio to class in the same round [quartiles]; ratio of the fastest")
+    print(f"{'target':<14}" + "".join(f"{f'batch {b}':>40}" for b in args.batches))
     for name in names:
         print(f"{name:<14}" + "".join(
-            f"{results[b][name][0]:>14.1f}{results[b][name][1]:>8.3f}x{results[b][name][2]:>8.3f}x" for b in args.batches))
+            f"{ms:>10.1f}{ratio:>8.3f}x [{q1:.3f}, {q3:.3f}]{fastest:>7.3f}x"
+            for ms, ratio, q1, q3, fastest in (results[b][name] for b in args.batches)))
+    print(f"load average after: {load()}; {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 from dataclasses import dataclass, field
 
@@ -68,8 +70,11 @@ class TargetExplanation:
 class Explanation:
     """Grad-CAM's explanation of one image: the image, the layer and one map per target.
 
-    In a notebook an ``Explanation`` displays as its overlay
-    (:func:`gradcam.format_as_image`).
+    In a notebook an ``Explanation`` displays each target's overlay (:meth:`overlay`:
+    with a :class:`~gradcam.targets.Box`'s query box and a
+    :class:`~gradcam.targets.Segmentation` mask's outline) under the layer's name, each
+    with the target's label, description, score and probability (``_repr_html_``);
+    front-ends without HTML show the overlays side by side (``_repr_png_``).
 
     Attributes:
         image: the input as an RGB ``PIL.Image``.
@@ -91,9 +96,64 @@ class Explanation:
 
         return heatmap_to_image(self.targets[0].heatmap)
 
-    def _repr_png_(self) -> bytes:
-        from gradcam.render import format_as_image
+    def overlay(self, target: int = 0) -> Image.Image:
+        """One target's overlay, as the notebook display shows it: the heatmap on the image
+        (:func:`gradcam.format_as_image`, which draws a :class:`~gradcam.targets.Box`'s
+        query box), with the outline of a :class:`~gradcam.targets.Segmentation` target's
+        mask (:func:`gradcam.render.draw_outline`) when it has one.
 
-        buffer = io.BytesIO()
-        format_as_image(self).save(buffer, format="PNG")
-        return buffer.getvalue()
+        Args:
+            target: which of :attr:`targets` (its position). Defaults to ``0``.
+
+        Returns:
+            An RGBA PIL image of the size of :attr:`image`.
+
+        Raises:
+            ValueError: no target at position ``target``.
+        """
+        from gradcam.render import draw_outline, format_as_image
+
+        image = format_as_image(self, target=target)
+        mask = getattr(self.targets[target].explained, "mask", None)
+        if mask is not None and np.ndim(mask) == 2:
+            image = draw_outline(image, mask)
+        return image
+
+    def _repr_png_(self) -> bytes:
+        overlays = [self.overlay(k) for k in range(len(self.targets))]
+        gap = 4 if len(overlays) > 1 else 0
+        width = sum(image.width for image in overlays) + gap * (len(overlays) - 1)
+        sheet = Image.new("RGBA", (width, max(image.height for image in overlays)), (255, 255, 255, 0))
+        left = 0
+        for image in overlays:
+            sheet.paste(image, (left, 0))
+            left += image.width + gap
+        return _png(sheet)
+
+    def _repr_html_(self) -> str:
+        figures = []
+        for k, target in enumerate(self.targets):
+            numbers = f"score {target.score:.4g}"
+            if target.proba is not None and np.isfinite(target.proba):
+                numbers += f", probability {target.proba:.4g}"
+            if target.empty:
+                numbers += ", empty map"
+            description = f"<br>{html.escape(target.description)}" if target.description else ""
+            source = base64.b64encode(_png(self.overlay(k))).decode("ascii")
+            figures.append(
+                '<figure style="margin: 0; max-width: 320px">'
+                f'<img src="data:image/png;base64,{source}" alt="{html.escape(target.label, quote=True)}" '
+                'style="width: 100%">'
+                f"<figcaption><b>{html.escape(target.label)}</b>{description}<br>"
+                f"<small>{numbers}</small></figcaption></figure>"
+            )
+        return (
+            f'<div class="gradcam-explanation"><div>layer <code>{html.escape(self.layer)}</code></div>'
+            '<div style="display: flex; flex-wrap: wrap; gap: 8px">' + "".join(figures) + "</div></div>"
+        )
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -321,6 +321,12 @@ class Target:
         """The probability reported with the score ``(N,)``, or ``None``."""
         return None
 
+    def evaluate(self, view: View, *arrays) -> tuple:
+        """``(score, probability, note)``: :meth:`score`, :meth:`probability` and
+        :meth:`note` in one trace; a target whose three share work (a :class:`Box`'s
+        matching) overrides it to do that work once."""
+        return self.score(view, *arrays), self.probability(view, *arrays), self.note(view, *arrays)
+
     @property
     def index(self) -> int:
         """The class index explained, or -1 when the target is not one class."""
@@ -480,6 +486,13 @@ class Segmentation(Target):
 
     def _static(self):
         return (self.mask is None,)
+
+    def for_image(self, n):
+        if self.mask is None or self.mask.ndim != 3:
+            return self
+        single = Segmentation(self.category, self.mask[n], self.output)
+        single.name, single.description = self.name, self.description
+        return single
 
     def bind(self, spec):
         shape, classes = self._classes(spec, 4, "it needs a per-pixel output (batch, height, width, classes).")
@@ -738,13 +751,16 @@ class Box(Target):
         return scores, best, ops.max(overlaps, axis=1)
 
     def score(self, view, box, category, iou):
-        scores, best, best_iou = self._match(view, box)
-        chosen = ops.take_along_axis(scores, ops.cast(best, "int32")[:, None, None], axis=1)[:, 0]  # (N, C)
-        value = ops.take_along_axis(chosen, ops.cast(category, "int32")[:, None], axis=1)[:, 0]
-        return ops.where(best_iou >= iou, value, ops.zeros_like(value))
+        return self.evaluate(view, box, category, iou)[0]
 
     def note(self, view, box, category, iou):
         return self._match(view, box)[2]
+
+    def evaluate(self, view, box, category, iou):
+        scores, best, best_iou = self._match(view, box)  # once for the score and the note
+        chosen = ops.take_along_axis(scores, ops.cast(best, "int32")[:, None, None], axis=1)[:, 0]  # (N, C)
+        value = ops.take_along_axis(chosen, ops.cast(category, "int32")[:, None], axis=1)[:, 0]
+        return ops.where(best_iou >= iou, value, ops.zeros_like(value)), None, best_iou
 
     def check(self, notes, stacklevel=2):
         if np.any(notes < self.iou):
@@ -1029,12 +1045,10 @@ class Plan:
         has no probability or note."""
         scores, probas, notes = [], [], []
         for target, arrays in zip(self.targets, self._split(flat)):
-            score = target.score(view, *arrays)
+            score, probability, note = target.evaluate(view, *arrays)
             scores.append(score)
-            for values, method in ((probas, target.probability), (notes, target.note)):
-                value = method(view, *arrays)
-                nan = ops.full_like(score, float("nan"))
-                values.append(nan if value is None else ops.cast(value, "float32"))
+            for values, value in ((probas, probability), (notes, note)):
+                values.append(ops.full_like(score, float("nan")) if value is None else ops.cast(value, "float32"))
         return tuple(ops.stack(values, axis=1) for values in (scores, probas, notes))
 
     def check(self, notes: np.ndarray, stacklevel: int = 2) -> None:

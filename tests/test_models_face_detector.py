@@ -5,10 +5,12 @@ import pickle
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 import gradcam
 from gradcam.models import face_detector
 from gradcam.models.joblib_weights import read_joblib_arrays
+from gradcam.targets import Box
 
 lz4_frame = pytest.importorskip("lz4.frame")
 
@@ -195,3 +197,100 @@ def test_missing_wheel_names_the_pip_command(monkeypatch):
                         lambda name, *args: None if name == "mtcnn" else find_spec(name, *args))
     with pytest.raises(ImportError, match="(?s)P-Net come from the package 'mtcnn'.*pip install mtcnn"):
         face_detector.PNet()
+
+
+def test_box_decoder_reads_a_saved_pnets_scale(tmp_path):
+    pnet = face_detector.PNet(input_shape=(64, 48, 3), scale=0.4)
+    path = str(tmp_path / "pnet.keras")
+    pnet.save(path)
+    loaded = keras.models.load_model(path)
+    assert not hasattr(loaded, "pnet_scale")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 48, 3)).astype(np.float32)
+    expected = face_detector.box_decoder(pnet)(pnet(x))
+    got = face_detector.box_decoder(loaded)(loaded(x))
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-5)
+
+
+def test_the_command_line_explains_the_astronauts_face_box(tmp_path, capsys):
+    from helpers.cli import run, summary
+
+    path = str(tmp_path / "pnet.keras")
+    face_detector.PNet(input_shape=(512, 512, 3), scale=0.12).save(path)
+    names = tmp_path / "names.txt"
+    names.write_text("no face\nface\n")
+    out = tmp_path / "out"
+    status, _, stderr = run(capsys, "explain", gradcam.samples.path("astronaut"), "--model", path, "--out", out,
+                            "--preprocess", "lite", "--layer", "prelu3", "--class-names", names,
+                            "--target", "box:174.8,62.5,261.9,173.7:face",
+                            "--decode", "gradcam.models.face_detector:box_decoder")
+    assert status == 0, stderr
+    ((target,),) = [item["targets"] for item in summary(out)["images"]]
+    assert target["name"] == "box (174.8, 62.5, 261.9, 173.7): 1 (face)"
+    assert target["score"] > 0.999 and not target["empty"]  # the window found above, (x - 127) / 128 not 127.5
+    assert (out / target["overlay"]).is_file()
+
+
+# --- R-Net and O-Net ---------------------------------------------------------------------
+def _astronaut_crops(size):
+    """Crops of the astronaut photo as MTCNN's later stages see them, resized to ``size``
+    and scaled by preprocess_input: the face, a window shifted off it, and the sky."""
+    photo = Image.open(gradcam.samples.path("astronaut")).convert("RGB").resize((512, 512))
+    windows = [ASTRONAUT_FACE, (150, 40, 240, 130), (10, 300, 90, 380)]
+    crops = [np.asarray(photo.crop(window).resize((size, size), Image.BILINEAR), np.float32) for window in windows]
+    return face_detector.preprocess_input(np.stack(crops))
+
+
+@pytest.mark.parametrize("kind, size", [("RNet", 24), ("ONet", 48)])
+def test_refiners_compute_what_mtcnns_own_networks_compute(kind, size):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("mtcnn's networks are tf.keras models")
+    network = pytest.importorskip(f"mtcnn.network.{kind.lower()}")
+    from mtcnn.utils.tensorflow import load_weights
+
+    theirs = getattr(network, kind)()
+    theirs.build()
+    theirs.set_weights(load_weights(f"{kind.lower()}.lz4"))
+    ours = getattr(face_detector, kind)()
+    rng = np.random.default_rng(0)
+    crops = np.concatenate([_astronaut_crops(size), rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)])
+    expected = [np.asarray(t) for t in theirs(crops)]
+    got = [keras.ops.convert_to_numpy(t) for t in ours(crops)]
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert got[-1][0, 1] > 0.99 and got[-1][2, 1] < 0.5  # the face is a face, the sky is not
+
+
+def test_decode_refined_and_landmarks_by_hand():
+    offsets = np.array([[0.1, -0.05, 0.0, 0.25]], np.float32)
+    landmarks = np.array([[0.3, 0.7, 0.5, 0.35, 0.65, 0.4, 0.4, 0.6, 0.8, 0.8]], np.float32)
+    probabilities = np.array([[0.25, 0.75]], np.float32)
+    boxes, scores = face_detector.decode_refined([offsets, landmarks, probabilities], 48)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(boxes), [[[4.8, -2.4, 48, 60]]], atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores), [[[0.25, 0.75]]])
+    boxes, _ = face_detector.decode_refined([offsets, probabilities], 24)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(boxes), [[[2.4, -1.2, 24, 30]]], atol=1e-5)
+    points = keras.ops.convert_to_numpy(face_detector.decode_landmarks([offsets, landmarks, probabilities]))
+    np.testing.assert_allclose(points, [[[14.4, 19.2], [33.6, 19.2], [24, 28.8], [16.8, 38.4], [31.2, 38.4]]],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match=r"received shapes \(1, 4\) and \(1, 3\)"):
+        face_detector.decode_refined([offsets, np.zeros((1, 3), np.float32)], 24)
+    with pytest.raises(ValueError, match="Expected O-Net's"):
+        face_detector.decode_landmarks([offsets, probabilities])
+
+
+def test_a_box_target_explains_onets_refined_detection():
+    onet = face_detector.ONet()
+    crop = _astronaut_crops(48)[:1]
+    decode = face_detector.box_decoder(onet)
+    boxes, scores = (keras.ops.convert_to_numpy(t) for t in decode(onet(crop)))
+    assert boxes.shape == (1, 1, 4) and scores[0, 0, 1] > 0.99
+    # the refined box, back in the photo's pixels: still the face mtcnn finds
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    refined = boxes[0, 0] * np.array([x2 - x1, y2 - y1] * 2) / 48 + np.array([x1, y1] * 2)
+    assert iou(refined, ASTRONAUT_FACE) > 0.8
+    (expl,) = gradcam.GradCAM(onet, layer="prelu4").explain(crop, targets=Box(boxes[0, 0], 1, decode=decode))
+    (target,) = expl.targets
+    assert target.score == pytest.approx(float(scores[0, 0, 1]), abs=1e-5)
+    assert target.heatmap.shape == (3, 3) and not target.empty

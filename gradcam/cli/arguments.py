@@ -8,7 +8,7 @@ import math
 
 from gradcam.checks import ArgumentError, one_line
 from gradcam.io.images import OVERLAY_FORMATS
-from gradcam.methods.registry import METHOD_NAMES, METHOD_OPTIONS, SCORES
+from gradcam.methods.registry import KERNELS, METHOD_NAMES, METHOD_OPTIONS, SCORES
 from gradcam.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, PREPROCESSING
 from gradcam.reporting.catalogue import METRICS as REPORT_METRICS
 
@@ -219,8 +219,8 @@ METHOD_FLAGS = {
     "max_channels": ("--max-channels", _positive_int, "N",
                      "score or ablate only the N channels of largest variance, N forward passes "
                      "per image instead of one per channel (default: all)"),
-    "kernel": ("--kernel", str, "NAME",
-               "the kernel: sigmoid, rbf, poly, linear or cosine (default: sigmoid)"),
+    "kernel": ("--kernel", _number(str, lambda value: value in KERNELS, f"one of {', '.join(KERNELS)}"), "NAME",
+               f"the kernel: {', '.join(KERNELS[:-1])} or {KERNELS[-1]} (default: {KERNELS[0]})"),
     "gamma": ("--gamma", _positive_float, "X",
               "the kernel's coefficient, a positive number (default: 1 / the layer's channels)"),
     "k": ("--fem-k", _finite_float, "X",
@@ -261,7 +261,16 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str, method_op
              "segmentation:CATEGORY (a per-pixel output: the pixels whose top class is "
              "CATEGORY, an index or name); output (the sum of a raw output's units) or "
              "output:INDEX (one unit); contrast:CLASS (Finer-CAM: CLASS against its three "
-             "closest classes); repeat for several (default: each image's top prediction)")
+             "closest classes); box:X1,Y1,X2,Y2[:CATEGORY] (a detector: the predicted box that "
+             "overlaps the query box most, with an IoU of 0.5 or more, and its score for "
+             "CATEGORY, an index or a --class-names name, default 0; the box's edges in the "
+             "model's input pixels); repeat for several (default: each image's top prediction)")
+    parser.add_argument(
+        "--decode", metavar="MODULE:FUNCTION",
+        help="for box: targets on a detector whose outputs are not (boxes (N, A, 4), scores "
+             "(N, A, categories)): FUNCTION(model) returns the function that turns the "
+             "outputs into that pair, e.g. gradcam.models.face_detector:box_decoder for "
+             "MTCNN's P-Net (default: the outputs are that pair)")
     if not method_options:
         parser.set_defaults(similar_to=None, eigen_smooth=False, aug_smooth=False,
                             **dict.fromkeys(METHOD_FLAGS, None))
@@ -269,8 +278,9 @@ def _add_run_options(parser: argparse.ArgumentParser, per_method: str, method_op
         parser.add_argument(
             "--similar-to", metavar="IMAGE",
             help="explain the cosine similarity of each image's output with the output on "
-                 "IMAGE (loaded and preprocessed as the inputs are), for embedding models; with "
-                 "a model that ends in a softmax, give --score output")
+                 "IMAGE (loaded and preprocessed as the inputs are), for embedding models; for "
+                 "a model that ends in a softmax, of the logits (the probabilities with --score "
+                 "output)")
     parser.add_argument(
         "--class-names", metavar="FILE",
         help="the model's class names, one per line in output order (UTF-8), for --target "

@@ -30,8 +30,8 @@ def recorded_options(args, command: StreamCommand) -> dict:
 
 
 #: The options of both commands recorded in a run's journal (:func:`recorded_options`).
-RECORDED_OPTIONS = ("model", "image_size", "target", "similar_to", "class_names", "method", *METHOD_FLAGS, "layer",
-                    "score", "preprocess")
+RECORDED_OPTIONS = ("model", "image_size", "target", "decode", "similar_to", "class_names", "method", *METHOD_FLAGS,
+                    "layer", "score", "preprocess")
 #: ``--eigen-smooth`` and ``--aug-smooth``: ``False`` in a journal that lacks them (an
 #: earlier version's).
 SMOOTHING = ("eigen_smooth", "aug_smooth")
@@ -68,7 +68,7 @@ def check_journal(args, journal: RunJournal, inputs, command: StreamCommand) -> 
         raise UsageError(f"--out {args.out!r} holds an interrupted run ({done} of {info.get('inputs')} images "
                          "done). Pass --resume to go on with it, --overwrite to start it again, or choose "
                          "another --out.")
-    recorded = {**dict.fromkeys(SMOOTHING, False), **info["settings"]}
+    recorded = {**dict.fromkeys(SMOOTHING, False), "decode": None, **info["settings"]}  # an earlier version's
     differences = setting_differences(recorded, recorded_options(args, command))
     if differences:
         name, then, now = differences[0]

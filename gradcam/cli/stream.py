@@ -33,10 +33,13 @@ from gradcam.cli.cost import EstimatingProgress, check_cost, forward_passes
 from gradcam.cli.messages import plural, say, warn
 from gradcam.cli.memory import check_memory
 from gradcam.cli.model import (
+    BoxSpec,
     build_engines,
     check_class_names,
+    check_decode_option,
     check_method_names,
     check_targets_fit,
+    load_decoder,
     method_classes,
     method_options,
     parse_target_spec,
@@ -127,23 +130,27 @@ def warn_small_image_size(args) -> None:
 
 def check_targets_before_model(args, class_names) -> None:
     """Check the ``--target`` forms, and their class names against the class names known
-    without the model (``--class-names``, or ImageNet's for a built-in model), and that
-    the ``--similar-to`` file exists.
+    without the model (``--class-names``, or ImageNet's for a built-in model), that
+    the ``--similar-to`` file exists, and ``--decode``'s form and module.
 
     Raises:
-        UsageError: a bad form, a name that is not a class, a missing ``--similar-to`` file.
+        UsageError: a bad form, a name that is not a class, a ``box:`` category name
+            without ``--class-names``, a missing ``--similar-to`` file, a bad ``--decode``.
     """
     if args.similar_to is not None and not os.path.isfile(args.similar_to):
         raise UsageError(f"--similar-to {args.similar_to!r}: no such image file.")
-    if not args.target:
-        return
-    if class_names is not None:
-        parse_targets(args.target, ClassNames(len(class_names), class_names), warn_duplicates=False)
-    elif builtin_image_size(args.model) is not None:  # the built-in models are ImageNet's
-        parse_targets(args.target, ClassNames(NUM_CLASSES), warn_duplicates=False)
-    else:  # the forms, before the model loads; the classes once it has
-        for value in args.target:
-            parse_target_spec(value)
+    if args.target:
+        if class_names is not None:
+            parse_targets(args.target, ClassNames(len(class_names), class_names), warn_duplicates=False)
+        elif builtin_image_size(args.model) is not None:  # the built-in models are ImageNet's
+            parse_targets(args.target, ClassNames(NUM_CLASSES), warn_duplicates=False)
+        else:  # the forms, before the model loads; the classes once it has
+            for value in args.target:
+                target = parse_target_spec(value)
+                if isinstance(target, BoxSpec) and isinstance(target.category, str):
+                    raise UsageError(f"--target: {value!r}: the category {target.category!r} is a name: give "
+                                     "--class-names FILE (the detector's categories, one per line), or an index.")
+    check_decode_option(args)
 
 
 @contextlib.contextmanager
@@ -207,8 +214,8 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
         image_shape = image_shape_for(model, args.image_size)
     check_class_names(class_names, args.class_names, model)
     engines = build_engines(model, classes, args.layer, args.score, class_names, options, model_spec=args.model)
-    targets = parse_targets(args.target, engines[0].classes)
-    check_targets_fit(model, engines[0].classes, targets)
+    targets = parse_targets(args.target, engines[0].classes, decode=load_decoder(args.decode, model))
+    check_targets_fit(model, engines[0].classes, targets, image_shape, class_names, args.class_names)
     preprocess = args.preprocess or (builtin.preprocessing if builtin else "none")
     if args.similar_to is not None:
         targets = (targets or []) + [similarity_target(args, model, image_shape, preprocess_function(preprocess))]
@@ -239,27 +246,31 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
 
 def similarity_target(args, model, image_shape, preprocess):
     """The :class:`~gradcam.targets.Similarity` target of ``--similar-to IMAGE``: the
-    model's output on IMAGE, loaded and preprocessed as the inputs are.
+    model's output on IMAGE, loaded and preprocessed as the inputs are; for a model that
+    ends in a softmax, its logits (the softmax's input) unless ``--score output``, as the
+    engines compare each image's logits with it then.
 
     Raises:
-        UsageError: the image cannot be read, the model ends in a softmax and ``--score``
-            is not ``output``, or its output is not one ``(batch, D)`` vector.
+        UsageError: the image cannot be read, or the model's output is not one
+            ``(batch, D)`` vector.
     """
     import keras
 
-    from gradcam.capture import model_info
+    from gradcam.capture import capture, model_info
     from gradcam.image import image_from_path
     from gradcam.targets import Similarity
 
-    if model_info(model).softmax is not None and args.score != "output":
-        raise UsageError("--similar-to compares the model's outputs, and the model ends in a softmax: give "
-                         "--score output to explain the similarity of its probabilities.")
+    softmax = model_info(model).softmax if args.score != "output" else None
     try:
         doc = image_from_path(args.similar_to, image_shape)
     except (OSError, ValueError) as error:
         raise UsageError(f"--similar-to {args.similar_to!r}: {one_line(error)}") from None
     doc = doc if preprocess is None else preprocess(doc)
-    outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(doc, training=False))]
+    with capture(softmax=softmax) as recording:
+        returned = model(doc, training=False)
+    outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(returned)]
+    if softmax is not None and len(outputs) == 1 and recording.logits:
+        outputs = [keras.ops.convert_to_numpy(recording.logits[-1])]
     output = outputs[0]
     if len(outputs) != 1 or output.ndim != 2:
         raise UsageError(f"--similar-to needs a model with one (batch, D) output; {args.model!r} returns "
@@ -412,9 +423,12 @@ def run_command(command: StreamCommand, args) -> int:
 def report_empty_maps(report: RunReport, setup: SetUp, where: str) -> None:
     """Warn, once, about all-zero maps (``where``: the file that marks them)."""
     if report.empty_maps:
+        from gradcam.capture import model_info
+
         maps = report.ok * setup.settings.targets_per_image * len(setup.engines)
         classes = all(isinstance(t, (int, str)) for t in setup.settings.targets or ())
+        logits = setup.header["score"] != "output" and model_info(setup.engines[0].model).softmax is not None
         print(f"gradcam: warning: {report.empty_maps} of {maps} maps are "
               f"all zero: no part of the layer's output raises the {'class' if classes else 'explained'} "
               f"score ({where}). "
-              "Try --score output, or another --layer.", file=sys.stderr)
+              f"Try {'--score output, or ' if logits else ''}another --layer.", file=sys.stderr)

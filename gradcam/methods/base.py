@@ -571,7 +571,7 @@ class Method:
             wanted.check(notes, _stacklevel_outside_package() + 1)
         empty = ~maps.any(axis=(2, 3))
         if empty.any() and self.warn_empty:
-            self._warn_empty(classes=explained is None or all(type(t) is Class for t in explained))
+            self._warn_empty(explained)
         return Result(
             heatmaps=maps,
             targets=resolved,
@@ -583,18 +583,25 @@ class Method:
             pixels=pixels,
         )
 
-    def _warn_empty(self, classes: bool = True) -> None:
+    def _warn_empty(self, explained=None) -> None:
         # One text per engine and kind of target: Python's warning filters then show it
         # once per line of the caller's code, and a call made under "ignore" (a warm-up)
-        # uses nothing up.
-        score = "the logit" if self._softmax_ref is not None else "the output"
-        score = f"{score} of their class" if classes else "the explained score"
+        # uses nothing up. ``explained``: the target objects, or None for class indices.
+        logits = self._softmax_ref is not None
+        kinds = {"output" if t.score_kind == "output" else "auto" for t in explained or ()
+                 if type(t) is Class} if explained is not None else {"auto"}
+        if explained is not None and not all(type(t) is Class for t in explained):
+            score = "the explained score"
+        elif kinds == {"output"} or not logits:
+            score = "the output of their class"
+        else:
+            score = "the logit of their class" if kinds == {"auto"} else "the score of their class"
+        way_out = "score='output' or another layer (layer=...)" if logits else "another layer (layer=...)"
         warnings.warn(
             f"Some {self.name} maps at layer {self.layer!r} are all zero: no part of that "
             f"layer's output raises {score} by this method's measure (after "
-            "Flatten and Dense, for example, the gradients average out over the map). Try "
-            "score='output' or another layer (layer=...). Result.empty and "
-            "TargetExplanation.empty mark the empty maps.",
+            f"Flatten and Dense, for example, the gradients average out over the map). Try "
+            f"{way_out}. Result.empty and TargetExplanation.empty mark the empty maps.",
             EmptyMapWarning,
             stacklevel=_stacklevel_outside_package(),
         )

@@ -6,10 +6,7 @@ from keras import ops
 
 from gradcam.checks import ArgumentError
 from gradcam.methods.base import Method
-
-#: The kernels ``kernel=`` takes, as scikit-learn's ``KernelPCA`` defines them
-#: (``degree=3`` and ``coef0=1`` for ``"poly"`` and ``"sigmoid"``).
-KERNELS = ("sigmoid", "rbf", "poly", "linear", "cosine")
+from gradcam.methods.registry import KERNELS
 
 
 def _kernel_matrix(x, kernel: str, gamma: float):
@@ -41,7 +38,7 @@ class KPCACAM(Method):
     kernel principal component, ``u sqrt(lambda)`` for the top eigenpair of the centred
     ``K``; then ``L = ReLU(L)`` and ``L / max(L)``. As pytorch-grad-cam, which calls
     scikit-learn's ``KernelPCA(n_components=1, kernel=kernel, gamma=gamma)``; the kernels
-    are scikit-learn's (:data:`KERNELS`), ``gamma=None`` meaning ``1 / C``.
+    are scikit-learn's (:data:`~gradcam.methods.registry.KERNELS`), ``gamma=None`` meaning ``1 / C``.
 
     The eigenvector's sign is scikit-learn's rule: its entry of largest magnitude is
     positive. Cost: an eigendecomposition of an ``(h w, h w)`` matrix per image (196
@@ -51,7 +48,7 @@ class KPCACAM(Method):
         model: as for :class:`~gradcam.methods.base.Method`, as are ``layer``,
             ``score``, ``class_names``, ``preprocess``, ``reshape`` and ``weak_model``
             (keyword-only).
-        kernel: one of :data:`KERNELS`. Defaults to ``"sigmoid"``.
+        kernel: one of :data:`~gradcam.methods.registry.KERNELS`. Defaults to ``"sigmoid"``.
         gamma: the kernel's coefficient for ``"sigmoid"``, ``"rbf"`` and ``"poly"``, a
             positive number; ``None`` for ``1 / C``. Defaults to ``None``.
 

@@ -83,6 +83,9 @@ METHOD_NAMES: tuple[str, ...] = tuple(REGISTRY)
 #: What an engine explains: ``"auto"`` (the logit when the model ends in a softmax, else
 #: the output), ``"logit"`` or ``"output"``.
 SCORES = ("auto", "logit", "output")
+#: The kernels KPCA-CAM's ``kernel=`` takes, as scikit-learn's ``KernelPCA`` defines them
+#: (``degree=3`` and ``coef0=1`` for ``"poly"`` and ``"sigmoid"``).
+KERNELS = ("sigmoid", "rbf", "poly", "linear", "cosine")
 #: The keyword arguments a method's engine takes beyond those every method takes, for the
 #: methods that take some (Score-CAM's and Ablation-CAM's batch of masked or ablated
 #: copies, Score-CAM's channel count).

@@ -81,3 +81,19 @@ def grad_cam_map(alpha, activations):
 
 #: The tiny conv's activations for X, ``(2, 2, 2)``.
 ACTIVATIONS = np.stack([np.array([[10, 18], [42, 50]], np.float64), np.full((2, 2), -5.0)], axis=-1)
+
+
+def cell_box_decoder(model):
+    """For ``--decode helpers.target_models:cell_box_decoder``: a per-pixel output
+    ``(N, H, W, C)`` read as a detector with one box per pixel, pixel ``(i, j)``'s box
+    ``(j, i, j + 1, i + 1)`` (the model's input and output are the same size), its scores
+    the pixel's ``C`` values: ``(boxes (N, H W, 4), scores (N, H W, C))``, row-major."""
+    height, width = model.outputs[0].shape[1:3]
+    rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    boxes = np.stack([columns, rows, columns + 1, rows + 1], axis=-1).reshape(-1, 4).astype(np.float32)
+
+    def decode(outputs):
+        scores = ops.reshape(outputs, (-1, height * width, outputs.shape[-1]))
+        return ops.zeros_like(scores[..., :1]) + ops.convert_to_tensor(boxes)[None], scores
+
+    return decode
