@@ -71,6 +71,11 @@ check_ray_version(ray.__version__)
 # neither the command line's modules nor the Explainer's.
 _SOURCES = {
     "ACTOR_CPUS": "gradcam.ray.explain",
+    "DEFAULT_EVALUATE_METRICS": "gradcam.ray.evaluate",
+    "Evaluator": "gradcam.ray.evaluate",
+    "ROW_COLUMNS": "gradcam.ray.evaluate",
+    "evaluate_images": "gradcam.ray.evaluate",
+    "report": "gradcam.ray.evaluate",
     "DEFAULT_MODEL": "gradcam.models.registry",
     "READ_CPUS": "gradcam.ray.reading",
     "RESULT_COLUMNS": "gradcam.ray.explainer",

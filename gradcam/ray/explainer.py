@@ -164,19 +164,29 @@ class Explainer:
                 "proba": probas.astype(np.float32), "heatmap": result.heatmaps}
 
     def _model_image(self, image) -> np.ndarray:
-        """One image as float32 ``(height, width, 3)`` RGB 0..255 of the model's size
-        (resized from the window a keras-hub classifier's preprocessor keeps)."""
-        array = np.asarray(image)
-        if array.shape == (*self._image_shape, 3):
-            return array.astype(np.float32, copy=False)
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
-        if not ((array.dtype == np.uint8 and channels in (1, 3, 4))
-                or (array.dtype == np.uint16 and channels == 1)):
-            raise ValueError(
-                f"Cannot explain an image of shape {np.shape(image)} and dtype {array.dtype}: expected "
-                f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
-                f"gives them), or arrays of the model's size {(*self._image_shape, 3)}."
-            )
-        return doc_from_image(self._view(to_rgb(Image.fromarray(array))), self._image_shape)[0]
+        return model_image(image, self._image_shape, self._view)
+
+
+def model_image(image, image_shape, view) -> np.ndarray:
+    """One image as float32 ``(height, width, 3)`` RGB 0..255 of the model's size
+    ``image_shape`` (resized from ``view(picture)``, the window a keras-hub classifier's
+    preprocessor keeps).
+
+    Raises:
+        ValueError: an image that is neither of the model's size nor an 8-bit (or 16-bit
+            gray) image.
+    """
+    array = np.asarray(image)
+    if array.shape == (*image_shape, 3):
+        return array.astype(np.float32, copy=False)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
+    if not ((array.dtype == np.uint8 and channels in (1, 3, 4))
+            or (array.dtype == np.uint16 and channels == 1)):
+        raise ValueError(
+            f"Cannot explain an image of shape {np.shape(image)} and dtype {array.dtype}: expected "
+            f"8-bit images (H, W, 3), (H, W) or (H, W, 4) of any size (as ray.data.read_images "
+            f"gives them), or arrays of the model's size {(*image_shape, 3)}."
+        )
+    return doc_from_image(view(to_rgb(Image.fromarray(array))), image_shape)[0]
