@@ -80,6 +80,7 @@ _SOURCES = {
     "READ_CPUS": "gradcam.ray.reading",
     "RESULT_COLUMNS": "gradcam.ray.explainer",
     "Explainer": "gradcam.ray.explainer",
+    "FromColumns": "gradcam.ray.columns",
     "explain_images": "gradcam.ray.explain",
 }
 

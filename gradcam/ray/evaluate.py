@@ -168,6 +168,10 @@ def _check_study(methods, metrics, controls, targets, target_column, options) ->
         raise ValueError("An evaluation needs at least one method; got none.")
     _check_names(metrics, tuple(METRICS), "metric")
     _check_names(controls, DEFAULT_CONTROLS, "control")
+    if not (targets is None or isinstance(targets, str)
+            or (isinstance(targets, (int, np.integer)) and not isinstance(targets, bool))):
+        raise TypeError(f"evaluate_images scores one class per image: targets must be None, a class index or a "
+                        f"class name (or target_column= a column of classes); got {targets!r}.")
     if targets is not None and target_column is not None:
         raise ValueError(f"Give targets or target_column, not both; got targets={targets!r} and "
                          f"target_column={target_column!r}.")

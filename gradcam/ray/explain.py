@@ -14,6 +14,7 @@ from gradcam.checks import check_positive_int
 from gradcam.io.inputs import find_inputs
 from gradcam.models.registry import DEFAULT_MODEL, builtin_image_size
 from gradcam.ray.arguments import checked
+from gradcam.ray.columns import uses_columns
 from gradcam.ray.explainer import Explainer
 from gradcam.ray.reading import READ_CPUS, read_files
 
@@ -77,6 +78,19 @@ def _source_dataset(source, read_size, batch_size: int, actors: int):
     return ray.data.from_items([{"path": path} for path in source]).map_batches(
         read_files, fn_kwargs={"image_size": read_size}, batch_size=batch_size,
         batch_format="numpy", num_cpus=READ_CPUS, **_reading_pool(tasks))
+
+
+def check_column_source(targets, source) -> None:
+    """Refuse :class:`~gradcam.ray.FromColumns` targets on files: their rows have no column
+    but ``"path"``.
+
+    Raises:
+        ValueError: ``targets`` read columns and ``source`` is a list of files.
+    """
+    if uses_columns(targets) and not isinstance(source, ray.data.Dataset):
+        raise ValueError(f"targets {targets!r} read columns of the dataset, but the source is image files "
+                         "(whose rows have a 'path' column alone); pass a ray.data.Dataset with an 'image' "
+                         "column and those columns.")
 
 
 def _check_concurrency(concurrency) -> None:
@@ -145,8 +159,10 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
             (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...). Defaults to ``"gradcam"``.
         layer: the layer to explain. Defaults to ``None`` (chosen automatically).
         score: ``"auto"``, ``"logit"`` or ``"output"``. Defaults to ``"auto"``.
-        targets: ``None`` (top prediction) or class indices and/or names explained for
-            every image. Defaults to ``None``.
+        targets: ``None`` (top prediction), class indices and/or names, target objects
+            of :mod:`gradcam.targets` or functions of the outputs, or
+            :class:`~gradcam.ray.FromColumns` targets whose per-image parameters are
+            columns of a dataset ``source`` (see :class:`Explainer`). Defaults to ``None``.
         preprocess: as for :class:`Explainer`. Defaults to ``"auto"``.
         image_size: ``(height, width)`` for the model, or ``None`` for its input size.
             Defaults to ``None``.
@@ -184,6 +200,7 @@ def explain_images(source, model=DEFAULT_MODEL, *, method: str = "gradcam", laye
         raise ValueError(f"num_gpus must be a number of GPUs, 0 or more; got {num_gpus!r}.")
     _check_concurrency(concurrency)
     source = _source_paths(source)
+    check_column_source(targets, source)
     if not ray.is_initialized():
         ray.init()
     actors = _first_actors(concurrency, num_gpus)

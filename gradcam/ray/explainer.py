@@ -13,6 +13,7 @@ from PIL import Image
 from gradcam.image import to_rgb, doc_from_image
 from gradcam.models.registry import DEFAULT_MODEL, image_shape_for, load_model, preprocess_function
 from gradcam.ray.arguments import checked
+from gradcam.ray.columns import batch_targets, uses_columns
 from gradcam.targets import resolve_targets
 
 #: The columns :class:`Explainer` adds.
@@ -46,10 +47,12 @@ class Explainer:
     ``"image"`` column, as ``ray.data.read_images`` gives it, and returns the batch without
     that column, with these added:
 
-    * ``target``: int64 ``(K,)`` per row, the class explained by each map;
+    * ``target``: int64 ``(K,)`` per row, the class explained by each map (-1 for a
+      target that is not one class: ``Segmentation``, ``Similarity``, ``Output``, ``Box``,
+      a function);
     * ``score``: float32 ``(K,)``, the explained score (the logit of a softmax model);
     * ``proba``: float32 ``(K,)``, the target's softmax probability (NaN when the model
-      does not end in a softmax);
+      does not end in a softmax, or the target is not one class);
     * ``heatmap``: float32 ``(K, h, w)`` in [0, 1], at the layer's resolution.
 
     Other columns (a ``"path"`` column, labels) are kept as they are. Images may have any
@@ -70,8 +73,12 @@ class Explainer:
             (chosen automatically).
         score: ``"auto"``, ``"logit"`` or ``"output"``, as for :class:`gradcam.GradCAM`.
             Defaults to ``"auto"``.
-        targets: ``None`` (each image's top prediction), or class indices and/or names
-            explained for every image. Defaults to ``None``.
+        targets: ``None`` (each image's top prediction); class indices and/or names; a
+            :mod:`gradcam.targets` object (``Segmentation``, ``Similarity``, ``Output``,
+            ``Box``, ``Contrast``, ``Function``) or a function of the model's outputs, as
+            :meth:`gradcam.GradCAM.compute` takes them; a :class:`~gradcam.ray.FromColumns`
+            whose per-image parameters (masks, embeddings, boxes) are columns of the batch;
+            or a list of these, explained for every image. Defaults to ``None``.
         preprocess: ``"auto"`` (the built-in models' own, ``(x - 127) / 128``; none for
             other models), a name that ``gradcam explain --preprocess`` takes
             (``"none"``, ``"lite"``, ``"tf"``, ``"caffe"``, ``"torch"``), a function
@@ -117,15 +124,25 @@ class Explainer:
         self._image_shape = image_shape_for(keras_model, size)
         self._engine = build_engine(keras_model, method, layer=layer, score=score,
                                     preprocess=_preprocess_function(preprocess, builtin), options=method_options)
-        self._targets = None
-        if targets is not None:  # checked once, here: a class name the model lacks stops the actor
-            self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()
-        blank = np.zeros((1, *self._image_shape, 3), np.float32)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
-            blank = self._engine.compute(blank, targets=self._targets, **self._smoothing)  # compiles, gives the shapes
+        self._targets = targets
+        if targets is not None and _class_targets(targets):  # checked once, here: a class name the model lacks
+            self._targets = resolve_targets(targets, self._engine.classes, 1)[0].tolist()  # stops the actor
+        self._empty = None
+        if not uses_columns(targets):  # else built from the first batch's columns
+            blank = np.zeros((1, *self._image_shape, 3), np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
+                try:  # compiles, gives the shapes
+                    self._set_empty(self._engine.compute(blank, targets=self._targets, **self._smoothing))
+                except ValueError as error:
+                    if "for 1 images" not in str(error):
+                        raise
+                    raise ValueError(f"{error} The images reach the actors in batches: give per-image "
+                                     "parameters as columns, with gradcam.ray.FromColumns.") from None
+
+    def _set_empty(self, result) -> None:
         self._empty = {name: np.zeros((0, *value.shape[1:]), value.dtype)
-                       for name, value in self._columns(blank).items()}
+                       for name, value in self._columns(result).items()}
 
     def __call__(self, batch: dict) -> dict:
         """Explain one batch.
@@ -151,10 +168,14 @@ class Explainer:
                              f"{', '.join(map(repr, RESULT_COLUMNS))}. Rename or drop it first.")
         out = {name: value for name, value in batch.items() if name != "image"}
         images = batch["image"]
-        if len(images) == 0:
+        if len(images) == 0 and self._empty is not None:
             return {**out, **self._empty}
-        docs = np.stack([self._model_image(image) for image in images])
-        result = self._engine.compute(docs, targets=self._targets, batch_size=len(docs), **self._smoothing)
+        targets = batch_targets(self._targets, batch)
+        docs = np.stack([self._model_image(image) for image in images]) if len(images) else np.zeros(
+            (0, *self._image_shape, 3), np.float32)
+        result = self._engine.compute(docs, targets=targets, batch_size=max(1, len(docs)), **self._smoothing)
+        if self._empty is None:
+            self._set_empty(result)
         return {**out, **self._columns(result)}
 
     @staticmethod
@@ -165,6 +186,12 @@ class Explainer:
 
     def _model_image(self, image) -> np.ndarray:
         return model_image(image, self._image_shape, self._view)
+
+
+def _class_targets(targets) -> bool:
+    """Whether ``targets`` are class indices and names only (one, or a list)."""
+    items = targets if isinstance(targets, (list, tuple)) else [targets]
+    return all(isinstance(t, str) or (isinstance(t, (int, np.integer)) and not isinstance(t, bool)) for t in items)
 
 
 def model_image(image, image_shape, view) -> np.ndarray:

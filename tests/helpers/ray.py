@@ -18,3 +18,18 @@ def tiny_rgb(activation="softmax"):
     conv.set_weights([kernel])
     dense.set_weights([DENSE_KERNEL])
     return model
+
+
+def on_red(model):
+    """A tiny model of helpers/target_models.py (4x4 one-channel input) on the red channel of
+    a 4x4 RGB image: the same layers and weights, its first convolution's kernel zero on
+    green and blue (the Explainer gives models RGB images)."""
+    rgb = keras.models.clone_model(model, input_tensors=keras.Input((4, 4, 3), name="image"))
+    for layer in rgb.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name == "conv":
+            kernel = np.zeros((*weights[0].shape[:2], 3, weights[0].shape[3]), np.float32)
+            kernel[:, :, :1] = weights[0]
+            weights = [kernel, *weights[1:]]
+        layer.set_weights(weights)
+    return rgb
