@@ -40,10 +40,18 @@ a whole run's time go, and does its work divide between the nodes of a cluster?
    actors before the first batch (``DataContext.wait_for_min_actors_s``), so that the
    division shows the steady state, not which actor started first.
 
+4. **Evaluation** (``--evaluate N``, off by default): on ``N`` of the photos, Grad-CAM and
+   Grad-CAM++ scored by deletion and insertion (``--evaluate-steps``), alternately in this
+   process (:func:`gradcam.reporting.study.measure`, what :func:`gradcam.report` runs, on
+   ``image_from_path``'s arrays) and with ``evaluate_images`` for each ``--concurrency``,
+   whole runs, ``--repeats`` rounds; the values are checked equal and the ratios of the
+   medians printed side by side.
+
 Usage::
 
     .venv/bin/python benchmarks/ray_throughput.py                   # 256 images, 3 rounds
     .venv/bin/python benchmarks/ray_throughput.py --repeats 1 --concurrency 1 --no-cluster
+    .venv/bin/python benchmarks/ray_throughput.py --images 16 --evaluate 16 --repeats 1 --no-explain --no-cluster
 """
 
 from __future__ import annotations
@@ -313,6 +321,54 @@ def two_nodes(folder: str, args) -> None:
           f"{run['whole']:.1f} images/s whole run")
 
 
+EVALUATE_METHODS = ("gradcam", "gradcam++")
+EVALUATE_METRICS = ("deletion", "insertion")
+
+
+def evaluate(folder: str, args) -> None:
+    """Section 4: the in-process evaluation against evaluate_images, whole runs."""
+    from gradcam.image import image_from_path
+    from gradcam.io.inputs import find_inputs
+    from gradcam.models.registry import builtin_model, load_model, preprocess_function
+    from gradcam.reporting.study import measure
+
+    paths = [item.path for item in find_inputs([folder])][: args.evaluate]
+    options = dict(methods=EVALUATE_METHODS, metrics=EVALUATE_METRICS, controls=(), steps=args.evaluate_steps,
+                   batch_size=args.batch_size)
+    model, builtin = load_model("efficientnet_lite0")
+    docs = np.concatenate([image_from_path(path, (builtin.size, builtin.size)) for path in paths])
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    times: dict[str, list[float]] = {}
+    try:
+        for round_ in range(1, args.repeats + 1):
+            start = time.perf_counter()
+            measured = measure(model, docs, preprocess=preprocess_function("auto", builtin_model("efficientnet_lite0")),
+                               **options)
+            times.setdefault("in this process (measure)", []).append(time.perf_counter() - start)
+            expected = {(paths[n], row, metric): values[n] for row, by_metric in measured["values"].items()
+                        for metric, values in by_metric.items() for n in range(len(paths))}
+            for concurrency in args.concurrency:
+                start = time.perf_counter()
+                rows = gradcam.ray.evaluate_images(paths, model="efficientnet_lite0", concurrency=concurrency,
+                                                   **options).take_all()
+                times.setdefault(f"evaluate_images, {concurrency} actor{'s' * (concurrency > 1)}", []).append(
+                    time.perf_counter() - start)
+                worst = max(abs(row["value"] - expected[row["path"], row["method"], row["metric"]]) for row in rows)
+                assert len(rows) == len(expected) and worst < 1e-3, (len(rows), worst)
+            print(f"evaluation round {round_} (s, load {os.getloadavg()[0]:.1f}): "
+                  + "; ".join(f"{name} {values[-1]:.1f}" for name, values in times.items()), flush=True)
+    finally:
+        ray.shutdown()
+    base = statistics.median(times["in this process (measure)"])
+    print(f"\nevaluation, {len(paths)} images, {len(EVALUATE_METHODS)} methods x {len(EVALUATE_METRICS)} metrics, "
+          f"{args.evaluate_steps} steps, {measured['forward_passes']['total']} forward passes, medians of "
+          f"{args.repeats} rounds, {os.cpu_count()} CPU cores:")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"  {name:<32} {median:7.1f} s  {median / base:6.2f}x  {len(paths) / median:6.2f} images/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=256, help="photos in the folder (default: 256)")
@@ -323,12 +379,20 @@ def main() -> None:
     parser.add_argument("--no-phases", dest="phases", action="store_false",
                         help="skip the run that records the actor's phases")
     parser.add_argument("--no-cluster", action="store_true", help="skip the two-node cluster")
+    parser.add_argument("--no-explain", dest="explain", action="store_false",
+                        help="skip the explain runs on one machine (sections 1 and 2)")
+    parser.add_argument("--evaluate", type=int, default=0, metavar="N",
+                        help="also time an evaluation of N images (section 4; default: 0, none)")
+    parser.add_argument("--evaluate-steps", type=int, default=10, help="deletion and insertion steps (default: 10)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gradcam-bench-") as workdir:
         folder = os.path.join(workdir, "photos")
         source = make_folder(folder, args.images)
         print(f"{args.images} images: {source}; EfficientNet-Lite0, Ray {ray.__version__}")
-        one_machine(folder, args)
+        if args.explain:
+            one_machine(folder, args)
+        if args.evaluate:
+            evaluate(folder, args)
         if not args.no_cluster:
             two_nodes(folder, args)
 
