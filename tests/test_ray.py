@@ -25,7 +25,8 @@ import ray.data
 import gradcam
 import gradcam.ray as gradcam_ray
 from gradcam.models import efficientnet_lite
-from helpers.ray import tiny_rgb
+from helpers.ray import local_ray as start_local_ray
+from helpers.ray import save_tiny, tiny_rgb
 from helpers.tiny import LOGIT_MAP_0, LOGIT_MAP_1, LOGITS, PROBAS
 
 RED = np.zeros((4, 4, 3), np.uint8)
@@ -34,9 +35,7 @@ RED[..., 0] = np.arange(16).reshape(4, 4)
 
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tiny_rgb().save(path)
-    return str(path)
+    return save_tiny(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -263,11 +262,8 @@ def test_explain_images_bad_sources(source, error, message):
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray on two CPUs, as on this machine: two actors and the reading tasks must fit."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
+    with start_local_ray():
         yield
-    finally:
-        ray.shutdown()
 
 
 def test_a_script_makes_the_dataset_without_importing_keras(local_ray, photos):

@@ -9,21 +9,18 @@ small random values (the model's size, so files and arrays give the same pixels)
 from __future__ import annotations
 
 import json
-import pickle
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-import ray
-import ray.data
-
 import gradcam
 import gradcam.ray as gradcam_ray
 from gradcam.methods import build_engine
 from gradcam.metrics import average_drop, deletion, increase_in_confidence, insertion
-from helpers.ray import tiny_rgb
+from helpers.ray import local_ray as start_local_ray
+from helpers.ray import save_tiny
 
 IMAGES = np.random.default_rng(3).integers(0, 16, (6, 4, 4, 3)).astype(np.uint8)
 METHODS = ["gradcam", "gradcam++"]
@@ -32,9 +29,7 @@ STUDY = dict(steps=4, randomisation_steps=2, smooth_samples=3, noise=0.1, seed=1
 
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tiny_rgb().save(path)
-    return str(path)
+    return save_tiny(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +107,8 @@ def test_evaluate_images_checks_its_arguments_first(files, kwargs, message):
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray on two CPUs: the actors and the reading tasks must fit."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
+    with start_local_ray():
         yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

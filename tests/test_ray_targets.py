@@ -20,6 +20,7 @@ import ray.data
 import gradcam
 import gradcam.ray as gradcam_ray
 from gradcam.targets import Box, Contrast, Output, Segmentation, Similarity
+from helpers.ray import local_ray as start_local_ray
 from helpers.ray import on_red, tiny_rgb
 from helpers.target_models import make_detector, make_segmenter
 from helpers.tiny import assert_map
@@ -137,19 +138,13 @@ def test_evaluate_images_refuses_target_objects():
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray on two CPUs; the model functions of this file and the helpers travel by value
-    (the workers cannot import the tests' modules)."""
+    """Ray on two CPUs; the model functions of this file and the helpers travel by value."""
     import helpers.ray
     import helpers.target_models
     import helpers.tiny
 
-    for module in (sys.modules[__name__], helpers.ray, helpers.target_models, helpers.tiny):
-        ray.cloudpickle.register_pickle_by_value(module)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
+    with start_local_ray(sys.modules[__name__], helpers.ray, helpers.target_models, helpers.tiny):
         yield
-    finally:
-        ray.shutdown()
 
 
 def test_explain_images_reads_masks_from_the_datasets_column(local_ray):

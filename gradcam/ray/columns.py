@@ -47,7 +47,8 @@ class FromColumns:
         if not callable(target):
             raise TypeError(f"FromColumns target must be a target class or a function returning a target; "
                             f"got {target!r}.")
-        if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
+        names = isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())
+        if not names:
             raise TypeError(f"FromColumns columns must be a dict of argument names to column names; got {columns!r}.")
         if not columns:
             raise ValueError("FromColumns columns is empty; name at least one argument read from a column, "

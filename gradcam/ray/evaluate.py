@@ -333,9 +333,11 @@ def _concatenate(parts: list[dict], source) -> dict:
         "curves": {metric: {row: joined(lambda p, r=row, m=metric: p["curves"][m][r]) for row in by_row}
                    for metric, by_row in first["curves"].items()},
         "randomisation": randomisation,
-        "forward_passes": {key: sum(part["forward_passes"][key] for part in parts) for key in first["forward_passes"]},
+        "forward_passes": {key: sum(part["forward_passes"][key] for part in parts)
+                           for key in first["forward_passes"]},
         "_arrays": {"images": joined(lambda p: p["_arrays"]["images"]),
-                    "maps": {row: joined(lambda p, r=row: p["_arrays"]["maps"][r]) for row in first["_arrays"]["maps"]}},
+                    "maps": {row: joined(lambda p, r=row: p["_arrays"]["maps"][r])
+                             for row in first["_arrays"]["maps"]}},
     }
 
 

@@ -1,7 +1,10 @@
 """Ray's test helpers."""
 
+import contextlib
+
 import keras
 import numpy as np
+import ray
 
 from helpers.tiny import CONV_KERNEL, DENSE_KERNEL
 
@@ -33,3 +36,24 @@ def on_red(model):
             weights = [kernel, *weights[1:]]
         layer.set_weights(weights)
     return rgb
+
+
+def save_tiny(folder) -> str:
+    """Save :func:`tiny_rgb` as ``folder/tiny.keras``; its path."""
+    path = folder / "tiny.keras"
+    tiny_rgb().save(path)
+    return str(path)
+
+
+@contextlib.contextmanager
+def local_ray(*by_value):
+    """Ray on two CPUs, as on this machine: two actors and the reading tasks must fit. The
+    modules ``by_value`` (a test file's, the helpers) travel to the workers pickled by
+    value: the workers cannot import the tests' modules."""
+    for module in by_value:
+        ray.cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
