@@ -27,6 +27,7 @@ BACKEND_TESTS := tests/test_backend.py tests/test_capture.py tests/test_engine.p
                  tests/test_keras_callback.py tests/test_differentiable_maps.py tests/test_keras_penalty.py
 BACKEND_TESTS += tests/test_report.py
 BACKEND_TESTS += tests/test_targets.py
+BACKEND_TESTS += tests/test_ray_targets.py
 OTHER_BACKENDS := jax torch
 BACKEND_TESTS += tests/test_models_face_detector.py tests/test_models_with_targets.py
 
