@@ -65,6 +65,16 @@ def test_segmentation_masks_from_a_column_give_the_hand_computed_maps():
     assert not np.allclose(out["heatmap"][1, 0], out["heatmap"][0, 0])
 
 
+def test_an_empty_first_batch_with_column_targets_keeps_the_columns_shapes():
+    explainer = gradcam_ray.Explainer(model=segmenter, layer="conv",
+                                      targets=gradcam_ray.FromColumns(Segmentation, {"mask": "mask"}, category=0))
+    out = explainer({"image": np.zeros((0, 4, 4, 3), np.uint8), "mask": np.zeros((0, 2, 2), bool)})
+    assert out["mask"].shape == (0, 2, 2) and out["heatmap"].shape == (0, 1, 2, 2)
+    assert out["score"].shape == out["target"].shape == (0, 1)
+    full = explainer({"image": RED[:1], "mask": MASKS[:1]})
+    assert full["heatmap"].shape == (1, 1, 2, 2)
+
+
 def test_boxes_from_a_column_pick_each_images_predicted_box():
     """The query ``(2, 2, 4, 4)`` is cell ``(1, 1)``'s box: ``y0[1, 1] = 4``, HiResCAM's map
     in that cell alone; ``(2, 0, 4, 2)`` picks cell ``(0, 1)``, ``0.8``."""

@@ -168,12 +168,18 @@ class Explainer:
                              f"{', '.join(map(repr, RESULT_COLUMNS))}. Rename or drop it first.")
         out = {name: value for name, value in batch.items() if name != "image"}
         images = batch["image"]
-        if len(images) == 0 and self._empty is not None:
+        if len(images) == 0:
+            if self._empty is None:  # column targets, no batch yet: one blank row of the columns' shapes
+                ones = {name: np.ones((1, *np.shape(column)[1:]), np.float32) for name, column in out.items()}
+                blank = np.zeros((1, *self._image_shape, 3), np.float32)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._set_empty(self._engine.compute(blank, targets=batch_targets(self._targets, ones),
+                                                         **self._smoothing))
             return {**out, **self._empty}
-        targets = batch_targets(self._targets, batch)
-        docs = np.stack([self._model_image(image) for image in images]) if len(images) else np.zeros(
-            (0, *self._image_shape, 3), np.float32)
-        result = self._engine.compute(docs, targets=targets, batch_size=max(1, len(docs)), **self._smoothing)
+        docs = np.stack([self._model_image(image) for image in images])
+        result = self._engine.compute(docs, targets=batch_targets(self._targets, batch), batch_size=len(docs),
+                                      **self._smoothing)
         if self._empty is None:
             self._set_empty(result)
         return {**out, **self._columns(result)}
