@@ -42,8 +42,8 @@ a whole run's time go, and does its work divide between the nodes of a cluster?
 
 4. **Evaluation** (``--evaluate N``, off by default): on ``N`` of the photos, Grad-CAM and
    Grad-CAM++ scored by deletion and insertion (``--evaluate-steps``), alternately in this
-   process (:func:`gradcam.reporting.study.measure`, what :func:`gradcam.report` runs, on
-   ``image_from_path``'s arrays) and with ``evaluate_images`` for each ``--concurrency``,
+   process (:func:`gradcam.reporting.study.run_study`, what :func:`gradcam.report` runs, on
+   ``image_from_path``'s arrays, its summary with 200 resamples) and with ``evaluate_images`` for each ``--concurrency``,
    whole runs, ``--repeats`` rounds; the values are checked equal and the ratios of the
    medians printed side by side.
 
@@ -330,7 +330,7 @@ def evaluate(folder: str, args) -> None:
     from gradcam.image import image_from_path
     from gradcam.io.inputs import find_inputs
     from gradcam.models.registry import builtin_model, load_model, preprocess_function
-    from gradcam.reporting.study import measure
+    from gradcam.reporting.study import run_study
 
     paths = [item.path for item in find_inputs([folder])][: args.evaluate]
     options = dict(methods=EVALUATE_METHODS, metrics=EVALUATE_METRICS, controls=(), steps=args.evaluate_steps,
@@ -343,9 +343,9 @@ def evaluate(folder: str, args) -> None:
     try:
         for round_ in range(1, args.repeats + 1):
             start = time.perf_counter()
-            measured = measure(model, docs, preprocess=preprocess_function("auto", builtin_model("efficientnet_lite0")),
-                               **options)
-            times.setdefault("in this process (measure)", []).append(time.perf_counter() - start)
+            measured = run_study(model, docs, preprocess=preprocess_function("auto", builtin_model("efficientnet_lite0")),
+                                 resamples=200, **options)
+            times.setdefault("in this process (run_study)", []).append(time.perf_counter() - start)
             expected = {(paths[n], row, metric): values[n] for row, by_metric in measured["values"].items()
                         for metric, values in by_metric.items() for n in range(len(paths))}
             for concurrency in args.concurrency:
@@ -360,7 +360,7 @@ def evaluate(folder: str, args) -> None:
                   + "; ".join(f"{name} {values[-1]:.1f}" for name, values in times.items()), flush=True)
     finally:
         ray.shutdown()
-    base = statistics.median(times["in this process (measure)"])
+    base = statistics.median(times["in this process (run_study)"])
     print(f"\nevaluation, {len(paths)} images, {len(EVALUATE_METHODS)} methods x {len(EVALUATE_METRICS)} metrics, "
           f"{args.evaluate_steps} steps, {measured['forward_passes']['total']} forward passes, medians of "
           f"{args.repeats} rounds, {os.cpu_count()} CPU cores:")

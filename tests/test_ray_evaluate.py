@@ -167,15 +167,13 @@ def test_report_equals_the_in_process_report(local_ray, files, tiny_file, in_pro
     assert (tmp_path / "report.html").read_text().count("<img") == (out / "report.html").read_text().count("<img")
 
 
-def test_report_over_several_batches_keeps_the_files_order(local_ray, files, tiny_file, in_process):
-    """Batches of two images on two actors: the same numbers but Smooth MPRT's (its noise is
-    drawn per batch), the images in the files' order."""
-    data, _ = in_process
-    metrics = ["deletion", "insertion", "average_drop", "increase_in_confidence", "randomisation", "efficient_mprt"]
-    numbers = gradcam_ray.report(files, model=tiny_file, methods=METHODS, metrics=metrics, resamples=300,
-                                 batch_size=2, concurrency=2, **STUDY)
-    expected = gradcam.report(keras.models.load_model(tiny_file), files, methods=METHODS, metrics=metrics,
-                              resamples=300, **STUDY)
+def test_report_over_several_batches_keeps_the_files_order(local_ray, files, tiny_file):
+    """Batches of two images on two actors: every number (Smooth MPRT's, drawn per batch,
+    and the forward passes too) is the in-process report's over batches of two, the images
+    in the files' order."""
+    numbers = gradcam_ray.report(files, model=tiny_file, methods=METHODS, resamples=300, batch_size=2,
+                                 concurrency=2, **STUDY)
+    expected = gradcam.report(keras.models.load_model(tiny_file), files, methods=METHODS, resamples=300,
+                              batch_size=2, **STUDY)
     assert [image["name"] for image in numbers["images"]] == [f"image{n}.png" for n in range(6)]
-    _close(_without_passes(numbers), _without_passes(expected))
-    assert numbers["values"]["gradcam"]["deletion"] == pytest.approx(data["values"]["gradcam"]["deletion"])
+    _close(json.loads(json.dumps(numbers)), json.loads(json.dumps(expected)))

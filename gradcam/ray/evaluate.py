@@ -1,11 +1,11 @@
-"""Evaluating and reporting on Ray: a report's per-image measurements, batch by batch, in a
+"""Evaluating and reporting on Ray: a report's per-image records, batch by batch, in a
 pool of :class:`Evaluator` actors; :func:`evaluate_images` returns them as metric rows,
 :func:`report` gathers them into :func:`gradcam.report`'s files.
 
 Metrics are forward-pass bound (a deletion curve of 50 steps is 50 passes per map), so
-spreading the images over actors is how an evaluation scales. Each actor runs
-:func:`gradcam.reporting.study.measure` on its batches; the statistics, the verdict and
-the page come from :mod:`gradcam.reporting` alone.
+spreading the images over actors is how an evaluation scales. Each actor builds one
+:class:`gradcam.reporting.study.Study` and studies its batches with it; the statistics,
+the verdict and the page come from :mod:`gradcam.reporting` alone.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import ray
@@ -34,9 +35,10 @@ DEFAULT_EVALUATE_METRICS = ("deletion", "insertion", "average_drop", "increase_i
 
 
 class Evaluator:
-    """A callable class for ``ray.data.Dataset.map_batches``: a report's measurements on a
-    batch of images (:func:`gradcam.reporting.study.measure`), the model built once per
-    actor.
+    """A callable class for ``ray.data.Dataset.map_batches``: a report's study of a batch of
+    images (:meth:`gradcam.reporting.study.Study.images`), the model and the
+    :class:`~gradcam.reporting.study.Study` (its engines, so each method compiles once)
+    built once per actor.
 
     It takes a batch (a dict of numpy arrays, ``batch_format="numpy"``) with an
     ``"image"`` column, converted to the model's size as :class:`~gradcam.ray.Explainer`
@@ -45,10 +47,11 @@ class Evaluator:
     :data:`ROW_COLUMNS`: ``method``, ``metric``, ``target`` (int64, the class scored),
     ``target_name`` (its name where the model's classes have names, else ``""``),
     ``value`` (float64, NaN where the metric has none) and ``error`` (``""``). With
-    ``output="measurements"`` it returns one row per batch, a ``"measurements"`` column
-    holding the pickled dict :func:`~gradcam.reporting.study.measure` returns (with the
-    batch's ``"path"`` column, where it has one, under ``"paths"``), what :func:`report`
-    gathers.
+    ``output="records"`` it returns one row per batch, a ``"records"`` column holding a
+    pickled dict: ``"records"`` (the images' records, named by their files), ``"paths"``
+    (the batch's ``"path"`` column, where it has one), ``"passes"`` (the forward passes
+    this batch made), ``"settings"`` and ``"rows"`` (the study's) and ``"model"`` (the
+    model's name), what :func:`report` gathers.
 
     Args:
         model: a built-in model's name, a ``.keras`` file's path, or a function returning
@@ -68,7 +71,10 @@ class Evaluator:
         preprocess: as for :class:`~gradcam.ray.Explainer`. Defaults to ``"auto"``.
         image_size: ``(height, width)`` for the model, or ``None`` for its input size.
             Defaults to ``None``.
-        output: ``"rows"`` or ``"measurements"``. Defaults to ``"rows"``.
+        output: ``"rows"`` or ``"records"``. Defaults to ``"rows"``.
+        thumbnails: whether the records hold the gallery's thumbnails (for the page).
+            Defaults to ``False``.
+        batch_size: images through the model at once. Defaults to ``32``.
         **options: :func:`gradcam.report`'s ``steps``, ``baseline``,
             ``randomisation_steps``, ``smooth_samples``, ``noise``, ``seed``,
             ``resamples``, ``confidence`` and ``test``.
@@ -82,65 +88,70 @@ class Evaluator:
 
     def __init__(self, model=DEFAULT_MODEL, methods=None, metrics=DEFAULT_EVALUATE_METRICS, controls=(),
                  targets=None, target_column=None, layer=None, score: str = "auto", preprocess="auto",
-                 image_size=None, output: str = "rows", **options):
-        from gradcam.reporting.study import DEFAULT_METHODS
+                 image_size=None, output: str = "rows", thumbnails: bool = False, batch_size: int = 32, **options):
+        from gradcam import hub
+        from gradcam.capture import model_info
+        from gradcam.reporting.study import DEFAULT_METHODS, Study, study_settings
+        from gradcam.targets import ClassNames
 
         size = checked(model, "gradcam", score, preprocess, image_size)
         _check_output(output)
         self._model, builtin = _build_model(model, size)
-        from gradcam import hub
-        from gradcam.capture import model_info
-        from gradcam.targets import ClassNames
-
         self._view = lambda picture: hub.picture_view(self._model, picture)
         self._image_shape = image_shape_for(self._model, size)
         self._classes = ClassNames(model_info(self._model).num_classes)
-        self._target_column, self._output = target_column, output
-        self._settings = dict(methods=DEFAULT_METHODS if methods is None else methods, metrics=metrics,
-                              controls=controls, targets=targets, layer=layer, score=score,
-                              preprocess=_preprocess_function(preprocess, builtin), **options)
+        self._targets, self._target_column, self._output = targets, target_column, output
+        settings = study_settings(self._model, methods=DEFAULT_METHODS if methods is None else methods,
+                                  metrics=metrics, controls=controls, layer=layer, score=score, batch_size=batch_size,
+                                  image_shape=self._image_shape, **options)
+        self._study = Study(self._model, settings, preprocess=_preprocess_function(preprocess, builtin),
+                            thumbnails=thumbnails)
 
     def __call__(self, batch: dict) -> dict:
-        """Measure one batch.
+        """Study one batch.
 
         Args:
             batch: a dict of numpy arrays with an ``"image"`` column (see
                 :class:`~gradcam.ray.Explainer`).
 
         Returns:
-            The rows or measurements (see the class).
+            The rows or records (see the class).
         """
-        from gradcam.reporting.study import measure
+        from gradcam.metrics.scoring import check_targets
 
         if "image" not in batch:
             raise ValueError(f"The batch has no 'image' column; its columns: {', '.join(map(repr, batch))}.")
-        settings = dict(self._settings)
+        images = np.stack([model_image(image, self._image_shape, self._view) for image in batch["image"]])
+        targets = self._targets
         if self._target_column is not None:
             if self._target_column not in batch:
                 raise ValueError(f"target_column {self._target_column!r} is not a column of the batch; its "
                                  f"columns: {', '.join(map(repr, batch))}.")
-            settings["targets"] = [v.item() if isinstance(v, np.generic) else v for v in batch[self._target_column]]
-        images = np.stack([model_image(image, self._image_shape, self._view) for image in batch["image"]])
-        measured = measure(self._model, images, batch_size=len(images), **settings)
-        if "path" in batch:
-            measured["paths"] = [str(path) for path in batch["path"]]
-        if self._output == "measurements":
-            return {"measurements": np.array([pickle.dumps(measured)], dtype=object)}
-        return self._rows(batch, measured)
+            targets = [v.item() if isinstance(v, np.generic) else v for v in batch[self._target_column]]
+        classes = None if targets is None else check_targets(targets, self._classes.num_classes, len(images))
+        paths = [str(path) for path in batch["path"]] if "path" in batch else []
+        names = [Path(path).name for path in paths] or [f"image {n}" for n in range(len(images))]
+        study, before = self._study, dict(self._study.passes)
+        records = study.images(images, names, classes)
+        if self._output == "rows":
+            return self._rows(batch, records)
+        found = {"records": records, "paths": paths, "settings": study.settings, "rows": study.rows,
+                 "model": self._model.name, "passes": {part: study.passes[part] - before[part] for part in before}}
+        return {"records": np.array([pickle.dumps(found)], dtype=object)}
 
-    def _rows(self, batch: dict, measured: dict) -> dict:
+    def _rows(self, batch: dict, records: list[dict]) -> dict:
         """One row per image, report row and metric, in that order."""
         kept = {name: np.asarray(column) for name, column in batch.items() if name != "image"}
         picks, columns = [], {name: [] for name in ROW_COLUMNS}
-        for n, image in enumerate(measured["images"]):
-            for row in measured["rows"]:
-                for metric, values in measured["values"][row["name"]].items():
+        for n, record in enumerate(records):
+            for row, by_metric in record["values"].items():
+                for metric, value in by_metric.items():
                     picks.append(n)
-                    columns["method"].append(row["name"])
+                    columns["method"].append(row)
                     columns["metric"].append(metric)
-                    columns["target"].append(image["target"])
-                    columns["target_name"].append(self._classes.name(image["target"]) or "")
-                    columns["value"].append(float(values[n]))
+                    columns["target"].append(record["target"])
+                    columns["target_name"].append(self._classes.name(record["target"]) or "")
+                    columns["value"].append(np.nan if value is None else value)
                     columns["error"].append("")
         picks = np.asarray(picks, np.int64)
         return {**{name: column[picks] for name, column in kept.items()},
@@ -153,8 +164,8 @@ class Evaluator:
 
 
 def _check_output(output) -> None:
-    if output not in ("rows", "measurements"):
-        raise ValueError(f"output must be 'rows' or 'measurements'; got {output!r}.")
+    if output not in ("rows", "records"):
+        raise ValueError(f"output must be 'rows' or 'records'; got {output!r}.")
 
 
 def _check_study(methods, metrics, controls, targets, target_column, options) -> None:
@@ -185,7 +196,7 @@ def _check_study(methods, metrics, controls, targets, target_column, options) ->
 
 
 def _measure_dataset(source, model, *, methods, metrics, controls, targets, target_column, layer, score, preprocess,
-                     image_size, batch_size, concurrency, num_gpus, output, options):
+                     image_size, batch_size, concurrency, num_gpus, output, options, thumbnails=False):
     """The dataset of :class:`Evaluator` outputs over ``source``: its arguments checked
     first, files read by Ray tasks as :func:`~gradcam.ray.explain_images` reads them."""
     size = checked(model, "gradcam", score, preprocess, image_size)
@@ -201,7 +212,7 @@ def _measure_dataset(source, model, *, methods, metrics, controls, targets, targ
     dataset = _source_dataset(source, size or builtin_image_size(model), batch_size, actors)
     settings = dict(model=model, methods=methods, metrics=metrics, controls=controls, targets=targets,
                     target_column=target_column, layer=layer, score=score, preprocess=preprocess,
-                    image_size=size, output=output, **options)
+                    image_size=size, output=output, thumbnails=thumbnails, batch_size=batch_size, **options)
     measured = dataset.map_batches(
         Evaluator, fn_constructor_kwargs=settings, batch_size=batch_size, batch_format="numpy",
         compute=_actor_pool(concurrency, actors), num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)
@@ -287,8 +298,8 @@ def evaluate_images(source, model=DEFAULT_MODEL, *, methods=("gradcam", "gradcam
 def _order(parts: list[dict], source) -> np.ndarray:
     """The images' order: the files' order for files, by path for a dataset with paths,
     else as the batches came."""
-    paths = [path for part in parts for path in part.get("paths", ())]
-    count = sum(len(part["images"]) for part in parts)
+    paths = [path for part in parts for path in part["paths"]]
+    count = sum(len(part["records"]) for part in parts)
     if len(paths) != count:
         return np.arange(count)
     if isinstance(source, list):
@@ -297,75 +308,27 @@ def _order(parts: list[dict], source) -> np.ndarray:
     return np.argsort(paths, kind="stable")
 
 
-def _concatenate(parts: list[dict], source) -> dict:
-    """The measurements of several batches as those of one, in the images' order."""
-    order = _order(parts, source)
-    first = parts[0]
-
-    def joined(get):
-        return np.concatenate([np.asarray(get(part)) for part in parts])[order]
-
-    def sanity(row, check, key, column=None):
-        return [float("nan") if v is None else v for part in parts
-                for v in (part["randomisation"][row][check][key] if column is None
-                          else part["randomisation"][row][check][key][column])]
-
-    randomisation = {}
-    for row, checks in first["randomisation"].items():
-        randomisation[row] = {}
-        for check, entry in checks.items():
-            randomisation[row][check] = {
-                key: value if key == "layers" else
-                [_json(np.asarray(sanity(row, check, key, c))[order]) for c in range(len(value))]
-                if value and isinstance(value[0], list) else _json(np.asarray(sanity(row, check, key))[order])
-                for key, value in entry.items()}
-    images = [image for part in parts for image in part["images"]]
-    images = [images[n] for n in order]
-    paths = [path for part in parts for path in part.get("paths", ())]
-    for n, image in enumerate(images):
-        image["name"] = Path(paths[order[n]]).name if len(paths) == len(images) else f"image {n}"
-    return {
-        **{key: first[key] for key in ("settings", "metrics", "rows", "notes")},
-        "images": images,
-        "skipped": [skipped for part in parts for skipped in part["skipped"]],
-        "values": {row: {metric: joined(lambda p, r=row, m=metric: p["values"][r][m]) for metric in by_metric}
-                   for row, by_metric in first["values"].items()},
-        "curves": {metric: {row: joined(lambda p, r=row, m=metric: p["curves"][m][r]) for row in by_row}
-                   for metric, by_row in first["curves"].items()},
-        "randomisation": randomisation,
-        "forward_passes": {key: sum(part["forward_passes"][key] for part in parts)
-                           for key in first["forward_passes"]},
-        "_arrays": {"images": joined(lambda p: p["_arrays"]["images"]),
-                    "maps": {row: joined(lambda p, r=row: p["_arrays"]["maps"][r])
-                             for row in first["_arrays"]["maps"]}},
-    }
-
-
-def _json(values: np.ndarray) -> list:
-    """Numbers as the report's JSON writes them: ``None`` for NaN."""
-    return [None if not np.isfinite(v) else float(v) for v in values]
-
-
 def report(source, model=DEFAULT_MODEL, *, methods=("gradcam", "gradcam++", "layercam"), metrics=None,
            out=None, controls=("randomcam", "gaussian", "sobel"), targets=None, target_column=None, layer=None,
            score: str = "auto", preprocess="auto", image_size=None, steps: int = 50, baseline=0.0,
            randomisation_steps: int = 5, smooth_samples: int = 10, noise: float = 0.1, seed: int = 0,
            resamples: int = 10000, confidence: float = 0.95, test: str = "wilcoxon", batch_size: int = 32,
            concurrency=None, num_gpus: float = 0) -> dict:
-    """:func:`gradcam.report` on Ray: the measurements made by actors, gathered into one report.
+    """:func:`gradcam.report` on Ray: the images' records made by actors, gathered into one report.
 
-    The images are measured as :func:`evaluate_images` measures them; the measurements
-    (each image's metric values, deletion and insertion curves, sanity-check
-    correlations, maps) come back to this process, which computes the intervals, tests,
-    verdict and page with :mod:`gradcam.reporting`, and writes the same ``report.json``,
+    The images are studied as :func:`evaluate_images` studies them; their records (each
+    image's metric values, deletion and insertion curves, sanity-check correlations and,
+    with ``out``, the gallery's thumbnails) come back to this process, which computes the
+    intervals, tests, verdict and page with :func:`gradcam.reporting.study.summarise` and
+    :func:`gradcam.reporting.write`, and writes the same ``report.json``,
     ``report.html`` and ``metrics.csv`` as :func:`gradcam.report`. With files, the images
     keep the order of the files found; with a dataset, that of its ``"path"`` column where
     it has one (else the order the batches arrive in). The numbers equal
-    :func:`gradcam.report`'s on the same images, but Smooth MPRT's when the images span
-    several batches (its noise is drawn per batch).
+    :func:`gradcam.report`'s on the same images with the same ``batch_size`` (Smooth
+    MPRT's noise is drawn per batch, in both).
 
-    Everything gathered is kept in this process's memory (the maps and the images at the
-    model's size too, for the page's gallery): for very large image sets, use
+    Everything gathered is kept in this process's memory (with ``out``, each image's
+    thumbnails too): for very large image sets, use
     :func:`evaluate_images` and aggregate its rows with Ray.
 
     Args:
@@ -412,7 +375,7 @@ def report(source, model=DEFAULT_MODEL, *, methods=("gradcam", "gradcam++", "lay
         >>> numbers["verdict"][0]  # doctest: +SKIP
     """
     from gradcam.reporting import write
-    from gradcam.reporting.study import DEFAULT_METRICS, summarise
+    from gradcam.reporting.study import DEFAULT_METRICS, PASS_PARTS, summarise
 
     check_positive_int(resamples, "resamples")
     if not (isinstance(confidence, float) and 0 < confidence < 1):
@@ -424,11 +387,20 @@ def report(source, model=DEFAULT_MODEL, *, methods=("gradcam", "gradcam++", "lay
         source, model, methods=methods, metrics=DEFAULT_METRICS if metrics is None else metrics, controls=controls,
         targets=targets, target_column=target_column, layer=layer, score=score, preprocess=preprocess,
         image_size=image_size, batch_size=batch_size, concurrency=concurrency, num_gpus=num_gpus,
-        output="measurements", options=options)
-    parts = [pickle.loads(row["measurements"]) for row in measured.iter_rows()]
+        output="records", options=options, thumbnails=out is not None)
+    parts = [pickle.loads(row["records"]) for row in measured.iter_rows()]
     if not parts:
         raise ValueError("report needs at least one image; the source has none.")
-    data = summarise(_concatenate(parts, paths))
+    records = [record for part in parts for record in part["records"]]
+    records = [records[n] for n in _order(parts, paths)]
+    if not any(part["paths"] for part in parts):  # named by their place in the report
+        for n, record in enumerate(records):
+            record["name"] = f"image {n}"
+    # summarise reads the study's settings, rows and model name, which every actor shares.
+    first = parts[0]
+    study = SimpleNamespace(settings=first["settings"], rows=first["rows"], model=SimpleNamespace(name=first["model"]))
+    passes = {part: sum(p["passes"][part] for p in parts) for part in PASS_PARTS}
+    data = summarise(study, records, passes=passes)
     if out is not None:
         write(data, out)
     return {key: value for key, value in data.items() if not key.startswith("_")}
