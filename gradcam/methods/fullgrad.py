@@ -40,6 +40,15 @@ def layer_bias(layer):
     return ops.cast(layer.beta, "float32") - ops.cast(layer.moving_mean, "float32") * scale
 
 
+def _split(tensor, sizes):
+    """``tensor`` split along its last axis into pieces of ``sizes``: one split, whose
+    gradient is one concatenation (a slice per piece would have a gradient of the whole
+    tensor's size each)."""
+    if len(sizes) == 1:
+        return [tensor]
+    return ops.split(tensor, [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)], axis=-1)
+
+
 def scaled(maps, axes=(1, 2)):
     """pytorch-grad-cam's ``scale_cam_image``: each map less its minimum, divided by
     ``1e-7`` plus its new maximum, over ``axes``."""
@@ -127,25 +136,23 @@ class FullGrad(Method):
 
     def _run_model(self, call, x, score, probe):
         """One forward pass with one zero probe ``(N, 1, 1, T)`` that covers the input and
-        every layer's output, flat; the activations are what each gradient multiplies
-        (the input, each layer's bias broadcast to its output), flat alike."""
+        every layer's output, flat (:func:`_split`); the activations ``(N, 1, 1, T')``
+        are what the gradients multiply: the input, then each layer call's bias ``(C,)``."""
         _, _, softmax = self._alive()
         count = ops.shape(x)[0]
-        sizes = [h * w * c for _, (h, w, c) in self._terms]
-        joint = probe(ops.zeros((count, 1, 1, sum(sizes)), "float32"))
-        starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        joint = probe(ops.zeros((count, 1, 1, sum(self._sizes(False))), "float32"))
+        pieces = _split(joint, self._sizes(False))
 
         def piece(i, like):
-            return ops.cast(ops.reshape(joint[..., starts[i]:starts[i + 1]], ops.shape(like)), like.dtype)
+            return ops.cast(ops.reshape(pieces[i], ops.shape(like)), like.dtype)
 
-        values = [ops.reshape(ops.cast(x, "float32"), (count, 1, 1, sizes[0]))]
+        values = [ops.reshape(ops.cast(x, "float32"), (count, 1, 1, -1))]
 
         def edit(layer, tensor):
             i = len(values)
             if i >= len(self._terms) or self._terms[i][0]() is not layer:
                 raise RuntimeError(f"Layer {layer.name!r} ran out of the order of the model's traced call.")
-            bias = ops.broadcast_to(layer_bias(layer), (count,) + self._terms[i][1])
-            values.append(ops.reshape(bias, (count, 1, 1, sizes[i])))
+            values.append(ops.broadcast_to(layer_bias(layer), (count, 1, 1, self._terms[i][1][-1])))
             return tensor + piece(i, tensor)
 
         with capture_layers([ref() for ref in self._layers], softmax, edit) as recording:
@@ -157,16 +164,30 @@ class FullGrad(Method):
         activations = ops.concatenate(values, axis=-1)
         return ops.sum(y, axis=0), (activations, y, extras, activations)
 
+    def _sizes(self, biases):
+        """Each term's size per image in the probe (``biases=False``: the input's, then each
+        layer call's output) or in the activations (the input's, then each bias)."""
+        return [h * w * c if i == 0 or not biases else c for i, (_, (h, w, c)) in enumerate(self._terms)]
+
     def _term_maps(self, capture):
         """Each term's scaled map at the input's size, ``(K N, H, W, terms)``: one per
-        input channel, one per layer call (its channels summed)."""
-        products = ops.abs(capture.gradients * capture.activations[None])
-        products = ops.reshape(products, (-1, ops.shape(products)[-1]))
-        size, start, maps = self._terms[0][1][:2], 0, []
-        for i, (_, (h, w, c)) in enumerate(self._terms):
-            part = scaled(ops.reshape(products[:, start:start + h * w * c], (-1, h, w, c)))
-            start += h * w * c
-            maps.append(part if i == 0 else resized(ops.sum(part, axis=-1, keepdims=True), size))
+        input channel, one per layer call (its channels summed).
+
+        A layer's ``|g b|`` is ``|g| |b|`` for each channel, so its scaled channels summed
+        are ``sum_c (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest
+        ``|g_c|`` and ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
+        targets = ops.shape(capture.gradients)[0]
+        gradients = _split(ops.reshape(capture.gradients, (-1, sum(self._sizes(False)))), self._sizes(False))
+        values = ops.broadcast_to(capture.activations[None], (targets,) + tuple(ops.shape(capture.activations)))
+        values = _split(ops.reshape(values, (-1, sum(self._sizes(True)))), self._sizes(True))
+        size = self._terms[0][1][:2]
+        maps = [scaled(ops.abs(ops.reshape(gradients[0] * values[0], (-1,) + self._terms[0][1])))]
+        for gradient, bias, (_, shape) in zip(gradients[1:], values[1:], self._terms[1:]):
+            gradient, bias = ops.abs(ops.reshape(gradient, (-1,) + shape)), ops.abs(bias)
+            low, high = ops.min(gradient, axis=(1, 2)), ops.max(gradient, axis=(1, 2))
+            weights = bias / (1e-7 + bias * (high - low))
+            term = ops.einsum("bhwc,bc->bhw", gradient - low[:, None, None, :], weights)
+            maps.append(resized(term[..., None], size))
         return ops.concatenate(maps, axis=-1)
 
     def _shaped(self, maps, capture):
