@@ -10,7 +10,7 @@ from keras import ops
 
 from gradcam.capture import capture_layers, layer_calls
 from gradcam.layers import LayerRef, iter_layers
-from gradcam.methods.base import Method
+from gradcam.methods.base import Method, _stacklevel_outside_package
 from gradcam.methods.smoothing import first_component
 
 #: The convolutions whose bias FullGrad reads (pytorch-grad-cam's ``nn.Conv2d``, which
@@ -112,18 +112,20 @@ class FullGrad(Method):
                  reshape=None, *, weak_model: bool = False):
         if layer is not None or reshape is not None:
             warnings.warn("fullgrad reads the input and every layer with a bias: layer= and reshape= are ignored.",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=_stacklevel_outside_package())
         super().__init__(model, None, score, class_names, preprocess, None, weak_model=weak_model)
         height, width, channels = self._input_shape
         if not isinstance(height, int) or not isinstance(width, int):
             raise ValueError(f"fullgrad needs a model with a fixed input size; model {model.name!r} takes "
-                             f"images of shape {self._input_shape}. Build it with keras.Input((height, width, channels)).")
+                             f"images of shape {self._input_shape}. Build it with keras.Input((height, width, "
+                             "channels)).")
         if not keras.backend.is_float_dtype(self._input_dtype):
             raise ValueError(f"fullgrad multiplies the input by its gradient; model {model.name!r} takes "
                              f"{self._input_dtype} images. Give it a floating-point input.")
         calls = [(layer_, shape) for layer_, shape in layer_calls(model, bias_layers(model)) if len(shape) == 4]
         for layer_, _ in calls:  # a batch normalisation's axis is -1 or, once built, 3
-            if getattr(layer_, "data_format", "channels_last") != "channels_last" or getattr(layer_, "axis", 3) not in (-1, 3):
+            channels_last = getattr(layer_, "data_format", "channels_last") == "channels_last"
+            if not channels_last or getattr(layer_, "axis", 3) not in (-1, 3):
                 raise ValueError(f"fullgrad reads channels-last layers; layer {layer_.name!r} of model "
                                  f"{model.name!r} has its channels on another axis.")
         self._layers = [weakref.ref(layer_) for layer_ in dict.fromkeys(layer_ for layer_, _ in calls)]
