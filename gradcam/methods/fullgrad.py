@@ -172,8 +172,9 @@ class FullGrad(Method):
         return [h * w * c if i == 0 or not biases else c for i, (_, (h, w, c)) in enumerate(self._terms)]
 
     def _term_maps(self, capture):
-        """Each term's scaled map at the input's size, ``(K N, H, W, terms)``: one per
-        input channel, one per layer call (its channels summed).
+        """Each term's scaled map at its own size, ``(K N, h, w, channels)``: the input's
+        first (one channel per input channel), then each layer call's (its channels
+        summed: one).
 
         A layer's ``|g b|`` is ``|g| |b|`` for each channel, so its scaled channels summed
         are ``sum_c (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest
@@ -182,15 +183,14 @@ class FullGrad(Method):
         gradients = _split(ops.reshape(capture.gradients, (-1, sum(self._sizes(False)))), self._sizes(False))
         values = ops.broadcast_to(capture.activations[None], (targets,) + tuple(ops.shape(capture.activations)))
         values = _split(ops.reshape(values, (-1, sum(self._sizes(True)))), self._sizes(True))
-        size = self._terms[0][1][:2]
         maps = [scaled(ops.abs(ops.reshape(gradients[0] * values[0], (-1,) + self._terms[0][1])))]
         for gradient, bias, (_, shape) in zip(gradients[1:], values[1:], self._terms[1:]):
             gradient, bias = ops.abs(ops.reshape(gradient, (-1,) + shape)), ops.abs(bias)
             low, high = ops.min(gradient, axis=(1, 2)), ops.max(gradient, axis=(1, 2))
             weights = bias / (1e-7 + bias * (high - low))
             term = ops.einsum("bhwc,bc->bhw", gradient - low[:, None, None, :], weights)
-            maps.append(resized(term[..., None], size))
-        return ops.concatenate(maps, axis=-1)
+            maps.append(term[..., None])
+        return maps
 
     def _shaped(self, maps, capture):
         """``(K N, H, W)`` maps as ``(K, N, H, W)``, less each one's minimum."""
@@ -198,10 +198,20 @@ class FullGrad(Method):
         return ops.reshape(maps, (ops.shape(capture.gradients)[0], -1) + tuple(maps.shape[1:]))
 
     def element_map(self, capture):
-        return self._shaped(ops.sum(self._term_maps(capture), axis=-1), capture)
+        # resizing is linear: the terms of one size are summed first, then resized once
+        sums = {}
+        for term in self._term_maps(capture):
+            key, term = tuple(term.shape[1:3]), ops.sum(term, axis=-1, keepdims=True)
+            sums[key] = sums[key] + term if key in sums else term
+        total = None
+        for term in sums.values():
+            term = resized(term, self._terms[0][1][:2])
+            total = term if total is None else total + term
+        return self._shaped(total[..., 0], capture)
 
     def eigen_map(self, capture):
         size = self._terms[0][1][:2]
-        small = resized(scaled(self._term_maps(capture)), (max(size[0] // 8, 1), max(size[1] // 8, 1)))
+        terms = ops.concatenate([resized(term, size) for term in self._term_maps(capture)], axis=-1)
+        small = resized(scaled(terms), (max(size[0] // 8, 1), max(size[1] // 8, 1)))
         component = scaled(first_component(small)[..., None])
         return self._shaped(resized(component, size)[..., 0], capture)
