@@ -29,6 +29,10 @@ receives (its first argument): what a head's pooling receives when an operation 
 not a layer made it (a residual ``+``), which has no layer of its own to wrap. Either
 way the wrapped object is a layer, so every method and backend works on both alike.
 
+:func:`capture_layers` reads several layers in one call of the model (FullGrad's
+every convolution and batch normalisation), each before its fused activation, and
+:func:`layer_calls` lists their calls and output shapes from one symbolic trace.
+
 When the model ends in a softmax, the same capture records the softmax's input, the
 logits, by wrapping the softmax itself (a ``Softmax`` layer's ``call``, or the
 ``activation`` of a ``Dense(..., activation="softmax")``): that works on every backend,
