@@ -35,6 +35,12 @@ empty would agree vacuously). Where the maths is deterministic it should be belo
   (gradcam's :attr:`~gradcam.TargetExplanation.pixels`; pytorch-grad-cam leaves the
   product in gradient units), and the "note" column gives the largest difference of the
   heatmaps, the channel-summed magnitudes (``sum_c |P_c| / max``).
+* ``fullgrad`` reads the input and every convolution and batch normalisation, at the
+  input's resolution (no layer is explained; the maps are compared at the images' size);
+  the ``strided`` rows run it on the network with a strided first convolution
+  (:func:`strided_networks`), where the layers' terms are resized to the input. At 10 x 10
+  pixels its ``eigen_smooth`` works on an eighth of the input, 1 x 1, and is all zero in
+  both, so that row runs on the strided network alone.
 * ``randomcam`` draws its weights with numpy's global generator in pytorch-grad-cam;
   gradcam's ``seed=`` draws them from ``numpy.random.RandomState(seed)``, the same
   stream, so each image is compared alone after ``numpy.random.seed(seed)``.
@@ -127,11 +133,15 @@ def make_weights(seed: int = SEED) -> list[dict]:
     return blocks + [dense]
 
 
-def keras_model(weights):
-    inputs = keras.Input((SIZE, SIZE, CHANNELS[0]))
+def keras_model(weights, size=SIZE, first_stride=1):
+    """The network in Keras; ``first_stride=2``: the first convolution strided, with no
+    padding (as PyTorch's ``padding=0``: "same" pads otherwise at stride 2)."""
+    inputs = keras.Input((size, size, CHANNELS[0]))
     x = inputs
     for n, (block, activation) in enumerate(zip(weights[:-1], ("relu", "relu", "silu")), start=1):
-        conv = keras.layers.Conv2D(block["kernel"].shape[-1], 3, padding="same", name=f"conv{n}")
+        stride = first_stride if n == 1 else 1
+        conv = keras.layers.Conv2D(block["kernel"].shape[-1], 3, strides=stride,
+                                   padding="same" if stride == 1 else "valid", name=f"conv{n}")
         norm = keras.layers.BatchNormalization(epsilon=1e-3, name=f"bn{n}")
         x = keras.layers.Activation(activation, name=f"{activation}{n}")(norm(conv(x)))
         conv.set_weights([block["kernel"], block["bias"]])
@@ -143,11 +153,12 @@ def keras_model(weights):
     return model
 
 
-def torch_model(weights):
+def torch_model(weights, first_stride=1):
     layers = []
-    for block, activation in zip(weights[:-1], (torch.nn.ReLU, torch.nn.ReLU, torch.nn.SiLU)):
+    for n, (block, activation) in enumerate(zip(weights[:-1], (torch.nn.ReLU, torch.nn.ReLU, torch.nn.SiLU))):
         cin, cout = block["kernel"].shape[2:]
-        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        stride = first_stride if n == 0 else 1
+        conv = torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1 if stride == 1 else 0)
         norm = torch.nn.BatchNorm2d(cout, eps=1e-3)
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(block["kernel"].transpose(3, 2, 0, 1)))
@@ -194,7 +205,19 @@ def peers():
         "scorecam eigen_smooth": (p.ScoreCAM, {}, {}),
         "gradcam aug_smooth": (p.GradCAM, {}, {}),
         "hirescam aug_smooth": (p.HiResCAM, {}, {}),
+        "fullgrad": (fullgrad, {}, {}),
+        "fullgrad aug_smooth": (fullgrad, {}, {}),
+        "fullgrad strided": (fullgrad, {}, {}),
+        "fullgrad strided eigen_smooth": (fullgrad, {}, {}),
     }
+
+
+def fullgrad(model, target_layers, **options):
+    """pytorch-grad-cam's FullGrad, which reads every layer with a bias (given no target
+    layer, so that it prints no warning)."""
+    from pytorch_grad_cam import FullGrad
+
+    return FullGrad(model, [], **options)
 
 
 @contextlib.contextmanager
@@ -223,7 +246,7 @@ def peer_maps(cam_class, peer_options, model, layer, x, seeded, options):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    maps = np.zeros((len(x), CLASSES, SIZE, SIZE), np.float32)
+    maps = np.zeros((len(x), CLASSES) + x.shape[1:3], np.float32)
     with cam_class(model=model, target_layers=[layer], **peer_options) as cam:
         if hasattr(cam, "batch_size"):
             cam.batch_size = 16
@@ -239,7 +262,7 @@ def peer_maps(cam_class, peer_options, model, layer, x, seeded, options):
 
 
 def our_maps(name, options, model, x, seeded, call=None):
-    cam = METHODS[name](model, layer=LAYER, **options)
+    cam = METHODS[name](model, layer=None if name == "fullgrad" else LAYER, **options)
     call = call or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMapWarning)
@@ -296,36 +319,50 @@ def compare(rows=None):
     with torch.no_grad():
         theirs_logits = theirs_model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
     results = [("logits", float(np.abs(logits - theirs_logits).max()), None, "")]
+    networks = {False: (ours_model, theirs_model, theirs_layer, x)}
     for label, (cam_class, peer_options, options) in peers().items():
-        name = label.split(" ")[0]
+        name, strided = label.split(" ")[0], "strided" in label.split(" ")
         if rows and label not in rows and name not in rows:
             continue
         if name not in METHODS:
             results.append((label, None, None, "not in gradcam"))
             continue
+        if strided and strided not in networks:
+            networks[strided] = strided_networks(weights)
+        net, peer_net, peer_layer, images = networks[strided]
         seeded, call = name == "randomcam", call_options(label)
-        ours = our_maps(name, options, ours_model, x, seeded, call)
+        ours = our_maps(name, options, net, images, seeded, call)
         # aug_smooth averages maps already scaled: by their maximum here, by pytorch-grad-cam's
         # scale_cam_image there, which agree where each map's minimum is 0
         ours = ours if "aug_smooth" in call else peer_scaled(ours)
         empty = int((~ours.any(axis=(2, 3))).sum())
-        theirs = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded, call)
+        theirs = peer_maps(cam_class, peer_options, peer_net, peer_layer, images, seeded, call)
         difference, sign = float(np.abs(ours - theirs).max()), ""
         if name in ("eigencam", "eigengradcam") or "eigen_smooth" in call:
             with negated_svd():
-                flipped = peer_maps(cam_class, peer_options, theirs_model, theirs_layer, x, seeded, call)
+                flipped = peer_maps(cam_class, peer_options, peer_net, peer_layer, images, seeded, call)
             other = float(np.abs(ours - flipped).max())
             # per map, the closer of the two signs
             per_map = np.minimum(np.abs(ours - theirs).max(axis=(2, 3)), np.abs(ours - flipped).max(axis=(2, 3)))
             sign = f"closer sign per map (as LAPACK: {difference:.1e}, negated: {other:.1e})"
             difference = float(per_map.max())
         if name == "shapleycam":  # H A is not zero here: the maps are not Grad-CAM's
-            gradcam_maps = peer_scaled(our_maps("gradcam", {}, ours_model, x, False))
+            gradcam_maps = peer_scaled(our_maps("gradcam", {}, net, images, False))
             sign = f"differs from gradcam by up to {np.abs(ours - gradcam_maps).max():.2f}"
         results.append((label, difference, empty, sign))
     if not rows or "guidedgradcam" in rows:
         results.append(guided_rows(weights, ours_model, theirs_model, x))
     return results, note
+
+
+def strided_networks(weights):
+    """The network with its first convolution strided (2, no padding) on 17 x 17 images:
+    an 8 x 8 grid that FullGrad's terms are resized from (by a factor that is not an
+    integer), and an input large enough for its ``eigen_smooth`` (an eighth: 2 x 2)."""
+    size = 2 * 8 + 1
+    theirs_model, theirs_layer = torch_model(weights, first_stride=2)
+    x = np.random.default_rng(SEED + 1).normal(0, 1, (IMAGES, size, size, CHANNELS[0])).astype(np.float32)
+    return keras_model(weights, size, first_stride=2), theirs_model, theirs_layer, x
 
 
 def main(argv=None):
@@ -339,16 +376,16 @@ def main(argv=None):
     print(f"keras {keras.__version__} on {keras.backend.backend()}; grad-cam {version('grad-cam')}, "
           f"torch {torch.__version__}; {IMAGES} images x {CLASSES} classes, layer {LAYER} "
           f"({SIZE}x{SIZE}x{CHANNELS[2]})" + (f"; {note}" if note else ""))
-    print(f"{'method':<20} {'max |difference|':>16}  {'within 1e-4':<11} {'empty':>5}  note")
+    print(f"{'method':<30} {'max |difference|':>16}  {'within 1e-4':<11} {'empty':>5}  note")
     failed = False
     for label, difference, empty, remark in results:
         empty = "-" if empty is None else f"{empty}/{IMAGES * CLASSES}"
         if difference is None:
-            print(f"{label:<20} {'-':>16}  {'-':<11} {empty:>5}  {remark}")
+            print(f"{label:<30} {'-':>16}  {'-':<11} {empty:>5}  {remark}")
             continue
         within = difference <= TOLERANCE
         failed |= not within and label != "logits"
-        print(f"{label:<20} {difference:>16.2e}  {'yes' if within else 'NO':<11} {empty:>5}  {remark}")
+        print(f"{label:<30} {difference:>16.2e}  {'yes' if within else 'NO':<11} {empty:>5}  {remark}")
     return 1 if failed else 0
 
 

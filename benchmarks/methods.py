@@ -78,6 +78,7 @@ FLOOR_ROWS = (
     ("fem", "fem", {}, None),
     ("randomcam", "randomcam", {}, None),
     ("gradcam aug_smooth", "gradcam", {"aug_smooth": True}, 6.5),
+    ("fullgrad", "fullgrad", {}, None),
 )
 CHUNK = 32  # Score-CAM's and Ablation-CAM's perturbation_batch, and the floors' batch
 

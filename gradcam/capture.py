@@ -29,6 +29,10 @@ receives (its first argument): what a head's pooling receives when an operation 
 not a layer made it (a residual ``+``), which has no layer of its own to wrap. Either
 way the wrapped object is a layer, so every method and backend works on both alike.
 
+:func:`capture_layers` reads several layers in one call of the model (FullGrad's
+every convolution and batch normalisation), each before its fused activation, and
+:func:`layer_calls` lists their calls and output shapes from one symbolic trace.
+
 When the model ends in a softmax, the same capture records the softmax's input, the
 logits, by wrapping the softmax itself (a ``Softmax`` layer's ``call``, or the
 ``activation`` of a ``Dense(..., activation="softmax")``): that works on every backend,
@@ -232,6 +236,78 @@ def capture(layer=None, softmax=None, probe=None, replace=None, of_input=False, 
     patches += [(obj, name, lambda original: _guided_call(original, owner)) for obj, name in guided_relus]
     with _wrapped(patches):
         yield recording
+
+
+def _reader(layer, owner, recording, edit, before_call):
+    """A wrapper of ``layer.activation`` (``before_call``: it reads and edits the
+    activation's input) or of ``layer.call`` (it reads and edits the output)."""
+
+    def read(tensor):
+        recording.activations.append(tensor)
+        return tensor if edit is None else edit(layer, tensor)
+
+    def wrapper(original):
+        def call(*args, **kwargs):
+            if threading.get_ident() != owner:
+                return original(*args, **kwargs)
+            if before_call:
+                return original(read(args[0]), *args[1:], **kwargs)
+            return read(original(*args, **kwargs))
+
+        return call
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def capture_layers(layers, softmax=None, edit=None):
+    """Record (and edit) what several layers compute while this thread calls the model.
+
+    What is read of each layer is its output before its activation: for a layer with an
+    ``activation`` function (a convolution's fused ``activation="relu"``, linear by
+    default), the activation's input, for any other layer its output. Every call of a
+    listed layer is read, in call order, so one forward pass reads them all.
+
+    Args:
+        layers: the layers to read.
+        softmax: :attr:`ModelInfo.softmax`: whose input to record as the logits, or
+            ``None``. Defaults to ``None``.
+        edit: ``edit(layer, tensor) -> tensor``, called with each tensor read; the layer
+            goes on with what it returns (the tensor plus a backend's probe, for
+            example), or ``None`` to go on unchanged. Defaults to ``None``.
+
+    Yields:
+        A :class:`Recording` whose ``activations`` are the tensors read (before
+        ``edit``), in call order, and ``logits`` the softmax's inputs.
+    """
+    owner = threading.get_ident()
+    recording = Recording()
+    patches = []
+    if softmax is not None:  # first, so that a layer's own softmax records its edited input
+        obj, name = softmax
+        patches.append((obj, name, lambda original: _softmax_input(original, owner, recording)))
+    for layer in dict.fromkeys(layers):
+        before = callable(getattr(layer, "activation", None))
+        patches.append((layer, "activation" if before else "call", _reader(layer, owner, recording, edit, before)))
+    with _wrapped(patches):
+        yield recording
+
+
+def layer_calls(model, layers) -> list:
+    """Each call of ``layers`` in one forward pass of ``model``, in call order, with the
+    shape of its output, from one symbolic trace (nothing is computed).
+
+    Args:
+        model: a model that :func:`model_info` describes.
+        layers: the layers (of ``model``, nested or inside other layers) to look for.
+
+    Returns:
+        ``[(layer, shape)]``, the shape with the batch first as ``None``.
+    """
+    info = model_info(model)
+    wanted = set(map(id, layers))
+    _, calls, _ = _trace(model, info.input_shape, info.input_dtype)
+    return [(layer, _static(output.shape)) for layer, output in calls if id(layer) in wanted]
 
 
 @contextlib.contextmanager

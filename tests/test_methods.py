@@ -75,7 +75,8 @@ def make_residual():
 # -- the registry ------------------------------------------------------------------------
 def test_methods_registry():
     names = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
-             "eigengradcam", "gradcamelementwise", "kpcacam", "fem", "randomcam", "shapleycam", "guidedgradcam"]
+             "eigengradcam", "gradcamelementwise", "kpcacam", "fem", "randomcam", "shapleycam", "guidedgradcam",
+             "fullgrad"]
     assert list(METHODS) == names
     assert METHODS["gradcam++"] is GradCAMPlusPlus and METHODS["ablationcam"] is AblationCAM
     assert all(issubclass(cls, Method) and cls.name == name for name, cls in METHODS.items())
@@ -91,7 +92,7 @@ def test_methods_registry():
 def test_unknown_method_names_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown method 'gradcm'.*'gradcam', 'gradcam\+\+'.*Did you mean 'gradcam'"):
         method_class("gradcm")
-    with pytest.raises(ValueError, match=r"^Unknown method 3; the methods are 'gradcam', .*'ablationcam', .*'shapleycam', 'guidedgradcam'\.$"):
+    with pytest.raises(ValueError, match=r"^Unknown method 3; the methods are 'gradcam', .*'ablationcam', .*'shapleycam', 'guidedgradcam', 'fullgrad'\.$"):
         method_class(3)
 
 

@@ -260,10 +260,7 @@ class Method:
                 f"score='logit' needs a model that ends in a softmax; model {model.name!r} "
                 "does not. Use score='output'."
             )
-        try:
-            ref = find_layer(model, layer, shapes=info.layer_shapes, reshape=reshape)
-        except ValueError as error:
-            raise ArgumentError("layer", str(error)) from error
+        ref = self._find_layer(model, layer, info, reshape)
         self._backend = backend.current()
         #: The explained tensor: a layer's path, or ``"input of <path>"``.
         self.layer: str = ref.name
@@ -296,6 +293,14 @@ class Method:
         name = model.name if model is not None else "<deleted>"
         return f"{type(self).__name__}(model={name!r}, layer={self.layer!r}, score={self.score!r})"
 
+    def _find_layer(self, model, layer, info, reshape):
+        """The explained tensor's :class:`~gradcam.layers.LayerRef`: ``layer=`` found in
+        ``model`` (a method that reads no single layer, FullGrad, overrides it)."""
+        try:
+            return find_layer(model, layer, shapes=info.layer_shapes, reshape=reshape)
+        except ValueError as error:
+            raise ArgumentError("layer", str(error)) from error
+
     # -- the hooks ---------------------------------------------------------------------
     def channel_weights(self, capture: Capture):
         """The weight of each channel, for each target and image.
@@ -323,6 +328,27 @@ class Method:
             float32 tensor ``(K, N, h, w, C)``.
         """
         return self.channel_weights(capture)[:, :, None, None, :] * capture.activations[None]
+
+    def eigen_map(self, capture: Capture):
+        """The map with ``eigen_smooth``: by default the first principal component of
+        :meth:`weighted_activations` (:func:`~gradcam.methods.smoothing.first_component`).
+
+        Args:
+            capture: the batch's :class:`Capture`.
+
+        Returns:
+            float32 tensor ``(K, N, h, w)``.
+
+        Raises:
+            ArgumentError: (``argument="eigen_smooth"``) the layer has one channel.
+        """
+        if capture.activations.shape[-1] < 2:
+            raise ArgumentError(
+                "eigen_smooth",
+                f"eigen_smooth needs a layer with 2 channels or more; layer {self.layer!r} has "
+                f"{capture.activations.shape[-1]}.",
+            )
+        return first_component(self.weighted_activations(capture))
 
     def element_map(self, capture: Capture):
         """The map before ReLU and normalisation; by default the sum over channels of
@@ -477,13 +503,7 @@ class Method:
 
     def _maps(self, capture, eigen_smooth=False):
         if eigen_smooth and not self.principal_component:
-            if capture.activations.shape[-1] < 2:
-                raise ArgumentError(
-                    "eigen_smooth",
-                    f"eigen_smooth needs a layer with 2 channels or more; layer {self.layer!r} has "
-                    f"{capture.activations.shape[-1]}.",
-                )
-            element = first_component(self.weighted_activations(capture))
+            element = self.eigen_map(capture)
         else:
             element = self.element_map(capture)
         maps = ops.relu(ops.cast(element, "float32"))

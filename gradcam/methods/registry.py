@@ -76,6 +76,9 @@ REGISTRY: dict[str, MethodEntry] = {
     "guidedgradcam": MethodEntry("guidedgradcam", "GuidedGradCAM", (),
                                  "guided backpropagation times the Grad-CAM map, per pixel (Selvaraju et al., "
                                  "arXiv 1610.02391; Springenberg et al., arXiv 1412.6806)"),
+    "fullgrad": MethodEntry("fullgrad", "FullGrad", (),
+                            "input-gradient x input plus bias-gradient x bias at every convolution and batch "
+                            "normalisation, at the input's resolution (Srinivas and Fleuret, arXiv 1905.00780)"),
 }
 
 #: The names of the methods, as ``method=`` takes them.

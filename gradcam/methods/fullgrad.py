@@ -1,0 +1,217 @@
+"""FullGrad: input-gradient times input, plus bias-gradient times bias at every layer with a bias."""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import keras
+from keras import ops
+
+from gradcam.capture import capture_layers, layer_calls
+from gradcam.layers import LayerRef, iter_layers
+from gradcam.methods.base import Method, _stacklevel_outside_package
+from gradcam.methods.smoothing import first_component
+
+#: The convolutions whose bias FullGrad reads (pytorch-grad-cam's ``nn.Conv2d``, which
+#: holds the grouped and depthwise ones, and a separable one's pointwise part).
+CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
+def bias_layers(model) -> list:
+    """The layers whose bias FullGrad reads, nested ones too, in model order: 2-D
+    convolutions (:data:`CONVOLUTIONS`) with ``use_bias`` and batch normalisations with
+    ``center`` (a ``beta``)."""
+    return [ref.layer for ref in iter_layers(model, sublayers=True)
+            if (isinstance(ref.layer, CONVOLUTIONS) and ref.layer.use_bias)
+            or (isinstance(ref.layer, keras.layers.BatchNormalization) and ref.layer.center)]
+
+
+def layer_bias(layer):
+    """The bias a layer adds to its output, float32 ``(C,)``: a convolution's ``bias``;
+    a batch normalisation's ``beta - moving_mean * gamma / sqrt(moving_variance + epsilon)``
+    (what it adds at inference, as FullGrad's authors and pytorch-grad-cam read it), read
+    while the layer runs, so the values are those of that call."""
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return ops.cast(layer.bias, "float32")
+    scale = ops.rsqrt(ops.cast(layer.moving_variance, "float32") + layer.epsilon)
+    if layer.scale:
+        scale = scale * ops.cast(layer.gamma, "float32")
+    return ops.cast(layer.beta, "float32") - ops.cast(layer.moving_mean, "float32") * scale
+
+
+def _split(tensor, sizes):
+    """``tensor`` split along its last axis into pieces of ``sizes``: one split, whose
+    gradient is one concatenation (a slice per piece would have a gradient of the whole
+    tensor's size each)."""
+    if len(sizes) == 1:
+        return [tensor]
+    return ops.split(tensor, [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)], axis=-1)
+
+
+def scaled(maps, axes=(1, 2)):
+    """pytorch-grad-cam's ``scale_cam_image``: each map less its minimum, divided by
+    ``1e-7`` plus its new maximum, over ``axes``."""
+    shifted = maps - ops.min(maps, axis=axes, keepdims=True)
+    return shifted / (1e-7 + ops.max(shifted, axis=axes, keepdims=True))
+
+
+def resized(maps, size):
+    """``(B, h, w, C)`` maps at ``size`` (bilinear, half-pixel centres, as OpenCV's
+    ``resize``); as they are when already of that size."""
+    if tuple(maps.shape[1:3]) == tuple(size):
+        return maps
+    return ops.image.resize(maps, size, interpolation="bilinear", antialias=False)
+
+
+class FullGrad(Method):
+    """FullGrad (Srinivas and Fleuret, "Full-Gradient Representation for Neural Network
+    Visualization", arXiv 1905.00780), as pytorch-grad-cam 1.5.7 computes it.
+
+    The map is at the input's resolution ``(H, W)``, the sum of post-processed terms:
+    ``|dy_c/dx * x|``, one term per input channel, and, for each call of each layer with
+    a bias, ``|dy_c/dz * b|`` summed over the layer's channels, where ``z`` is the
+    layer's output before its activation and ``b`` its bias. Each channel of each term
+    is scaled (less its minimum, divided by its maximum, as pytorch-grad-cam's
+    ``scale_cam_image``) before it is summed, and each layer's term is resized to
+    ``(H, W)`` (bilinear); the sum less its minimum, divided by its maximum, is the map.
+
+    The layers with a bias are pytorch-grad-cam's ``nn.Conv2d`` and ``nn.BatchNorm2d``
+    with a bias: Keras' ``Conv2D``, ``DepthwiseConv2D`` and ``SeparableConv2D`` with
+    ``use_bias`` (a depthwise convolution is an ``nn.Conv2d`` with groups; a separable
+    one's bias is added after its pointwise part), and ``BatchNormalization`` with
+    ``center``, whose bias is what it adds at inference, ``beta - mean * gamma /
+    sqrt(variance + epsilon)`` (:func:`layer_bias`). ``Dense`` layers (``nn.Linear``),
+    ``Conv2DTranspose``, 1-D and 3-D convolutions and other normalisations are left out,
+    as there. A fused activation (``Conv2D(..., activation="relu")``) comes after the
+    bias, so the gradient is read at its input: exact for any activation. Everything
+    comes from one forward and backward pass: one zero probe covers the input and every
+    layer's output (:func:`gradcam.capture.capture_layers`).
+
+    FullGrad uses all those layers, so ``layer`` and ``reshape`` are accepted and ignored
+    (with a warning when given). With ``eigen_smooth``, as pytorch-grad-cam: the terms
+    (each input channel, each layer summed over its channels) scaled and resized to an
+    eighth of the input, their first principal component scaled and resized back
+    (all zero below 8 x 8 pixels).
+
+    Args:
+        model: as for :class:`~gradcam.methods.base.Method`, as are ``score``,
+            ``class_names``, ``preprocess`` and ``weak_model``; the model must have a
+            fixed input size with a floating dtype.
+        layer: ignored (warned about when not ``None``). Defaults to ``None``.
+        reshape: ignored (warned about when not ``None``). Defaults to ``None``.
+
+    Raises:
+        ValueError: the model's input has no fixed height and width, or is not
+            floating-point; a layer with a bias is not channels-last.
+    """
+
+    name = "fullgrad"
+
+    def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
+                 reshape=None, *, weak_model: bool = False):
+        if layer is not None or reshape is not None:
+            warnings.warn("fullgrad reads the input and every layer with a bias: layer= and reshape= are ignored.",
+                          UserWarning, stacklevel=_stacklevel_outside_package())
+        super().__init__(model, None, score, class_names, preprocess, None, weak_model=weak_model)
+        height, width, channels = self._input_shape
+        if not isinstance(height, int) or not isinstance(width, int):
+            raise ValueError(f"fullgrad needs a model with a fixed input size; model {model.name!r} takes "
+                             f"images of shape {self._input_shape}. Build it with keras.Input((height, width, "
+                             "channels)).")
+        if not keras.backend.is_float_dtype(self._input_dtype):
+            raise ValueError(f"fullgrad multiplies the input by its gradient; model {model.name!r} takes "
+                             f"{self._input_dtype} images. Give it a floating-point input.")
+        calls = [(layer_, shape) for layer_, shape in layer_calls(model, bias_layers(model)) if len(shape) == 4]
+        for layer_, _ in calls:  # a batch normalisation's axis is -1 or, once built, 3
+            channels_last = getattr(layer_, "data_format", "channels_last") == "channels_last"
+            if not channels_last or getattr(layer_, "axis", 3) not in (-1, 3):
+                raise ValueError(f"fullgrad reads channels-last layers; layer {layer_.name!r} of model "
+                                 f"{model.name!r} has its channels on another axis.")
+        self._layers = [weakref.ref(layer_) for layer_ in dict.fromkeys(layer_ for layer_, _ in calls)]
+        #: each term's (layer, per-image shape): the input, then each call of a layer with a bias
+        self._terms = [(None, (height, width, channels))] + [(weakref.ref(l_), s[1:]) for l_, s in calls]
+        self.layer = f"input and {len(self._layers)} bias layers"
+
+    def _find_layer(self, model, layer, info, reshape):
+        return LayerRef(model, "input")
+
+    def _run_model(self, call, x, score, probe):
+        """One forward pass with one zero probe ``(N, 1, 1, T)`` that covers the input and
+        every layer's output, flat (:func:`_split`); the activations ``(N, 1, 1, T')``
+        are what the gradients multiply: the input, then each layer call's bias ``(C,)``."""
+        _, _, softmax = self._alive()
+        count = ops.shape(x)[0]
+        joint = probe(ops.zeros((count, 1, 1, sum(self._sizes(False))), "float32"))
+        pieces = _split(joint, self._sizes(False))
+
+        def piece(i, like):
+            return ops.cast(ops.reshape(pieces[i], ops.shape(like)), like.dtype)
+
+        values = [ops.reshape(ops.cast(x, "float32"), (count, 1, 1, -1))]
+
+        def edit(layer, tensor):
+            i = len(values)
+            if i >= len(self._terms) or self._terms[i][0]() is not layer:
+                raise RuntimeError(f"Layer {layer.name!r} ran out of the order of the model's traced call.")
+            values.append(ops.broadcast_to(layer_bias(layer), (count, 1, 1, self._terms[i][1][-1])))
+            return tensor + piece(i, tensor)
+
+        with capture_layers([ref() for ref in self._layers], softmax, edit) as recording:
+            outputs = call(x + piece(0, x))
+        if len(values) != len(self._terms):
+            raise RuntimeError(f"The layers with a bias ran {len(values) - 1} times; the trace counted "
+                               f"{len(self._terms) - 1}.")
+        y, extras = score(*self._scores(recording, outputs))
+        activations = ops.concatenate(values, axis=-1)
+        return ops.sum(y, axis=0), (activations, y, extras, activations)
+
+    def _sizes(self, biases):
+        """Each term's size per image in the probe (``biases=False``: the input's, then each
+        layer call's output) or in the activations (the input's, then each bias)."""
+        return [h * w * c if i == 0 or not biases else c for i, (_, (h, w, c)) in enumerate(self._terms)]
+
+    def _term_maps(self, capture):
+        """Each term's scaled map at its own size, ``(K N, h, w, channels)``: the input's
+        first (one channel per input channel), then each layer call's (its channels
+        summed: one).
+
+        A layer's ``|g b|`` is ``|g| |b|`` for each channel, so its scaled channels summed
+        are ``sum_c (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest
+        ``|g_c|`` and ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
+        targets = ops.shape(capture.gradients)[0]
+        gradients = _split(ops.reshape(capture.gradients, (-1, sum(self._sizes(False)))), self._sizes(False))
+        values = ops.broadcast_to(capture.activations[None], (targets,) + tuple(ops.shape(capture.activations)))
+        values = _split(ops.reshape(values, (-1, sum(self._sizes(True)))), self._sizes(True))
+        maps = [scaled(ops.abs(ops.reshape(gradients[0] * values[0], (-1,) + self._terms[0][1])))]
+        for gradient, bias, (_, shape) in zip(gradients[1:], values[1:], self._terms[1:]):
+            gradient, bias = ops.abs(ops.reshape(gradient, (-1,) + shape)), ops.abs(bias)
+            low, high = ops.min(gradient, axis=(1, 2)), ops.max(gradient, axis=(1, 2))
+            weights = bias / (1e-7 + bias * (high - low))
+            term = ops.einsum("bhwc,bc->bhw", gradient - low[:, None, None, :], weights)
+            maps.append(term[..., None])
+        return maps
+
+    def _shaped(self, maps, capture):
+        """``(K N, H, W)`` maps as ``(K, N, H, W)``, less each one's minimum."""
+        maps = maps - ops.min(maps, axis=(1, 2), keepdims=True)
+        return ops.reshape(maps, (ops.shape(capture.gradients)[0], -1) + tuple(maps.shape[1:]))
+
+    def element_map(self, capture):
+        # resizing is linear: the terms of one size are summed first, then resized once
+        sums = {}
+        for term in self._term_maps(capture):
+            key, term = tuple(term.shape[1:3]), ops.sum(term, axis=-1, keepdims=True)
+            sums[key] = sums[key] + term if key in sums else term
+        total = None
+        for term in sums.values():
+            term = resized(term, self._terms[0][1][:2])
+            total = term if total is None else total + term
+        return self._shaped(total[..., 0], capture)
+
+    def eigen_map(self, capture):
+        size = self._terms[0][1][:2]
+        terms = ops.concatenate([resized(term, size) for term in self._term_maps(capture)], axis=-1)
+        small = resized(scaled(terms), (max(size[0] // 8, 1), max(size[1] // 8, 1)))
+        component = scaled(first_component(small)[..., None])
+        return self._shaped(resized(component, size)[..., 0], capture)
