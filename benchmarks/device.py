@@ -58,7 +58,7 @@ def wait(value):
     if hasattr(value, "block_until_ready"):
         value.block_until_ready()
     else:
-        keras.ops.convert_to_numpy(keras.ops.reshape(value, (-1,))[:1])
+        adapters.current().to_numpy(keras.ops.reshape(value, (-1,))[:1])
 
 
 def traces_of_a_run(model, batch):

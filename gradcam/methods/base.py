@@ -37,10 +37,9 @@ chunks padded to one size so that nothing is compiled again
 a run's last partial batch is padded to a batch size already compiled
 (:func:`padded_size`; the padding rows are dropped before anything is returned).
 
-Between the batches nothing goes to the host: each batch's results stay on the
-device until the call ends, when the numpy path (the default) copies them all at once,
-and the tensor path (``as_tensor=True``) returns them as backend tensors on the model's
-device. Images and class labels may be given as backend tensors too: they are checked
+Nothing waits for the host between batches: the numpy path (the default) copies a
+batch's results while the device computes the next batch, and the tensor path
+(``as_tensor=True``) leaves them on the model's device and returns backend tensors. Images and class labels may be given as backend tensors too: they are checked
 by their shapes and dtypes, and by their values on the device, read once per call.
 
 Where things plug in:
@@ -115,8 +114,9 @@ class Capture(NamedTuple):
 
 
 class Result(NamedTuple):
-    """Everything one run of a method computes, as numpy arrays (also known by its
-    earlier name, ``gradcam.GradCAMResult``).
+    """Everything one run of a method computes, as numpy arrays, or as backend tensors on
+    the model's device with ``as_tensor=True`` (also known by its earlier name,
+    ``gradcam.GradCAMResult``).
 
     Attributes:
         heatmaps: float32 ``(N, K, h, w)`` in [0, 1], one map per image and target.
@@ -706,6 +706,7 @@ class Method:
         count = int(batch.shape[0])
         wanted = self._wanted(targets, count)
         run = self._run_augmented if aug_smooth else self._run_batch
+        to_host = not (as_tensor or aug_smooth)  # aug_smooth's results are on the host already
         parts = []
         for start, stop, size in self._batches(count, batch_size):
             if isinstance(wanted, Plan):
@@ -713,13 +714,13 @@ class Method:
             else:
                 batch_wanted, arrays = _padded(wanted, start, stop, size), None
             parts.append((stop - start, run(_padded(batch, start, stop, size), batch_wanted, arrays, eigen_smooth)))
-        # what the host must read: nothing from one batch before the next has been sent
+            if to_host and len(parts) > 1:  # the batch before, while the device computes this one
+                parts[-2] = (parts[-2][0], self._backend.fetch(parts[-2][1]))
         flags = [] if finite is None else [finite]
-        if not (as_tensor or aug_smooth):  # every batch's results in one copy
-            fetched = self._backend.fetch([t for _, part in parts for t in part] + flags)
-            flags = fetched[len(fetched) - len(flags):]
-            fetched = iter(fetched)
-            parts = [(rows, [next(fetched) for _ in part]) for rows, part in parts]
+        if to_host:  # the last batch's results with the flags, in one copy
+            rows, last = parts[-1]
+            fetched = self._backend.fetch(list(last) + flags)
+            parts[-1], flags = (rows, fetched[: len(last)]), fetched[len(last):]
         fields = [_joined([part[i] if len(part[i]) == rows else part[i][:rows] for rows, part in parts])
                   for i in range(len(parts[0][1]))]
         maps, scores, resolved, probas, notes, *outputs = fields
@@ -817,7 +818,7 @@ class Method:
             as_tensor: return the :class:`Result`'s arrays as tensors of the Keras backend
                 on the model's device, not copied to the host (one read of a few flags
                 per call checks the inputs and warns of empty maps). Defaults to
-                ``False``: numpy arrays, copied from the device once, when the call ends.
+                ``False``: numpy arrays (each batch's copied while the next one computes).
 
         Returns:
             A :class:`Result` (of backend tensors with ``as_tensor``).
