@@ -533,9 +533,20 @@ class Method:
         return self._forward_result(capture, probas, notes, tuple(keras.tree.flatten(outputs)), eigen_smooth)
 
     def _forward_result(self, capture, probas, notes, outputs, eigen_smooth):
-        """What the compiled forward computation returns: the maps, with the scores
-        (``outputs``: the model's outputs, flat)."""
-        return (self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, notes) + outputs
+        """What the compiled forward computation returns: the maps, with the scores and
+        the :meth:`_flags` (``outputs``: the model's outputs, flat)."""
+        maps = self._maps(capture, eigen_smooth)
+        return (maps, capture.scores, capture.targets, probas, notes, self._flags(capture.inputs, maps)) + outputs
+
+    def _flags(self, x, maps):
+        """What the host checks, computed with the maps: bool ``(N, 1 + K)``, whether each
+        image's values are finite, then whether each of its maps is empty."""
+        if "float" in self._input_dtype:
+            finite = ops.all(ops.isfinite(x), axis=tuple(range(1, len(x.shape))))
+        else:
+            finite = ops.ones(ops.shape(x)[:1], "bool")
+        empty = ops.less_equal(ops.max(maps, axis=(2, 3)), 0.0)
+        return ops.concatenate([ops.expand_dims(finite, 1), empty], axis=1)
 
     def _maps(self, capture, eigen_smooth=False):
         if eigen_smooth and not self.principal_component:
@@ -578,14 +589,13 @@ class Method:
         return batch, hub.model_view(model, pictures)
 
     def _model_batch(self, docs, preprocess):
-        """``(batch, finite)``: the model's input batch for :meth:`compute`. A backend
-        tensor stays on its device (through a keras-hub classifier's preprocessor, which
-        runs on the host, it goes the host's way), checked by its shape and dtype;
-        ``finite`` is then a device flag, whether all its values are finite, read when the
-        call ends. Anything else is checked on the host by :meth:`_prepare` (``finite``
-        is ``None``)."""
+        """The model's input batch for :meth:`compute`. A backend tensor stays on its
+        device (through a keras-hub classifier's preprocessor, which runs on the host, it
+        goes the host's way), checked here by its shape and dtype, and by its values with
+        the maps (:meth:`_flags`). Anything else is checked on the host by
+        :meth:`_prepare`."""
         if not _is_tensor(docs) or hub.image_classifier_preprocessor(self._alive()[0]) is not None:
-            return self._prepare(docs, preprocess)[0], None
+            return self._prepare(docs, preprocess)[0]
         preprocess = self._preprocess_for(preprocess)
         x = ops.expand_dims(docs, 0) if len(docs.shape) == 3 else docs
         dtype = keras.backend.standardize_dtype(x.dtype)
@@ -607,8 +617,7 @@ class Method:
                     "keep the batch as it is."
                 )
         check_input_shape(self._alive()[0], x.shape, self._input_shape, preprocess is not None)
-        x = ops.cast(x, self._input_dtype)
-        return x, ops.all(ops.isfinite(x)) if "float" in self._input_dtype else None
+        return ops.cast(x, self._input_dtype)
 
     def _labels(self, labels, count):
         """Class labels given as a backend tensor, ``(N,)`` (one per image) or ``(N, K)``,
@@ -696,10 +705,8 @@ class Method:
             self._batch_sizes.add(size)
             yield start, stop, size
 
-    def _run(self, batch, targets, batch_size, eigen_smooth=False, aug_smooth=False, as_tensor=False,
-             finite=None) -> Result:
-        """:meth:`compute` on a batch made by :meth:`_model_batch` (``finite``: its device
-        flag, or ``None``)."""
+    def _run(self, batch, targets, batch_size, eigen_smooth=False, aug_smooth=False, as_tensor=False) -> Result:
+        """:meth:`compute` on a batch made by :meth:`_model_batch`."""
         check_positive_int(batch_size, "batch_size")
         eigen_smooth, aug_smooth = check_bool(eigen_smooth, "eigen_smooth"), check_bool(aug_smooth, "aug_smooth")
         as_tensor = check_bool(as_tensor, "as_tensor")
@@ -714,38 +721,35 @@ class Method:
             else:
                 batch_wanted, arrays = _padded(wanted, start, stop, size), None
             parts.append((stop - start, run(_padded(batch, start, stop, size), batch_wanted, arrays, eigen_smooth)))
-            if to_host and len(parts) > 1:  # the batch before, while the device computes this one
-                parts[-2] = (parts[-2][0], self._backend.fetch(parts[-2][1]))
-        flags = [] if finite is None else [finite]
-        if to_host:  # the last batch's results with the flags, in one copy
-            rows, last = parts[-1]
-            fetched = self._backend.fetch(list(last) + flags)
-            parts[-1], flags = (rows, fetched[: len(last)]), fetched[len(last):]
+            if to_host:  # the batch before, while the device computes this one
+                parts[-2:-1] = [(rows, self._backend.fetch(part)) for rows, part in parts[-2:-1]]
+        if to_host:
+            parts[-1] = (parts[-1][0], self._backend.fetch(parts[-1][1]))
         fields = [_joined([part[i] if len(part[i]) == rows else part[i][:rows] for rows, part in parts])
                   for i in range(len(parts[0][1]))]
-        maps, scores, resolved, probas, notes, *outputs = fields
+        maps, scores, resolved, probas, notes, flags, *outputs = fields
         explained = wanted.targets if isinstance(wanted, Plan) else None
         if explained is not None:
             resolved = wanted.indices(count)
-        if as_tensor:
-            # aug_smooth averages its maps on the host: they go back to the device
-            maps, scores, resolved, probas, notes, *outputs = (
-                ops.convert_to_tensor(f) if isinstance(f, np.ndarray) else f
-                for f in [maps, scores, resolved, probas, notes, *outputs])
-            empty = ops.less_equal(ops.max(maps, axis=(2, 3)), 0.0)
-            checks = ([notes] if explained is not None else []) + ([ops.any(empty)] if self.warn_empty else [])
-            if flags or checks:  # one read for the whole call
-                values = self._backend.fetch(flags + checks)
-                flags, checks = values[: len(flags)], values[len(flags):]
-            host_notes = checks[0] if explained is not None else None
-            any_empty = bool(checks[-1]) if self.warn_empty else False
+        if as_tensor and not aug_smooth:
+            # the one read of the call: the flags (and the targets' notes)
+            host_flags, *host_notes = self._backend.fetch([flags] + ([notes] if explained is not None else []))
+            host_notes, empty, any_empty = (host_notes or [None])[0], flags[:, 1:], host_flags[:, 1:].any()
         else:
-            maps = maps.astype(np.float32, copy=False)
-            resolved = resolved.astype(np.int32, copy=False)
+            host_flags, host_notes = flags, notes
+            # aug_smooth: the averaged maps' (on the host, as the maps)
             empty = ~maps.any(axis=(2, 3))
-            host_notes, any_empty = notes, bool(empty.any())
-        if flags and not bool(flags[0]):
-            raise ValueError("docs contains NaN or infinite values; expected finite pixel values.")
+            any_empty = empty.any()
+            if as_tensor:  # aug_smooth: back to the device
+                maps, scores, resolved, probas, notes, empty, *outputs = (
+                    ops.convert_to_tensor(f) for f in [maps, scores, resolved, probas, notes, empty, *outputs])
+            else:
+                maps, resolved = maps.astype(np.float32, copy=False), resolved.astype(np.int32, copy=False)
+        if not host_flags[:, 0].all():
+            raise ValueError(
+                f"docs contains NaN or infinite values in {int(np.sum(~host_flags[:, 0]))} of its {count} images; "
+                "expected finite pixel values."
+            )
         if explained is not None:
             wanted.check(host_notes, _stacklevel_outside_package() + 1)
         if any_empty and self.warn_empty:
@@ -841,8 +845,8 @@ class Method:
             EmptyMapWarning: some maps are all zero.
             NoBoxWarning: a :class:`~gradcam.targets.Box` overlaps no predicted box enough.
         """
-        batch, finite = self._model_batch(docs, preprocess)
-        return self._run(batch, targets, batch_size, eigen_smooth, aug_smooth, as_tensor, finite)
+        return self._run(self._model_batch(docs, preprocess), targets, batch_size, eigen_smooth, aug_smooth,
+                         as_tensor)
 
     def heatmaps(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS,
                  eigen_smooth: bool = False, aug_smooth: bool = False, as_tensor: bool = False):

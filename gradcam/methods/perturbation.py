@@ -155,7 +155,8 @@ class PerturbationMethod(Method):
 
     def _finish(self, call, x, activations, y, resolved, perturbation_scores, eigen_smooth=False):
         del call  # the map needs no model call
-        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
+        maps = self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
+        return maps, self._flags(x, maps)
 
     def _perturbation_scores(self, x, activations, resolved, wanted) -> np.ndarray:
         """Each target's score on each perturbation ``(N, K, P)``; ``wanted`` is the batch's
@@ -219,5 +220,5 @@ class PerturbationMethod(Method):
         ]
         finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
                                 lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
-        maps = finish(x, activations, y, resolved, perturbation_scores)
-        return (maps,) + tuple(outputs[1:])
+        maps, flags = finish(x, activations, y, resolved, perturbation_scores)
+        return (maps,) + tuple(outputs[1:5]) + (flags,) + tuple(outputs[5:])
