@@ -533,13 +533,13 @@ class Method:
         return self._forward_result(capture, probas, notes, tuple(keras.tree.flatten(outputs)), eigen_smooth)
 
     def _forward_result(self, capture, probas, notes, outputs, eigen_smooth):
-        """What the compiled forward computation returns: the maps, with the scores and
-        the :meth:`_flags` (``outputs``: the model's outputs, flat)."""
-        maps = self._maps(capture, eigen_smooth)
-        return (maps, capture.scores, capture.targets, probas, notes, self._flags(capture.inputs, maps)) + outputs
+        """What the compiled forward computation returns: the maps, with the scores
+        (``outputs``: the model's outputs, flat)."""
+        return (self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, notes) + outputs
 
     def _flags(self, x, maps):
-        """What the host checks, computed with the maps: bool ``(N, 1 + K)``, whether each
+        """What the host checks, computed with the maps and returned last by the compiled
+        forward computation (:meth:`_forward_call`): bool ``(N, 1 + K)``, whether each
         image's values are finite, then whether each of its maps is empty."""
         if "float" in self._input_dtype:
             finite = ops.all(ops.isfinite(x), axis=tuple(range(1, len(x.shape))))
@@ -664,14 +664,16 @@ class Method:
             signature = [image_spec] + wanted.signature()
 
             def run(call, x, *batch_arrays):
-                return self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
+                results = self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
+                return tuple(results) + (self._flags(x, results[0]),)
 
             return self._function(("forward", many, wanted.key) + smooth, run, signature)(x, *arrays)
         many = wanted.shape[1] > 1
         signature = [image_spec, ((None, None if many else 1), "int32")]
 
         def run(call, x, targets):
-            return self._forward(call, x, self._class_score(targets), many, eigen_smooth)
+            results = self._forward(call, x, self._class_score(targets), many, eigen_smooth)
+            return tuple(results) + (self._flags(x, results[0]),)
 
         return self._function(("forward", many) + smooth, run, signature)(x, wanted)
 
@@ -692,7 +694,10 @@ class Method:
         else:
             wanted = np.tile(self._backend.to_numpy(wanted) if _is_tensor(wanted) else wanted, (copies, 1))
         maps, *rest = self._backend.fetch(self._run_batch(augment(x), wanted, arrays, eigen_smooth))
-        return [deaugment(maps, count)] + [identity(values, count) for values in rest]
+        smoothed = [deaugment(maps, count)] + [identity(values, count) for values in rest]
+        if self.makes_pixels:  # (6 N, K, H, W, C) after the notes: flipped back along W and averaged
+            smoothed[5] = np.moveaxis(deaugment(np.moveaxis(rest[4], -1, 2), count), 2, -1)
+        return smoothed
 
     def _batches(self, count: int, batch_size: int):
         """``(start, stop, size)`` of each batch of a run of ``count`` images: the batch
@@ -727,7 +732,8 @@ class Method:
             parts[-1] = (parts[-1][0], self._backend.fetch(parts[-1][1]))
         fields = [_joined([part[i] if len(part[i]) == rows else part[i][:rows] for rows, part in parts])
                   for i in range(len(parts[0][1]))]
-        maps, scores, resolved, probas, notes, flags, *outputs = fields
+        maps, scores, resolved, probas, notes, *outputs, flags = fields
+        pixels = outputs.pop(0) if self.makes_pixels else None
         explained = wanted.targets if isinstance(wanted, Plan) else None
         if explained is not None:
             resolved = wanted.indices(count)
@@ -743,8 +749,10 @@ class Method:
             if as_tensor:  # aug_smooth: back to the device
                 maps, scores, resolved, probas, notes, empty, *outputs = (
                     ops.convert_to_tensor(f) for f in [maps, scores, resolved, probas, notes, empty, *outputs])
+                pixels = None if pixels is None else ops.convert_to_tensor(pixels)
             else:
                 maps, resolved = maps.astype(np.float32, copy=False), resolved.astype(np.int32, copy=False)
+                pixels = None if pixels is None else pixels.astype(np.float32, copy=False)
         if not host_flags[:, 0].all():
             raise ValueError(
                 f"docs contains NaN or infinite values in {int(np.sum(~host_flags[:, 0]))} of its {count} images; "
@@ -753,7 +761,7 @@ class Method:
         if explained is not None:
             wanted.check(host_notes, _stacklevel_outside_package() + 1)
         if any_empty and self.warn_empty:
-            self._warn_empty(classes=explained is None or all(type(t) is Class for t in explained))
+            self._warn_empty(explained)
         return Result(
             heatmaps=maps,
             targets=resolved,

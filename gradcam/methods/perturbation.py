@@ -221,4 +221,4 @@ class PerturbationMethod(Method):
         finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
                                 lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
         maps, flags = finish(x, activations, y, resolved, perturbation_scores)
-        return (maps,) + tuple(outputs[1:5]) + (flags,) + tuple(outputs[5:])
+        return (maps,) + tuple(outputs[1:-1]) + (flags,)
