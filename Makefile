@@ -30,6 +30,7 @@ BACKEND_TESTS += tests/test_targets.py
 BACKEND_TESTS += tests/test_ray_targets.py
 OTHER_BACKENDS := jax torch
 BACKEND_TESTS += tests/test_models_face_detector.py tests/test_models_with_targets.py
+BACKEND_TESTS += tests/test_device_maps.py
 
 NOTEBOOKS := $(wildcard tutorials/*.ipynb)
 SANITIZE  := tutorials/sanitize.cfg

@@ -190,7 +190,10 @@ def maps(model, x, targets=None, layer=None, method: str = "gradcam", score: str
         x: the model's input batch ``(N, H, W, C)``, ready for the model (a backend
             tensor or an array).
         targets: ``None`` (each image's top prediction), a class index or name, a list of
-            them shared by all images, or a 2-D integer array with one row per image.
+            them shared by all images, a 2-D integer array with one row per image, or the
+            batch's class labels as an integer backend tensor, ``(N,)`` or ``(N, K)``
+            (``-1``: the top prediction), which may be an argument of a compiled training
+            step (inside ``tf.function`` or ``jax.jit`` their range is not checked).
             Defaults to ``None``.
         layer: the layer to explain, as for :class:`~gradcam.GradCAM`. Defaults to ``None``.
         method: a name of :data:`gradcam.METHODS` whose maps come from one forward and
@@ -203,13 +206,14 @@ def maps(model, x, targets=None, layer=None, method: str = "gradcam", score: str
 
     Raises:
         TypeError: ``model`` is not a Keras model; a method that scores perturbations; a
-            target of another type.
+            target of another type; labels in a tensor that is not of integers.
         ValueError: an unknown method, layer or score; ``x`` not of the model's input
-            shape; a target out of range.
+            shape; a target out of range; labels in a tensor of another shape than
+            ``(N,)`` or ``(N, K)``.
 
     Example:
-        >>> with tf.GradientTape() as tape:
-        ...     attention = gradcam.maps(model, x, labels[:, None])
+        >>> with tf.GradientTape() as tape:  # labels: an int tensor (N,) of the batch
+        ...     attention = gradcam.maps(model, x, labels)
         ...     loss = keras.ops.mean(attention * outside_mask)
         >>> tape.gradient(loss, model.trainable_variables)
     """

@@ -90,12 +90,28 @@ def model_input(model, batch: np.ndarray, preprocess, input_shape, input_dtype) 
             )
     # keras-hub classifiers: their preprocessor, as model.predict() runs it (gradcam.hub)
     batch = hub.preprocess_samples(model, batch)
-    expected = tuple(input_shape)
-    if len(expected) != 3 or any(e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
-        what = "preprocess made a batch" if preprocess is not None else "got a batch"
+    check_input_shape(model, batch.shape, input_shape, preprocess is not None)
+    return batch.astype(input_dtype, copy=False)
+
+
+def check_input_shape(model, shape, input_shape, preprocessed: bool) -> None:
+    """Check that a batch's shape fits the model's input.
+
+    Args:
+        model: the Keras model the batch is for.
+        shape: the batch's shape ``(N, H, W, C)`` (of an array or a backend tensor).
+        input_shape: the model's image shape ``(height, width, channels)``, ``None``
+            where any size is accepted.
+        preprocessed: whether the batch is what ``preprocess`` made, for the message.
+
+    Raises:
+        ValueError: the images do not have the model's input shape.
+    """
+    expected, shape = tuple(input_shape), tuple(shape)
+    if len(expected) != 3 or len(shape) != 4 or any(e is not None and e != got for e, got in zip(expected, shape[1:])):
+        what = "preprocess made a batch" if preprocessed else "got a batch"
         raise ValueError(
             f"Model {model.name!r} expects images of shape {expected} (height, width, channels); "
-            f"{what} of shape {batch.shape}. Load images with gradcam.image_from_path(path, "
+            f"{what} of shape {shape}. Load images with gradcam.image_from_path(path, "
             f"image_shape={expected[:2]})."
         )
-    return batch.astype(input_dtype, copy=False)

@@ -18,6 +18,17 @@ backend does its own way, and that an adapter module provides:
     The same for ``fn(*args)``, a computation of tensors alone that runs no model (ROAD's
     iterative imputation, :func:`gradcam.metrics.remove_and_debias.impute_iteratively`).
 
+``compiles_per_shape``
+    ``True`` when the compiled functions are compiled again for each new shape of their
+    arguments (JAX: ``jax.jit`` specialises on shapes), ``False`` when one compiled
+    function takes any batch size (TensorFlow's ``None`` in the signature; PyTorch runs
+    eagerly). The engine pads a run's last partial batch to a size already compiled only
+    where it is ``True``.
+
+``traced(tensor)``
+    Whether ``tensor`` is a symbolic value being traced (inside ``tf.function`` or
+    ``jax.jit``), whose value cannot be read, rather than a concrete one.
+
 ``on_accelerator()``
     Whether Keras places new tensors on a GPU or another accelerator (rather than the CPU).
 

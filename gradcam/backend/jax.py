@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
+#: ``jax.jit`` compiles once per set of argument shapes (see :mod:`gradcam.backend`).
+compiles_per_shape = True
+
+
 def _takes_training(model) -> bool:
     parameters = inspect.signature(model.call).parameters.values()
     return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
@@ -65,6 +69,12 @@ def compile_function(fn, signature):
     """
     del signature
     return jax.jit(fn)
+
+
+def traced(tensor) -> bool:
+    """Whether ``tensor`` is a tracer (inside ``jax.jit``, ``jax.grad``...) rather than a
+    concrete array."""
+    return isinstance(tensor, jax.core.Tracer)
 
 
 def on_accelerator() -> bool:

@@ -9,6 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 
+#: One ``tf.function`` trace takes any batch size (see :mod:`gradcam.backend`).
+compiles_per_shape = False
+
+
 def _apply(fn, call, *args):
     return fn(call, *args)
 
@@ -51,6 +55,12 @@ def compile_function(fn, signature):
     # object, so a closure would count every engine's one trace together and warn of
     # "retracing".
     return tf.function(functools.partial(fn), input_signature=specs, autograph=False)
+
+
+def traced(tensor) -> bool:
+    """Whether ``tensor`` is a symbolic tensor of a graph being traced (``tf.function``)
+    rather than an eager one."""
+    return tf.is_symbolic_tensor(tensor)
 
 
 def on_accelerator() -> bool:

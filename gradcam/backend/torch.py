@@ -10,6 +10,10 @@ import numpy as np
 import torch
 
 
+#: Nothing is compiled: PyTorch runs eagerly (see :mod:`gradcam.backend`).
+compiles_per_shape = False
+
+
 def compile(model, fn, signature):
     """Run ``fn(call, *args)`` eagerly, with no gradient graph recorded.
 
@@ -62,6 +66,12 @@ def compile_function(fn, signature):
             return fn(*tensors)
 
     return run
+
+
+def traced(tensor) -> bool:
+    """Always ``False``: PyTorch runs eagerly, so every tensor's value can be read."""
+    del tensor
+    return False
 
 
 def on_accelerator() -> bool:

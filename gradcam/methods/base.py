@@ -33,7 +33,14 @@ and overrides one hook; the template does the rest, once for all methods, writte
 Steps 2 to 6 run as one compiled computation per batch; a method that perturbs runs
 three (capture; scoring, once per chunk of perturbations; the map), with its scoring
 chunks padded to one size so that nothing is compiled again
-(:mod:`gradcam.methods.perturbation`).
+(:mod:`gradcam.methods.perturbation`). Where the backend compiles once per shape (JAX),
+a run's last partial batch is padded to a batch size already compiled
+(:func:`padded_size`; the padding rows are dropped before anything is returned).
+
+Nothing waits for the host between batches: the numpy path (the default) copies a
+batch's results while the device computes the next batch, and the tensor path
+(``as_tensor=True``) leaves them on the model's device and returns backend tensors. Images and class labels may be given as backend tensors too: they are checked
+by their shapes and dtypes, and by their values on the device, read once per call.
 
 Where things plug in:
 
@@ -64,8 +71,8 @@ from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
 from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
-from gradcam.model_input import as_batch, model_input
-from gradcam.targets import TOP, Class, ClassNames, OutputSpec, Plan, View, plan
+from gradcam.model_input import as_batch, check_input_shape, model_input
+from gradcam.targets import TOP, Class, ClassNames, OutputSpec, Plan, View, check_classifier, plan
 
 
 class EmptyMapWarning(UserWarning):
@@ -107,8 +114,9 @@ class Capture(NamedTuple):
 
 
 class Result(NamedTuple):
-    """Everything one run of a method computes, as numpy arrays (also known by its
-    earlier name, ``gradcam.GradCAMResult``).
+    """Everything one run of a method computes, as numpy arrays, or as backend tensors on
+    the model's device with ``as_tensor=True`` (also known by its earlier name,
+    ``gradcam.GradCAMResult``).
 
     Attributes:
         heatmaps: float32 ``(N, K, h, w)`` in [0, 1], one map per image and target.
@@ -142,6 +150,56 @@ class Result(NamedTuple):
 #: The ``preprocess=`` of :meth:`Method.compute`, :meth:`Method.heatmaps` and
 #: :meth:`Method.explain` that stands for the engine's own ``preprocess``.
 ENGINE_PREPROCESS = "engine"
+
+
+def padded_size(rows: int, batch_size: int, compiled) -> int:
+    """How many rows a batch of ``rows`` images runs as, on a backend that compiles once
+    per shape: the smallest size in ``compiled`` (the sizes the engine already ran, so
+    compiled) that holds ``rows`` and is at most ``batch_size``; else the next power of
+    two, at most ``batch_size``, so that calls of many sizes compile few.
+
+    Args:
+        rows: the batch's number of images, ``1..batch_size``.
+        batch_size: the call's batch size.
+        compiled: the batch sizes already run.
+
+    Returns:
+        The size to pad the batch to, ``rows..batch_size``.
+
+    Example:
+        >>> padded_size(1, 32, {32})  # the last image of a run of 33 at batch 32
+        32
+        >>> padded_size(5, 32, set())
+        8
+    """
+    fitting = [size for size in tuple(compiled) if rows <= size <= batch_size]
+    return min(fitting) if fitting else min(batch_size, 1 << (rows - 1).bit_length())
+
+
+def _is_tensor(value) -> bool:
+    """Whether ``value`` is a tensor of the backend Keras runs on (not a numpy array)."""
+    return not isinstance(value, np.ndarray) and ops.is_tensor(value)
+
+
+def _padded(values, start: int, stop: int, size: int):
+    """Rows ``start:stop`` of ``values`` (an array or a backend tensor), with the last row
+    repeated up to ``size`` rows (copies of a real image, so nothing in them can fail)."""
+    part = values[start:stop]
+    missing = size - (stop - start)
+    if missing == 0:
+        return part
+    if isinstance(part, np.ndarray):
+        return np.concatenate([part, np.repeat(part[-1:], missing, axis=0)])
+    return ops.concatenate([part, ops.repeat(part[-1:], missing, axis=0)], axis=0)
+
+
+def _joined(pieces):
+    """The pieces (arrays or backend tensors) concatenated along the first axis."""
+    if len(pieces) == 1:
+        return pieces[0]
+    if isinstance(pieces[0], np.ndarray):
+        return np.concatenate(pieces)
+    return ops.concatenate(pieces, axis=0)
 
 
 def _stacklevel_outside_package() -> int:
@@ -244,6 +302,9 @@ class Method:
     #: either way). Set it to ``False`` on an engine of your own to turn the warning off for
     #: that engine alone, without changing the process's warning filters.
     warn_empty: bool = True
+    #: Whether a run's last partial batch is padded to a compiled size on backends that
+    #: compile once per shape (:func:`padded_size`).
+    _pads_batches: ClassVar[bool] = True
 
     def __init__(self, model, layer=None, score: str = "auto", class_names=None, preprocess=None,
                  reshape=None, *, weak_model: bool = False):
@@ -282,6 +343,7 @@ class Method:
         self._softmax_ref = (weakref.ref(info.softmax[0]), info.softmax[1]) if logits else None
         self._spec = OutputSpec(info.output_shapes, self.classes, logits, model.name)
         self._compiled: dict = {}
+        self._batch_sizes: set[int] = set()  # the batch sizes run, so compiled (padded_size)
 
     @property
     def model(self):
@@ -501,6 +563,17 @@ class Method:
         (``outputs``: the model's outputs, flat)."""
         return (self._maps(capture, eigen_smooth), capture.scores, capture.targets, probas, notes) + outputs
 
+    def _flags(self, x, maps):
+        """What the host checks, computed with the maps and returned last by the compiled
+        forward computation (:meth:`_forward_call`): bool ``(N, 1 + K)``, whether each
+        image's values are finite, then whether each of its maps is empty."""
+        if "float" in self._input_dtype:
+            finite = ops.all(ops.isfinite(x), axis=tuple(range(1, len(x.shape))))
+        else:
+            finite = ops.ones(ops.shape(x)[:1], "bool")
+        empty = ops.less_equal(ops.max(maps, axis=(2, 3)), 0.0)
+        return ops.concatenate([ops.expand_dims(finite, 1), empty], axis=1)
+
     def _maps(self, capture, eigen_smooth=False):
         if eigen_smooth and not self.principal_component:
             element = self.eigen_map(capture)
@@ -512,13 +585,20 @@ class Method:
         return ops.transpose(maps, (1, 0, 2, 3))
 
     # -- running -------------------------------------------------------------------------
+    def _preprocess_for(self, preprocess):
+        """The call's ``preprocess`` (:data:`ENGINE_PREPROCESS`: the engine's own), checked."""
+        if isinstance(preprocess, str) and preprocess == ENGINE_PREPROCESS:
+            return self.preprocess
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be a function, None or {ENGINE_PREPROCESS!r}; got {preprocess!r}.")
+        return preprocess
+
     def _prepare(self, docs, preprocess) -> tuple[np.ndarray, np.ndarray]:
         """Check ``docs``; return the model's input batch and the pictures' batch, with
         ``preprocess`` (:data:`ENGINE_PREPROCESS`: the engine's own)."""
-        if isinstance(preprocess, str) and preprocess == ENGINE_PREPROCESS:
-            preprocess = self.preprocess
-        elif preprocess is not None and not callable(preprocess):
-            raise TypeError(f"preprocess must be a function, None or {ENGINE_PREPROCESS!r}; got {preprocess!r}.")
+        preprocess = self._preprocess_for(preprocess)
+        if _is_tensor(docs):
+            docs = self._backend.to_numpy(docs)
         pictures = as_batch(docs, name="docs")
         # a copy for preprocess: preprocess_input functions may work in place (resnet50's does)
         batch = pictures if preprocess is None else np.array(pictures, dtype=np.float32)
@@ -527,6 +607,71 @@ class Method:
         # keras-hub classifiers: the maps cover the part of each picture that their
         # preprocessor keeps (gradcam.hub)
         return batch, hub.model_view(model, pictures)
+
+    def _model_batch(self, docs, preprocess):
+        """The model's input batch for :meth:`compute`. A backend tensor stays on its
+        device (through a keras-hub classifier's preprocessor, which runs on the host, it
+        goes the host's way), checked here by its shape and dtype, and by its values with
+        the maps (:meth:`_flags`). Anything else is checked on the host by
+        :meth:`_prepare`."""
+        if not _is_tensor(docs) or hub.image_classifier_preprocessor(self._alive()[0]) is not None:
+            return self._prepare(docs, preprocess)[0]
+        preprocess = self._preprocess_for(preprocess)
+        x = ops.expand_dims(docs, 0) if len(docs.shape) == 3 else docs
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if dtype == "string" or dtype.startswith("complex"):
+            raise TypeError(f"docs must be a tensor of numbers; got a tensor of dtype {dtype}.")
+        if len(x.shape) != 4:
+            raise ValueError(
+                "Expected docs to have rank 4 (batch, height, width, channels) or rank 3 (one image); got a "
+                f"tensor of shape {tuple(docs.shape)}."
+            )
+        count = x.shape[0]
+        if count == 0:
+            raise ValueError(f"docs is an empty batch (shape {tuple(x.shape)}).")
+        if preprocess is not None:
+            x = ops.convert_to_tensor(preprocess(ops.cast(x, "float32")))
+            if len(x.shape) != 4 or x.shape[0] != count:
+                raise ValueError(
+                    f"preprocess returned a batch of shape {tuple(x.shape)} for {count} images; it must "
+                    "keep the batch as it is."
+                )
+        check_input_shape(self._alive()[0], x.shape, self._input_shape, preprocess is not None)
+        return ops.cast(x, self._input_dtype)
+
+    def _labels(self, labels, count):
+        """Class labels given as a backend tensor, ``(N,)`` (one per image) or ``(N, K)``,
+        as an int32 ``(N, K)`` tensor on the device; ``TOP`` (-1) marks the top
+        prediction. Their range is checked once (one read of their minimum and maximum)
+        unless they are being traced, whose values cannot be read."""
+        dtype = keras.backend.standardize_dtype(labels.dtype)
+        if "int" not in dtype:
+            raise TypeError(f"Class labels given as a tensor must be integers; got a tensor of dtype {dtype}.")
+        shape = tuple(labels.shape)
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] == 0) or (
+                None not in (shape[0], count) and shape[0] != count):
+            raise ValueError(
+                f"Class labels given as a tensor must have shape ({count},) (one per image) or ({count}, K) "
+                f"for {count} images; got shape {shape}."
+            )
+        check_classifier(self._spec, "class labels")
+        labels = ops.cast(labels if len(shape) == 2 else ops.expand_dims(labels, 1), "int32")
+        if not self._backend.traced(labels):
+            low, high = (int(v) for v in self._backend.fetch([ops.min(labels), ops.max(labels)]))
+            classes = self.classes.num_classes
+            if low < TOP or high >= classes:
+                raise ValueError(
+                    f"Label {low if low < TOP else high} is out of range: the model has {classes} classes "
+                    f"(0..{classes - 1}; {TOP} for the top prediction)."
+                )
+        return labels
+
+    def _wanted(self, targets, count):
+        """The targets of one call: class labels given as a backend tensor (:meth:`_labels`),
+        else :func:`gradcam.targets.plan`'s int32 array or :class:`~gradcam.targets.Plan`."""
+        if _is_tensor(targets):
+            return self._labels(targets, count)
+        return plan(targets, self._spec, count)
 
     def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
         """The compiled forward computation on one batch; ``wanted`` is an int32 ``(N, K)``
@@ -539,58 +684,103 @@ class Method:
             signature = [image_spec] + wanted.signature()
 
             def run(call, x, *batch_arrays):
-                return self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
+                results = self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
+                return tuple(results) + (self._flags(x, results[0]),)
 
             return self._function(("forward", many, wanted.key) + smooth, run, signature)(x, *arrays)
         many = wanted.shape[1] > 1
         signature = [image_spec, ((None, None if many else 1), "int32")]
 
         def run(call, x, targets):
-            return self._forward(call, x, self._class_score(targets), many, eigen_smooth)
+            results = self._forward(call, x, self._class_score(targets), many, eigen_smooth)
+            return tuple(results) + (self._flags(x, results[0]),)
 
         return self._function(("forward", many) + smooth, run, signature)(x, wanted)
 
-    def _run_batch(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
-        """One batch through the model: numpy ``(maps, scores, targets, probas, notes,
-        *outputs)``; ``wanted`` and ``arrays`` as for :meth:`_forward_call`."""
-        return self._backend.fetch(self._forward_call(x, wanted, arrays, eigen_smooth))
+    def _run_batch(self, x, wanted, arrays=None, eigen_smooth: bool = False):
+        """One batch through the model: backend tensors ``(maps, scores, targets, probas,
+        notes, *outputs)``, left on the device; ``wanted`` and ``arrays`` as for
+        :meth:`_forward_call`."""
+        return self._forward_call(x, wanted, arrays, eigen_smooth)
 
-    def _run_augmented(self, x: np.ndarray, wanted, arrays, eigen_smooth: bool):
+    def _run_augmented(self, x, wanted, arrays, eigen_smooth: bool):
         """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
-        in one call, their maps averaged; the scores of the images as they are."""
+        in one call, their maps averaged (on the host); the scores of the images as they
+        are; numpy arrays."""
         count, copies = len(x), len(AUGMENTATIONS)
+        x = self._backend.to_numpy(x) if _is_tensor(x) else x
         if isinstance(wanted, Plan):
             arrays = [np.tile(a, (copies,) + (1,) * (a.ndim - 1)) for a in arrays]
         else:
-            wanted = np.tile(wanted, (copies, 1))
-        maps, *rest = self._run_batch(augment(x), wanted, arrays, eigen_smooth)
+            wanted = np.tile(self._backend.to_numpy(wanted) if _is_tensor(wanted) else wanted, (copies, 1))
+        maps, *rest = self._backend.fetch(self._run_batch(augment(x), wanted, arrays, eigen_smooth))
         smoothed = [deaugment(maps, count)] + [identity(values, count) for values in rest]
         if self.makes_pixels:  # (6 N, K, H, W, C) after the notes: flipped back along W and averaged
             smoothed[5] = np.moveaxis(deaugment(np.moveaxis(rest[4], -1, 2), count), 2, -1)
         return smoothed
 
-    def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
-        """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
+    def _batches(self, count: int, batch_size: int):
+        """``(start, stop, size)`` of each batch of a run of ``count`` images: the batch
+        is rows ``start:stop``, run as ``size`` rows (:func:`padded_size` where the backend
+        compiles once per shape, else ``stop - start``)."""
+        pads = self._pads_batches and self._backend.compiles_per_shape
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            size = padded_size(stop - start, batch_size, self._batch_sizes) if pads else stop - start
+            self._batch_sizes.add(size)
+            yield start, stop, size
+
+    def _run(self, batch, targets, batch_size, eigen_smooth=False, aug_smooth=False, as_tensor=False) -> Result:
+        """:meth:`compute` on a batch made by :meth:`_model_batch`."""
         check_positive_int(batch_size, "batch_size")
         eigen_smooth, aug_smooth = check_bool(eigen_smooth, "eigen_smooth"), check_bool(aug_smooth, "aug_smooth")
-        wanted = plan(targets, self._spec, len(batch))
+        as_tensor = check_bool(as_tensor, "as_tensor")
+        count = int(batch.shape[0])
+        wanted = self._wanted(targets, count)
         run = self._run_augmented if aug_smooth else self._run_batch
+        to_host = not (as_tensor or aug_smooth)  # aug_smooth's results are on the host already
         parts = []
-        for start in range(0, len(batch), batch_size):
-            stop = start + batch_size
-            arrays = wanted.flat(start, stop) if isinstance(wanted, Plan) else None
-            batch_wanted = wanted if isinstance(wanted, Plan) else wanted[start:stop]
-            parts.append(run(batch[start:stop], batch_wanted, arrays, bool(eigen_smooth)))
-        maps, scores, resolved, probas, notes, *outputs = (np.concatenate(p) for p in zip(*parts))
-        pixels = outputs.pop(0).astype(np.float32, copy=False) if self.makes_pixels else None
-        maps = maps.astype(np.float32, copy=False)
-        resolved = resolved.astype(np.int32, copy=False)
+        for start, stop, size in self._batches(count, batch_size):
+            if isinstance(wanted, Plan):
+                batch_wanted, arrays = wanted, [_padded(a, start, stop, size) for a in wanted.flat()]
+            else:
+                batch_wanted, arrays = _padded(wanted, start, stop, size), None
+            parts.append((stop - start, run(_padded(batch, start, stop, size), batch_wanted, arrays, eigen_smooth)))
+            if to_host:  # the batch before, while the device computes this one
+                parts[-2:-1] = [(rows, self._backend.fetch(part)) for rows, part in parts[-2:-1]]
+        if to_host:
+            parts[-1] = (parts[-1][0], self._backend.fetch(parts[-1][1]))
+        fields = [_joined([part[i] if len(part[i]) == rows else part[i][:rows] for rows, part in parts])
+                  for i in range(len(parts[0][1]))]
+        maps, scores, resolved, probas, notes, *outputs, flags = fields
+        pixels = outputs.pop(0) if self.makes_pixels else None
         explained = wanted.targets if isinstance(wanted, Plan) else None
         if explained is not None:
-            resolved = wanted.indices(len(batch))
-            wanted.check(notes, _stacklevel_outside_package() + 1)
-        empty = ~maps.any(axis=(2, 3))
-        if empty.any() and self.warn_empty:
+            resolved = wanted.indices(count)
+        if as_tensor and not aug_smooth:
+            # the one read of the call: the flags (and the targets' notes)
+            host_flags, *host_notes = self._backend.fetch([flags] + ([notes] if explained is not None else []))
+            host_notes, empty, any_empty = (host_notes or [None])[0], flags[:, 1:], host_flags[:, 1:].any()
+        else:
+            host_flags, host_notes = flags, notes
+            # aug_smooth: the averaged maps' (on the host, as the maps)
+            empty = ~maps.any(axis=(2, 3))
+            any_empty = empty.any()
+            if as_tensor:  # aug_smooth: back to the device
+                maps, scores, resolved, probas, notes, empty, *outputs = (
+                    ops.convert_to_tensor(f) for f in [maps, scores, resolved, probas, notes, empty, *outputs])
+                pixels = None if pixels is None else ops.convert_to_tensor(pixels)
+            else:
+                maps, resolved = maps.astype(np.float32, copy=False), resolved.astype(np.int32, copy=False)
+                pixels = None if pixels is None else pixels.astype(np.float32, copy=False)
+        if not host_flags[:, 0].all():
+            raise ValueError(
+                f"docs contains NaN or infinite values in {int(np.sum(~host_flags[:, 0]))} of its {count} images; "
+                "expected finite pixel values."
+            )
+        if explained is not None:
+            wanted.check(host_notes, _stacklevel_outside_package() + 1)
+        if any_empty and self.warn_empty:
             self._warn_empty(explained)
         return Result(
             heatmaps=maps,
@@ -627,17 +817,22 @@ class Method:
         )
 
     def compute(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS,
-                eigen_smooth: bool = False, aug_smooth: bool = False) -> Result:
+                eigen_smooth: bool = False, aug_smooth: bool = False, as_tensor: bool = False) -> Result:
         """Run the method on a batch and return maps, targets, scores and outputs.
 
         Args:
             docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
-                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``; an array,
+                or a tensor of the Keras backend, which stays on its device (its values are
+                checked there, and read once, when the call ends; ``preprocess`` then gets
+                a float32 tensor, as ``keras.applications``' ``preprocess_input`` takes).
             targets: ``None`` (each image's top prediction), a class index or name, a
                 :mod:`gradcam.targets` object (``Segmentation``, ``Similarity``, ``Output``,
                 ``Box``, ``Contrast``...) or a function of the model's outputs, a list of
-                them shared by all images, or a 2-D integer array of class indices with one
-                row per image. Defaults to ``None``.
+                them shared by all images, a 2-D integer array of class indices with one
+                row per image, or class labels as an integer tensor of the Keras backend:
+                ``(N,)``, one label per image, or ``(N, K)`` (``-1``: the top prediction),
+                kept on the device. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
                 are ready for the model) or a function applied to a float32 copy of the
@@ -650,10 +845,15 @@ class Method:
                 is and flipped horizontally, each multiplied by 0.9, 1.0 and 1.1 (six
                 copies of the batch in one call), flipped back; each copy's targets are
                 resolved on it (the top prediction may differ between copies); the scores
-                are those of the images as they are. Defaults to ``False``.
+                are those of the images as they are. The copies' maps are averaged on the
+                host. Defaults to ``False``.
+            as_tensor: return the :class:`Result`'s arrays as tensors of the Keras backend
+                on the model's device, not copied to the host (one read of a few flags
+                per call checks the inputs and warns of empty maps). Defaults to
+                ``False``: numpy arrays (each batch's copied while the next one computes).
 
         Returns:
-            A :class:`Result`.
+            A :class:`Result` (of backend tensors with ``as_tensor``).
 
         Raises:
             TypeError: ``docs`` is not a numeric array; a target of another type; a target
@@ -664,23 +864,26 @@ class Method:
                 class target for a model that is not a classifier; a target that does not
                 fit the model's outputs (a mask's or an embedding's shape, a ``Box`` on
                 outputs that are not boxes and scores) or returns another shape than
-                ``(N,)``; ``batch_size`` is not a positive integer; ``eigen_smooth`` or
-                ``aug_smooth`` is not a bool; ``eigen_smooth`` on a layer with one channel.
+                ``(N,)``; ``batch_size`` is not a positive integer; ``eigen_smooth``,
+                ``aug_smooth`` or ``as_tensor`` is not a bool; ``eigen_smooth`` on a layer
+                with one channel; class labels given as a tensor of another shape than
+                ``(N,)`` or ``(N, K)``, or out of range.
 
         Warns:
             EmptyMapWarning: some maps are all zero.
             NoBoxWarning: a :class:`~gradcam.targets.Box` overlaps no predicted box enough.
         """
-        batch, _ = self._prepare(docs, preprocess)
-        return self._run(batch, targets, batch_size, eigen_smooth, aug_smooth)
+        return self._run(self._model_batch(docs, preprocess), targets, batch_size, eigen_smooth, aug_smooth,
+                         as_tensor)
 
     def heatmaps(self, docs, targets=None, batch_size: int = 32, *, preprocess=ENGINE_PREPROCESS,
-                 eigen_smooth: bool = False, aug_smooth: bool = False) -> np.ndarray:
+                 eigen_smooth: bool = False, aug_smooth: bool = False, as_tensor: bool = False):
         """The method's maps for a batch of images.
 
         Args:
             docs: images, ``(N, H, W, C)`` or one ``(H, W, C)``: preprocessed for the
-                model, or raw (RGB, 0..255) when the engine has a ``preprocess``.
+                model, or raw (RGB, 0..255) when the engine has a ``preprocess``; an array
+                or a backend tensor, as for :meth:`compute`.
             targets: as for :meth:`compute`. Defaults to ``None``.
             batch_size: how many images go through the model at once. Defaults to ``32``.
             preprocess: ``"engine"`` (the engine's own ``preprocess``), ``None`` (images
@@ -688,9 +891,12 @@ class Method:
                 images, for this call only. Defaults to ``"engine"``.
             eigen_smooth: as for :meth:`compute`. Defaults to ``False``.
             aug_smooth: as for :meth:`compute`. Defaults to ``False``.
+            as_tensor: return a tensor of the Keras backend on the model's device, not
+                copied to the host (see :meth:`compute`). Defaults to ``False``.
 
         Returns:
-            float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution.
+            float32 array ``(N, K, h, w)`` in [0, 1], at the layer's resolution (a backend
+            tensor with ``as_tensor``).
 
         Raises:
             TypeError: ``docs`` is not a numeric array; a target of another type;
@@ -703,7 +909,7 @@ class Method:
             EmptyMapWarning: some maps are all zero.
         """
         return self.compute(docs, targets, batch_size, preprocess=preprocess, eigen_smooth=eigen_smooth,
-                            aug_smooth=aug_smooth).heatmaps
+                            aug_smooth=aug_smooth, as_tensor=as_tensor).heatmaps
 
     def differentiable_maps(self, x, targets=None):
         """The method's maps of a batch as backend tensors that gradients flow through.
@@ -720,7 +926,10 @@ class Method:
         Args:
             x: the model's input batch ``(N, H, W, C)``, ready for the model (a backend
                 tensor or an array; the engine's ``preprocess`` is not applied).
-            targets: as for :meth:`compute`. Defaults to ``None``.
+            targets: as for :meth:`compute`; class labels as an integer backend tensor
+                ``(N,)`` or ``(N, K)`` may be values of the training step (traced inside
+                ``tf.function`` or ``jax.jit``, where their range cannot be checked).
+                Defaults to ``None``.
 
         Returns:
             float32 backend tensor ``(N, K, h, w)`` in [0, 1].
@@ -728,20 +937,17 @@ class Method:
         Raises:
             TypeError: the method scores perturbations (a
                 :class:`~gradcam.methods.perturbation.PerturbationMethod`); a target of
-                another type.
+                another type; class labels in a tensor that is not of integers.
             ValueError: ``x`` is not of the model's input shape; a target index is out of
-                range or a class name is unknown.
+                range or a class name is unknown; class labels in a tensor of another shape
+                than ``(N,)`` or ``(N, K)``.
         """
         shape = tuple(x.shape)
-        expected = tuple(self._input_shape)
-        if len(shape) != 4 or any(e is not None and e != got for e, got in zip(expected, shape[1:])):
-            raise ValueError(
-                f"Model {self.model.name!r} expects images of shape {expected} (height, width, "
-                f"channels); got a batch of shape {shape}."
-            )
+        check_input_shape(self._alive()[0], shape, self._input_shape, False)
         # In a traced training step the batch may be unknown (None): the targets shared by
         # every image are then planned for one and broadcast over the batch.
-        wanted = plan(targets, self._spec, 1 if shape[0] is None else shape[0])
+        wanted = self._wanted(targets, shape[0]) if _is_tensor(targets) else plan(
+            targets, self._spec, 1 if shape[0] is None else shape[0])
         model = self._alive()[0]
 
         def call(inputs):
@@ -752,7 +958,7 @@ class Method:
             score = self._plan_score(wanted, [ops.convert_to_tensor(a) for a in wanted.flat()])
             many = len(wanted.targets) > 1
         else:
-            score, many = self._class_score(ops.convert_to_tensor(wanted)), wanted.shape[1] > 1
+            score, many = self._class_score(ops.convert_to_tensor(wanted)), wanted.shape[1] != 1
         maps, *_ = self._forward(call, x, score, many, differentiable=True)
         return maps
 

@@ -53,6 +53,8 @@ class PerturbationMethod(Method):
     """
 
     uses_gradients = False
+    # the scoring, which costs the most, loops over the images: padding rows would be scored
+    _pads_batches = False
     #: ``"activations"`` or ``"inputs"``: what :meth:`perturb` perturbs.
     perturbs: ClassVar[str] = "activations"
     #: How many perturbations go through the model at once.
@@ -153,7 +155,8 @@ class PerturbationMethod(Method):
 
     def _finish(self, call, x, activations, y, resolved, perturbation_scores, eigen_smooth=False):
         del call  # the map needs no model call
-        return self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
+        maps = self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
+        return maps, self._flags(x, maps)
 
     def _perturbation_scores(self, x, activations, resolved, wanted) -> np.ndarray:
         """Each target's score on each perturbation ``(N, K, P)``; ``wanted`` is the batch's
@@ -200,7 +203,7 @@ class PerturbationMethod(Method):
                 scores[n, :, start:stop] = chunk[: stop - start].T
         return scores
 
-    def _run_batch(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+    def _run_batch(self, x, wanted, arrays=None, eigen_smooth: bool = False):
         outputs = self._forward_call(x, wanted, arrays)
         activations, y, resolved, probas, notes = outputs[:5]
         resolved_np = self._backend.to_numpy(resolved)
@@ -217,5 +220,5 @@ class PerturbationMethod(Method):
         ]
         finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
                                 lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
-        maps = finish(x, activations, y, resolved, perturbation_scores)
-        return self._backend.fetch((maps,) + tuple(outputs[1:]))
+        maps, flags = finish(x, activations, y, resolved, perturbation_scores)
+        return (maps,) + tuple(outputs[1:-1]) + (flags,)
