@@ -63,7 +63,7 @@ from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
-from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
+from gradcam.methods.smoothing import augmented, first_component
 from gradcam.model_input import as_batch, model_input
 from gradcam.targets import TOP, Class, ClassNames, OutputSpec, Plan, View, plan
 
@@ -508,12 +508,14 @@ class Method:
         # preprocessor keeps (gradcam.hub)
         return batch, hub.model_view(model, pictures)
 
-    def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+    def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False,
+                      aug_smooth: bool = False):
         """The compiled forward computation on one batch; ``wanted`` is an int32 ``(N, K)``
         array of class indices or a :class:`~gradcam.targets.Plan` (with its ``arrays``
-        for the batch). Equal kinds of targets share one compiled computation."""
+        for the batch). Equal kinds of targets share one compiled computation; with
+        ``aug_smooth``, one that augments the batch and averages the maps itself."""
         image_spec = ((None,) + self._input_shape, self._input_dtype)
-        smooth = ("eigen_smooth",) if eigen_smooth else ()
+        smooth = ("eigen_smooth",) * eigen_smooth + ("aug_smooth",) * aug_smooth
         if isinstance(wanted, Plan):
             many = len(wanted.targets) > 1
             signature = [image_spec] + wanted.signature()
@@ -521,6 +523,7 @@ class Method:
             def run(call, x, *batch_arrays):
                 return self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
 
+            run = self._augmented(run) if aug_smooth else run
             return self._function(("forward", many, wanted.key) + smooth, run, signature)(x, *arrays)
         many = wanted.shape[1] > 1
         signature = [image_spec, ((None, None if many else 1), "int32")]
@@ -528,6 +531,7 @@ class Method:
         def run(call, x, targets):
             return self._forward(call, x, self._class_score(targets), many, eigen_smooth)
 
+        run = self._augmented(run) if aug_smooth else run
         return self._function(("forward", many) + smooth, run, signature)(x, wanted)
 
     def _run_batch(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
@@ -537,17 +541,14 @@ class Method:
 
     def _run_augmented(self, x: np.ndarray, wanted, arrays, eigen_smooth: bool):
         """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
-        in one call, their maps averaged; the scores of the images as they are."""
-        count, copies = len(x), len(AUGMENTATIONS)
-        if isinstance(wanted, Plan):
-            arrays = [np.tile(a, (copies,) + (1,) * (a.ndim - 1)) for a in arrays]
-        else:
-            wanted = np.tile(wanted, (copies, 1))
-        maps, *rest = self._run_batch(augment(x), wanted, arrays, eigen_smooth)
-        smoothed = [deaugment(maps, count)] + [identity(values, count) for values in rest]
-        if self.makes_pixels:  # (6 N, K, H, W, C) after the notes: flipped back along W and averaged
-            smoothed[5] = np.moveaxis(deaugment(np.moveaxis(rest[4], -1, 2), count), 2, -1)
-        return smoothed
+        made, run and their maps averaged in one compiled call
+        (:func:`~gradcam.methods.smoothing.augmented`); the scores of the images as they are."""
+        return self._backend.fetch(self._forward_call(x, wanted, arrays, eigen_smooth, aug_smooth=True))
+
+    def _augmented(self, run):
+        """``run`` with ``aug_smooth`` (:func:`~gradcam.methods.smoothing.augmented`): its
+        maps averaged, and its per-pixel maps, after the notes, where it makes them."""
+        return augmented(run, {0: -1, 5: -2} if self.makes_pixels else {0: -1})
 
     def _run(self, batch: np.ndarray, targets, batch_size, eigen_smooth=False, aug_smooth=False) -> Result:
         """:meth:`compute` on a batch already checked by :meth:`_prepare`."""
