@@ -130,27 +130,38 @@ def block(value):
 
 # -- timing ------------------------------------------------------------------------------
 class Row:
+    """One timed call; ``times`` are wall-clock seconds, ``cpu_times`` the process's CPU
+    seconds during the call (all its threads: on cores shared with other processes, the
+    work done, which load changes less than the wall-clock time)."""
+
     def __init__(self, label, call, floor=None, host_floor=None):
         self.label, self.call, self.floor, self.host_floor = label, call, floor, host_floor
         self.times, self.ratios, self.host_ratios = [], [], []
+        self.cpu_times, self.cpu_ratios = [], []
 
     def run(self):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         block(self.call())
+        self.last_cpu = time.process_time() - cpu
         return time.perf_counter() - start
 
 
-def time_rows(rows, repeats):
+def time_rows(rows, repeats, warmup=WARMUP):
     for row in rows:
-        for _ in range(WARMUP):
+        for _ in range(warmup):
             row.run()
     for round_ in range(repeats):
         shift = round_ % len(rows)
-        times = {row: row.run() for row in rows[shift:] + rows[:shift]}
+        times, cpu_times = {}, {}
+        for row in rows[shift:] + rows[:shift]:
+            times[row] = row.run()
+            cpu_times[row] = row.last_cpu
         for row, seconds in times.items():
             row.times.append(seconds)
+            row.cpu_times.append(cpu_times[row])
             if row.floor is not None:
                 row.ratios.append(seconds / times[row.floor])
+                row.cpu_ratios.append(cpu_times[row] / max(cpu_times[row.floor], 1e-9))
                 if row.host_floor is not None:
                     row.host_ratios.append(seconds / times[row.host_floor])
 

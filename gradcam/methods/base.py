@@ -70,7 +70,7 @@ from gradcam.explanation import Explanation, TargetExplanation
 from gradcam.image import image_from_array
 from gradcam.layers import find_layer, tokens_to_grid
 from gradcam.methods.registry import SCORES
-from gradcam.methods.smoothing import AUGMENTATIONS, augment, deaugment, first_component, identity
+from gradcam.methods.smoothing import augmented, first_component
 from gradcam.model_input import as_batch, check_input_shape, model_input
 from gradcam.targets import TOP, Class, ClassNames, OutputSpec, Plan, View, check_classifier, plan
 
@@ -673,29 +673,36 @@ class Method:
             return self._labels(targets, count)
         return plan(targets, self._spec, count)
 
-    def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False):
+    def _forward_call(self, x: np.ndarray, wanted, arrays=None, eigen_smooth: bool = False,
+                      aug_smooth: bool = False):
         """The compiled forward computation on one batch; ``wanted`` is an int32 ``(N, K)``
         array of class indices or a :class:`~gradcam.targets.Plan` (with its ``arrays``
-        for the batch). Equal kinds of targets share one compiled computation."""
+        for the batch). Equal kinds of targets share one compiled computation; with
+        ``aug_smooth``, one that augments the batch and averages the maps itself."""
         image_spec = ((None,) + self._input_shape, self._input_dtype)
-        smooth = ("eigen_smooth",) if eigen_smooth else ()
+        smooth = ("eigen_smooth",) * eigen_smooth + ("aug_smooth",) * aug_smooth
         if isinstance(wanted, Plan):
             many = len(wanted.targets) > 1
             signature = [image_spec] + wanted.signature()
+            key, inputs = ("forward", many, wanted.key), (x, *arrays)
 
-            def run(call, x, *batch_arrays):
-                results = self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
-                return tuple(results) + (self._flags(x, results[0]),)
+            def forward(call, x, *batch_arrays):
+                return self._forward(call, x, self._plan_score(wanted, batch_arrays), many, eigen_smooth)
+        else:
+            many = wanted.shape[1] > 1
+            signature = [image_spec, ((None, None if many else 1), "int32")]
+            key, inputs = ("forward", many), (x, wanted)
 
-            return self._function(("forward", many, wanted.key) + smooth, run, signature)(x, *arrays)
-        many = wanted.shape[1] > 1
-        signature = [image_spec, ((None, None if many else 1), "int32")]
+            def forward(call, x, targets):
+                return self._forward(call, x, self._class_score(targets), many, eigen_smooth)
 
-        def run(call, x, targets):
-            results = self._forward(call, x, self._class_score(targets), many, eigen_smooth)
-            return tuple(results) + (self._flags(x, results[0]),)
+        smoothed = self._augmented(forward) if aug_smooth else forward
 
-        return self._function(("forward", many) + smooth, run, signature)(x, wanted)
+        def run(call, x, *batch_arrays):
+            results = tuple(smoothed(call, x, *batch_arrays))
+            return results + (self._flags(x, results[0]),)
+
+        return self._function(key + smooth, run, signature)(*inputs)
 
     def _run_batch(self, x, wanted, arrays=None, eigen_smooth: bool = False):
         """One batch through the model: backend tensors ``(maps, scores, targets, probas,
@@ -705,19 +712,15 @@ class Method:
 
     def _run_augmented(self, x, wanted, arrays, eigen_smooth: bool):
         """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
-        in one call, their maps averaged (on the host); the scores of the images as they
-        are; numpy arrays."""
-        count, copies = len(x), len(AUGMENTATIONS)
-        x = self._backend.to_numpy(x) if _is_tensor(x) else x
-        if isinstance(wanted, Plan):
-            arrays = [np.tile(a, (copies,) + (1,) * (a.ndim - 1)) for a in arrays]
-        else:
-            wanted = np.tile(self._backend.to_numpy(wanted) if _is_tensor(wanted) else wanted, (copies, 1))
-        maps, *rest = self._backend.fetch(self._run_batch(augment(x), wanted, arrays, eigen_smooth))
-        smoothed = [deaugment(maps, count)] + [identity(values, count) for values in rest]
-        if self.makes_pixels:  # (6 N, K, H, W, C) after the notes: flipped back along W and averaged
-            smoothed[5] = np.moveaxis(deaugment(np.moveaxis(rest[4], -1, 2), count), 2, -1)
-        return smoothed
+        made, run and their maps averaged in one compiled call
+        (:func:`~gradcam.methods.smoothing.augmented`); the scores of the images as they
+        are; backend tensors, left on the device, as :meth:`_run_batch`'s."""
+        return self._forward_call(x, wanted, arrays, eigen_smooth, aug_smooth=True)
+
+    def _augmented(self, run):
+        """``run`` with ``aug_smooth`` (:func:`~gradcam.methods.smoothing.augmented`): its
+        maps averaged, and its per-pixel maps, after the notes, where it makes them."""
+        return augmented(run, {0: -1, 5: -2} if self.makes_pixels else {0: -1})
 
     def _batches(self, count: int, batch_size: int):
         """``(start, stop, size)`` of each batch of a run of ``count`` images: the batch
@@ -738,7 +741,7 @@ class Method:
         count = int(batch.shape[0])
         wanted = self._wanted(targets, count)
         run = self._run_augmented if aug_smooth else self._run_batch
-        to_host = not (as_tensor or aug_smooth)  # aug_smooth's results are on the host already
+        to_host = not as_tensor
         parts = []
         for start, stop, size in self._batches(count, batch_size):
             if isinstance(wanted, Plan):
@@ -757,22 +760,16 @@ class Method:
         explained = wanted.targets if isinstance(wanted, Plan) else None
         if explained is not None:
             resolved = wanted.indices(count)
-        if as_tensor and not aug_smooth:
+        if as_tensor:
             # the one read of the call: the flags (and the targets' notes)
             host_flags, *host_notes = self._backend.fetch([flags] + ([notes] if explained is not None else []))
             host_notes, empty, any_empty = (host_notes or [None])[0], flags[:, 1:], host_flags[:, 1:].any()
         else:
             host_flags, host_notes = flags, notes
-            # aug_smooth: the averaged maps' (on the host, as the maps)
             empty = ~maps.any(axis=(2, 3))
             any_empty = empty.any()
-            if as_tensor:  # aug_smooth: back to the device
-                maps, scores, resolved, probas, notes, empty, *outputs = (
-                    ops.convert_to_tensor(f) for f in [maps, scores, resolved, probas, notes, empty, *outputs])
-                pixels = None if pixels is None else ops.convert_to_tensor(pixels)
-            else:
-                maps, resolved = maps.astype(np.float32, copy=False), resolved.astype(np.int32, copy=False)
-                pixels = None if pixels is None else pixels.astype(np.float32, copy=False)
+            maps, resolved = maps.astype(np.float32, copy=False), resolved.astype(np.int32, copy=False)
+            pixels = None if pixels is None else pixels.astype(np.float32, copy=False)
         if not host_flags[:, 0].all():
             raise ValueError(
                 f"docs contains NaN or infinite values in {int(np.sum(~host_flags[:, 0]))} of its {count} images; "

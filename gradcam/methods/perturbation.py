@@ -21,6 +21,7 @@ from keras import ops
 from gradcam.capture import capture
 from gradcam.checks import attributed_to, check_positive_int
 from gradcam.methods.base import Capture, Method
+from gradcam.methods.smoothing import augment, deaugment, identity, repeated
 from gradcam.targets import Plan, View
 
 #: What a :class:`PerturbationMethod` perturbs: the layer's activations (the model then
@@ -222,3 +223,18 @@ class PerturbationMethod(Method):
                                 lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
         maps, flags = finish(x, activations, y, resolved, perturbation_scores)
         return (maps,) + tuple(outputs[1:-1]) + (flags,)
+
+    def _run_augmented(self, x, wanted, arrays, eigen_smooth: bool):
+        """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
+        (made on the host, as the scoring takes one image at a time) through the three
+        computations, their maps averaged; the scores of the images as they are, and the
+        flags (:meth:`~gradcam.methods.base.Method._flags`) of the images and the averaged
+        maps."""
+        to_numpy, count = self._backend.to_numpy, int(x.shape[0])
+        if isinstance(wanted, Plan):
+            arrays = [to_numpy(repeated(a)) for a in arrays]
+        else:
+            wanted = to_numpy(repeated(wanted))
+        maps, *rest, _ = self._run_batch(to_numpy(augment(x)), wanted, arrays, eigen_smooth)
+        maps = deaugment(maps, count)
+        return (maps,) + tuple(identity(values, count) for values in rest) + (self._flags(x, maps),)

@@ -5,12 +5,14 @@ their first principal component (:func:`first_component`),
 as pytorch-grad-cam's ``eigen_smooth=True`` does. ``aug_smooth`` is test-time
 augmentation: each image is explained as it is and horizontally flipped, each multiplied
 by 0.9, 1.0 and 1.1 (pytorch-grad-cam's default ``ttach`` transforms), the six maps are
-flipped back and averaged. The six copies of a batch go through the model in one call.
+flipped back and averaged. The six copies of a batch go through the model in one call;
+for the methods that need one forward and backward pass, the copies are made and their
+maps averaged inside the compiled computation (:func:`augmented`), so that only the
+images go to the device and only the averaged maps come back.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from keras import ops
 
 #: The augmentations of ``aug_smooth``, ``(flip, factor)`` in the order of ttach's product.
@@ -19,27 +21,81 @@ AUGMENTATIONS = tuple((flip, factor) for flip in (False, True) for factor in (0.
 IDENTITY = AUGMENTATIONS.index((False, 1.0))
 
 
-def augment(batch: np.ndarray) -> np.ndarray:
+def augment(batch):
     """The model's input batch ``(N, H, W, C)`` under each augmentation, ``(6 N, H, W, C)``:
-    the ``N`` images under the first augmentation, then under the second, and so on."""
-    copies = [(batch[:, :, ::-1] if flip else batch) * np.asarray(factor, batch.dtype)
-              for flip, factor in AUGMENTATIONS]
-    return np.concatenate(copies).astype(batch.dtype, copy=False)
+    the ``N`` images under the first augmentation, then under the second, and so on.
+
+    Args:
+        batch: an array or a backend tensor ``(N, H, W, C)``.
+
+    Returns:
+        A backend tensor of ``batch``'s dtype (each factor is cast to it).
+    """
+    batch = ops.convert_to_tensor(batch)
+    flipped = ops.flip(batch, axis=2)
+    copies = [(flipped if flip else batch) * ops.cast(factor, batch.dtype) for flip, factor in AUGMENTATIONS]
+    return ops.concatenate(copies, axis=0)
 
 
-def deaugment(maps: np.ndarray, count: int) -> np.ndarray:
+def deaugment(maps, count, width=-1):
     """The average of the maps ``(6 N, K, h, w)`` of :func:`augment`'s batch, each flipped
-    back first: ``(N, K, h, w)``."""
-    total = np.zeros((count,) + maps.shape[1:], np.float32)
+    back first: ``(N, K, h, w)``.
+
+    Args:
+        maps: an array or a backend tensor ``(6 N, ...)``.
+        count: ``N`` (a tensor inside a computation compiled for any batch size).
+        width: the axis of ``maps`` along which the flipped copies are flipped back
+            (``-2`` for per-pixel maps ``(6 N, K, H, W, C)``). Defaults to ``-1``.
+
+    Returns:
+        A float32 backend tensor ``(N, ...)``.
+    """
+    maps = ops.cast(maps, "float32")
+    total = None
     for a, (flip, _) in enumerate(AUGMENTATIONS):
         part = maps[a * count : (a + 1) * count]
-        total += part[..., ::-1] if flip else part
+        part = ops.flip(part, axis=width) if flip else part
+        total = part if total is None else total + part
     return total / len(AUGMENTATIONS)
 
 
-def identity(values: np.ndarray, count: int) -> np.ndarray:
+def identity(values, count):
     """The rows of ``values`` ``(6 N, ...)`` that belong to the images as they are."""
     return values[IDENTITY * count : (IDENTITY + 1) * count]
+
+
+def repeated(values):
+    """``values`` ``(N, ...)``, one row per image (such as its targets), repeated for each
+    augmented copy of :func:`augment`'s batch: ``(6 N, ...)``."""
+    return ops.tile(values, (len(AUGMENTATIONS),) + (1,) * (len(values.shape) - 1))
+
+
+def augmented(run, averaged=None):
+    """A compiled computation of one batch, with ``aug_smooth``.
+
+    Args:
+        run: ``run(call, x, *arrays)``, the computation of the batch ``x`` ``(N, H, W, C)``
+            (``call`` runs the model), with ``arrays`` of one row per image (the targets);
+            each of its results has one row per image.
+        averaged: which results are maps, averaged over the copies: their positions among
+            the results, each with the axis of its width (see :func:`deaugment`). Defaults
+            to ``None``: ``{0: -1}``, the first result, maps ``(N, K, h, w)``.
+
+    Returns:
+        The same computation on :func:`augment`'s copies of ``x``, with the arrays
+        :func:`repeated` for them: the maps of the copies averaged (:func:`deaugment`), the
+        other results those of the images as they are (:func:`identity`). Written with
+        ``keras.ops``, to be compiled as one computation.
+    """
+    averaged = {0: -1} if averaged is None else averaged
+
+    def run_augmented(call, x, *arrays):
+        count = ops.shape(x)[0]
+        results = run(call, augment(x), *(repeated(a) for a in arrays))
+        return tuple(deaugment(values, count, averaged[i]) if i in averaged else identity(values, count)
+                     for i, values in enumerate(results))
+
+    return run_augmented
 
 
 def first_component(values):
