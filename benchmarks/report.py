@@ -11,7 +11,7 @@ process on CPU, each side timed once after a warm-up of both:
 
 * **alone**: what a user who writes the study calls: each method's engine for the maps,
   then each ``gradcam.metrics`` function of the report's default metrics, called
-  separately for each method and control (deletion and insertion with ``--steps``,
+  separately for each method and control (the report's rows, ``randomcam`` included: deletion and insertion with ``--steps``,
   average drop, increase in confidence, cascading randomisation of the top
   ``--randomisation-steps`` layers, Smooth MPRT and Efficient MPRT);
 * **report**: ``gradcam.report`` with the same settings, which shares the classes, the
@@ -45,14 +45,17 @@ from gradcam import metrics  # noqa: E402
 from gradcam.methods import build_engine  # noqa: E402
 from gradcam.models import efficientnet_lite  # noqa: E402
 from gradcam.reporting import write  # noqa: E402
-from gradcam.reporting.controls import CONTROLS  # noqa: E402
+from gradcam.reporting.controls import CONTROLS, RANDOM_METHOD  # noqa: E402
 from gradcam.reporting.study import PassCounter, run_study  # noqa: E402
 
 
 def alone(model, docs, args, counter):
-    """The study by hand: maps, then every metric function once per method and control."""
+    """The study by hand: maps, then every metric function once per method and control
+    (the report's rows: the methods, the random channel weights control and the map
+    controls)."""
     maps, targets = {}, None
-    for name in args.methods:
+    methods = [*args.methods, RANDOM_METHOD]
+    for name in methods:
         engine = build_engine(model, name, preprocess=counter)
         result = engine.compute(docs, None if targets is None else targets[:, None])
         targets = result.targets[:, 0] if targets is None else targets
@@ -65,7 +68,7 @@ def alone(model, docs, args, counter):
         metrics.insertion(model, docs, heat, targets, steps=args.steps, **common)
         metrics.average_drop(model, docs, heat, targets, **common)
         metrics.increase_in_confidence(model, docs, heat, targets, **common)
-    for name in args.methods:
+    for name in methods:
         metrics.randomisation(model, docs, targets, method=name, max_steps=args.randomisation_steps, **common)
         metrics.smooth_mprt(model, docs, targets, method=name, samples=args.smooth_samples, every_step=False, **common)
         metrics.efficient_mprt(model, docs, targets, method=name, **common)
