@@ -297,3 +297,36 @@ def test_a_model_of_any_input_size():
     images = np.random.default_rng(0).normal(size=(1, 4, 6, 1)).astype(np.float32)
     result = GuidedGradCAM(model).compute(images, targets=[0])
     assert result.pixels.shape == (1, 1, 4, 6, 1) and result.heatmaps.shape == (1, 1, 4, 6)
+
+
+@pytest.mark.parametrize("layer, passes", [("relu", 1), ("mix", 2), ("split", 2)])
+def test_one_pass_unless_a_relu_runs_after_the_layer(layer, passes):
+    """At ``relu`` nothing after the layer is guided: one pass gives both gradients. At
+    ``mix`` (and ``split``) the explained ReLU runs after the layer, so Grad-CAM's gradient
+    there is the plain one (through ``relu``), computed by a second pass: the pixels are
+    the same guided gradients times the resized Grad-CAM map of that layer."""
+    model = make_guided()
+    cam = GuidedGradCAM(model, layer=layer)
+    assert cam.backward_passes == passes
+    maps = GradCAM(model, layer=layer).heatmaps(GX, targets=[0, 1])[0]
+    pixels = cam.compute(GX, targets=[0, 1]).pixels[0, ..., 0]
+    for k, guided in enumerate([GUIDED_0, GUIDED_1]):
+        up = maps[k] if maps.shape[-1] == 4 else RESIZE @ maps[k] @ RESIZE.T
+        product = guided * (up - up.min())
+        peak = np.abs(product).max()
+        assert_map(pixels[k], product / peak if peak else product)
+
+
+def test_the_one_pass_equals_the_two_passes():
+    """The same engine made to run two passes (as where a ReLU follows the layer) gives
+    the one pass's maps and pixels, for two targets and with eigen_smooth."""
+    x = np.random.default_rng(3).normal(size=(3, 4, 4, 1)).astype(np.float32)
+    one, two = GuidedGradCAM(make_guided(), layer="relu"), GuidedGradCAM(make_guided(), layer="relu")
+    two._sizes = None
+    assert (one.backward_passes, two.backward_passes) == (1, 2)
+    for eigen_smooth in (False, True):
+        a = one.compute(x, targets=[0, 1], eigen_smooth=eigen_smooth)
+        b = two.compute(x, targets=[0, 1], eigen_smooth=eigen_smooth)
+        np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-6)
+        np.testing.assert_allclose(a.heatmaps, b.heatmaps, atol=1e-6)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)

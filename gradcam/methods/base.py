@@ -542,18 +542,25 @@ class Method:
             else:
                 gradients_of = self._backend.probe_gradients
                 gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
-            if gradients is None:
-                raise ArgumentError(
-                    "layer",
-                    f"The output of model {self.model.name!r} does not depend on layer "
-                    f"{self.layer!r}; choose a layer on the path from the input to the output."
-                )
-            gradients = ops.cast(self._grid_gradients(gradients, aux[-1]), "float32")
-            if products is not None:
-                products = ops.cast(self._grid_gradients(products, aux[-1]), "float32")
         else:
             _, aux = forward(None)
             gradients = None
+        return self._forward_from(x, gradients, products, aux, eigen_smooth)
+
+    def _forward_from(self, x, gradients, products, aux, eigen_smooth):
+        """:meth:`_forward`'s result from what the backward pass gave: ``gradients`` and
+        ``products`` ``(K,) + raw.shape`` (``None`` when not computed) and
+        :meth:`_run_model`'s ``aux``."""
+        if gradients is None and (self.uses_gradients or self.uses_hessian_products):
+            raise ArgumentError(
+                "layer",
+                f"The output of model {self.model.name!r} does not depend on layer "
+                f"{self.layer!r}; choose a layer on the path from the input to the output."
+            )
+        if gradients is not None:
+            gradients = ops.cast(self._grid_gradients(gradients, aux[-1]), "float32")
+        if products is not None:
+            products = ops.cast(self._grid_gradients(products, aux[-1]), "float32")
         activations, y, (resolved, probas, notes, outputs), _ = aux
         capture = Capture(x, activations, gradients, y, resolved, hessian_products=products)
         return self._forward_result(capture, probas, notes, tuple(keras.tree.flatten(outputs)), eigen_smooth)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
-from gradcam.capture import capture
+from gradcam.capture import capture, layer_calls
 from gradcam.checks import ArgumentError
 from gradcam.guided_relu import find_relus
 from gradcam.methods.gradcam import GradCAM
@@ -21,7 +23,7 @@ class GuidedGradCAM(GradCAM):
     """Guided Grad-CAM (Selvaraju et al., arXiv 1610.02391, section 3.1), with guided
     backpropagation (Springenberg et al., arXiv 1412.6806).
 
-    Two backward passes from the same target scores ``y_c``:
+    From the same target scores ``y_c``:
 
     1. Grad-CAM's map ``L`` at the layer (:class:`~gradcam.methods.gradcam.GradCAM`,
        ``ReLU`` and ``L / max(L)``; ``eigen_smooth`` applies here), resized to the
@@ -52,8 +54,16 @@ class GuidedGradCAM(GradCAM):
     it removes. Its guided pass explains the model's output; here
     ``y_c`` is the pre-softmax logit when the model ends in a softmax, as for Grad-CAM.
     With ``aug_smooth``, ``P`` and ``M`` are each the average over the augmented copies
-    (pytorch-grad-cam augments the Grad-CAM map only). The cost is about two forward and
-    backward passes (the guided backward pass reaches the input).
+    (pytorch-grad-cam augments the Grad-CAM map only).
+
+    The cost is one forward and one backward pass when no guided ReLU runs after the
+    layer (a classifier's usual head, pooling and dense layers, after its last ReLU): the
+    gradient at the layer depends only on what follows it, so the guided pass gives
+    Grad-CAM's gradients too, read by one zero probe that covers the layer's output and
+    the input. Where a ReLU runs after the layer (a VGG's dense head), or the layer's size
+    is not fixed, or the map is of a layer's input (``"input of <name>"``), the two
+    gradients differ and a second forward and backward pass computes the guided one:
+    :attr:`backward_passes` says which.
 
     Args:
         model: a built Keras 3 image model with at least one ReLU (see above).
@@ -97,6 +107,60 @@ class GuidedGradCAM(GradCAM):
                 "take either).",
             )
 
+        self._sizes = self._one_pass_sizes(model)
+
+    @property
+    def backward_passes(self) -> int:
+        """How many forward and backward passes a batch costs: 1 when no guided ReLU runs
+        after the layer, else 2 (see above)."""
+        return 1 if self._sizes else 2
+
+    def _one_pass_sizes(self, model):
+        """``(input size, layer size)`` per image, for the one joint probe of the single
+        pass, when no guided ReLU runs after the layer and both sizes are fixed; else
+        ``None``. The ReLUs' calls are ordered by one symbolic trace: a ReLU called after
+        the layer may not depend on it (a parallel branch), but none called after it is
+        sure not to."""
+        layer = self._layer_ref()
+        relus = [relu for relu, _ in find_relus(model)]
+        calls = layer_calls(model, [layer] + relus)
+        at = [i for i, (called, _) in enumerate(calls) if called is layer]
+        if self._of_input or len(at) != 1 or any(called is not layer for called, _ in calls[at[0] + 1:]):
+            return None
+        sizes = (self._input_shape, calls[at[0]][1][1:])
+        if any(not isinstance(size, int) for shape in sizes for size in shape):
+            return None
+        return tuple(math.prod(shape) for shape in sizes)
+
+    def _one_pass(self, call, x, score, many, eigen_smooth, differentiable):
+        """Grad-CAM's result, with the guided gradients ``(K, N, H, W, C)``, from one
+        guided pass: one zero probe ``(N, 1, 1, input + layer)``, split between the input
+        and the layer's output; the guided ReLUs are installed first, so the layer's own
+        ReLU, if it is one, is guided below the probe."""
+        model, _, _ = self._alive()
+        relus = find_relus(model)
+
+        def forward(probe):
+            joint = probe(ops.zeros((ops.shape(x)[0], 1, 1, sum(self._sizes)), "float32"))
+            of_input, of_layer = ops.split(joint, [self._sizes[0]], axis=-1)
+
+            def layer_probe(tensor):
+                return ops.cast(ops.reshape(of_layer, ops.shape(tensor)), tensor.dtype)
+
+            with capture(None, None, guided_relus=relus):
+                return self._run_model(call, x + ops.cast(ops.reshape(of_input, ops.shape(x)), x.dtype), score,
+                                       layer_probe)
+
+        gradients_of = self._backend.probe_gradients
+        gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
+        if gradients is not None:
+            of_input, of_layer = gradients[..., : self._sizes[0]], gradients[..., self._sizes[0]:]
+            targets = ops.shape(gradients)[0]
+            gradients = ops.reshape(of_layer, (targets,) + tuple(ops.shape(aux[-1])))
+            guided = ops.reshape(of_input, (targets,) + tuple(ops.shape(x)))
+        result = self._forward_from(x, gradients, None, aux, eigen_smooth)
+        return result, ops.cast(guided, "float32")
+
     def _guided_gradients(self, call, x, score, many, differentiable):
         """``d y / d x`` ``(K, N, H, W, C)`` through the model with guided ReLUs."""
         model, _, softmax = self._alive()
@@ -113,8 +177,11 @@ class GuidedGradCAM(GradCAM):
         return ops.cast(gradients, "float32")
 
     def _forward(self, call, x, score, many, eigen_smooth=False, differentiable=False):
-        maps, *rest = super()._forward(call, x, score, many, eigen_smooth, differentiable)
-        guided = self._guided_gradients(call, x, score, many, differentiable)  # (K, N, H, W, C)
+        if self.backward_passes == 1:
+            (maps, *rest), guided = self._one_pass(call, x, score, many, eigen_smooth, differentiable)
+        else:
+            maps, *rest = super()._forward(call, x, score, many, eigen_smooth, differentiable)
+            guided = self._guided_gradients(call, x, score, many, differentiable)  # (K, N, H, W, C)
         size = tuple(guided.shape[2:4])
         cams = ops.image.resize(ops.transpose(maps, (0, 2, 3, 1)), size, interpolation="bilinear",
                                 data_format="channels_last")  # (N, H, W, K)
