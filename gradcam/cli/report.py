@@ -158,8 +158,8 @@ class Report(StreamCommand):
         for record in studied:  # each batch's passes once
             passes[record["batch"]] = record["passes"]
         total = {part: sum(batch[part] for batch in passes.values()) for part in study.passes}
-        data = summarise(study, [record["report"] for record in studied],
-                         [{"path": path, "error": error} for path, error in failed], total)
+        data = summarise(study.settings, study.rows, model.name, [record["report"] for record in studied], total,
+                         [{"path": path, "error": error} for path, error in failed])
         for written in write(data, folder.temporary):  # complete files only, then in place
             os.replace(written, os.path.join(folder.path, written.name))
         journal.remove()

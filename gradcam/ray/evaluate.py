@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import ray
@@ -396,11 +395,9 @@ def report(source, model=DEFAULT_MODEL, *, methods=("gradcam", "gradcam++", "lay
     if not any(part["paths"] for part in parts):  # named by their place in the report
         for n, record in enumerate(records):
             record["name"] = f"image {n}"
-    # summarise reads the study's settings, rows and model name, which every actor shares.
-    first = parts[0]
-    study = SimpleNamespace(settings=first["settings"], rows=first["rows"], model=SimpleNamespace(name=first["model"]))
+    first = parts[0]  # every actor's study has the same settings, rows and model
     passes = {part: sum(p["passes"][part] for p in parts) for part in PASS_PARTS}
-    data = summarise(study, records, passes=passes)
+    data = summarise(first["settings"], first["rows"], first["model"], records, passes)
     if out is not None:
         write(data, out)
     return {key: value for key, value in data.items() if not key.startswith("_")}

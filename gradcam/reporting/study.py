@@ -215,7 +215,7 @@ class Study:
     Example:
         >>> study = Study(model, study_settings(model), preprocess=preprocess_input)
         >>> records = study.images(batch, ["a.jpg", "b.jpg"]) + study.images(more, ["c.jpg"])
-        >>> data = summarise(study, records)
+        >>> data = summarise(study.settings, study.rows, model.name, records, study.passes)
     """
 
     def __init__(self, model, settings: StudySettings, preprocess=None, thumbnails: bool = False):
@@ -405,15 +405,18 @@ def _array(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], np.float64)
 
 
-def summarise(study: Study, records, skipped=(), passes=None) -> dict:
+def summarise(settings: StudySettings, rows, model_name: str, records, passes, skipped=()) -> dict:
     """A report's numbers, from the records of its images.
 
     Args:
-        study: the :class:`Study` (its settings, its rows, the model's name).
+        settings: the report's :class:`StudySettings`.
+        rows: the report's rows (:attr:`Study.rows`): ``name``, ``kind`` and ``layer``
+            of each method, then of each control.
+        model_name: the model's name, for the report's settings.
         records: the images' records (:meth:`Study.images`), in the report's order.
+        passes: the forward passes by :data:`PASS_PARTS` (:attr:`Study.passes`, or the
+            sum over the studies that made the records).
         skipped: the files that could not be read: ``{"path", "error"}``. Defaults to ``()``.
-        passes: the forward passes by :data:`PASS_PARTS`; ``None`` takes the study's.
-            Defaults to ``None``.
 
     Returns:
         The report as a dict of JSON values (see :doc:`/docs/report` for its schema), with
@@ -422,20 +425,22 @@ def summarise(study: Study, records, skipped=(), passes=None) -> dict:
 
     Raises:
         ValueError: no record.
+
+    Example:
+        >>> data = summarise(study.settings, study.rows, model.name, records, study.passes)
     """
-    settings, metrics = study.settings, study.settings.metrics
+    metrics = settings.metrics
     records = list(records)
     if not records:
         listed = "; ".join(f"{s['path']} ({s['error']})" for s in skipped) or "no image given"
         raise ValueError(f"report needs at least one readable image; {listed}.")
-    rows = study.rows
     row_names = [row["name"] for row in rows]
     values = {name: {m: _array([record["values"][name][m] for record in records]) for m in metrics}
               for name in row_names}
     curves = {metric: {name: np.array([[np.nan if v is None else v for v in record["curves"][metric][name]]
                                        for record in records]) for name in row_names}
               for metric in records[0]["curves"]}
-    passes = dict(study.passes if passes is None else passes)
+    passes = dict(passes)
     passes["total"] = sum(passes[part] for part in PASS_PARTS)
     seed, confidence, resamples = settings.seed, settings.confidence, settings.resamples
     summary = {
@@ -453,7 +458,7 @@ def summarise(study: Study, records, skipped=(), passes=None) -> dict:
     data = {
         "schema": "gradcam.report/1",
         "settings": {
-            "model": study.model.name, "methods": list(settings.methods),
+            "model": model_name, "methods": list(settings.methods),
             "controls": [r["name"] for r in rows if r["kind"] == "control"],
             "metrics": list(metrics), "steps": settings.steps, "baseline": _number(np.mean(settings.baseline)),
             "randomisation_steps": settings.randomisation_steps, "smooth_samples": settings.smooth_samples,
@@ -507,7 +512,7 @@ def run_study(model, images, *, targets=None, preprocess=None, thumbnails: bool 
     for start in range(0, len(batch), settings.batch_size):
         part = slice(start, start + settings.batch_size)
         records += study.images(batch[part], names[part], None if classes is None else classes[part])
-    return summarise(study, records, skipped)
+    return summarise(settings, study.rows, model.name, records, study.passes, skipped)
 
 
 def _randomisation_entry(layers, heatmaps) -> tuple[np.ndarray, dict]:
