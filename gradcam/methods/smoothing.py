@@ -4,8 +4,9 @@
 their first principal component (:func:`first_component`),
 as pytorch-grad-cam's ``eigen_smooth=True`` does. ``aug_smooth`` is test-time
 augmentation: each image is explained as it is and horizontally flipped, each multiplied
-by 0.9, 1.0 and 1.1 (pytorch-grad-cam's default ``ttach`` transforms), the six maps are
-flipped back and averaged. The six copies of a batch go through the model in one call;
+by 0.9, 1.0 and 1.1 (pytorch-grad-cam's default ``ttach`` transforms; an integer image is
+rounded and clipped back to its dtype, :func:`scaled`), the six maps are flipped back and
+averaged. The six copies of a batch go through the model in one call;
 for the methods that need one forward and backward pass, the copies are made and their
 maps averaged inside the compiled computation (:func:`augmented`), so that only the
 images go to the device and only the averaged maps come back.
@@ -13,6 +14,8 @@ images go to the device and only the averaged maps come back.
 
 from __future__ import annotations
 
+import keras
+import numpy as np
 from keras import ops
 
 #: The augmentations of ``aug_smooth``, ``(flip, factor)`` in the order of ttach's product.
@@ -25,16 +28,64 @@ def augment(batch):
     """The model's input batch ``(N, H, W, C)`` under each augmentation, ``(6 N, H, W, C)``:
     the ``N`` images under the first augmentation, then under the second, and so on.
 
+    Each copy keeps the batch's dtype (:func:`scaled`): a model with an integer input
+    (``uint8`` or ``int32`` images) gets integer copies, scaled in float32, rounded and
+    clipped to its dtype's range.
+
     Args:
         batch: an array or a backend tensor ``(N, H, W, C)``.
 
     Returns:
-        A backend tensor of ``batch``'s dtype (each factor is cast to it).
+        A backend tensor of ``batch``'s dtype.
     """
     batch = ops.convert_to_tensor(batch)
     flipped = ops.flip(batch, axis=2)
-    copies = [(flipped if flip else batch) * ops.cast(factor, batch.dtype) for flip, factor in AUGMENTATIONS]
-    return ops.concatenate(copies, axis=0)
+    return ops.concatenate([scaled(flipped if flip else batch, factor) for flip, factor in AUGMENTATIONS], axis=0)
+
+
+def scaled(images, factor: float):
+    """``images`` multiplied by ``factor``, in their own dtype.
+
+    A floating-point batch is multiplied by the factor cast to its dtype. An integer batch
+    is multiplied in float32, rounded to the nearest integer (halves to even, as every
+    backend's ``round`` does) and clipped to its dtype's range, then cast back: the image
+    the model would get from a picture that much darker or brighter, stored as it stores
+    its pictures. Rounding keeps every pixel at the integer nearest its scaled value
+    (casting alone would truncate, so ``9 * 1.1`` would stay ``9``), and clipping
+    saturates a pixel brightened past the range (``250 * 1.1`` gives ``255`` in
+    ``uint8``) instead of letting it wrap around to a dark one. pytorch-grad-cam's
+    augmentations promote an integer image to floats, which a model with an integer
+    input does not take. A factor of 1 returns ``images`` as they are.
+
+    Args:
+        images: a backend tensor ``(N, H, W, C)``.
+        factor: the brightness factor (0.9, 1.0 or 1.1 for ``aug_smooth``).
+
+    Returns:
+        A backend tensor of ``images``' dtype and shape.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(scaled(np.array([[[[9, 250]]]], np.uint8), 1.1))
+        array([[[[ 10, 255]]]], dtype=uint8)
+    """
+    if factor == 1.0:
+        return images
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "int" not in dtype:
+        return images * ops.cast(factor, dtype)
+    low, high = _float32_range(dtype)
+    values = ops.round(ops.cast(images, "float32") * factor)
+    return ops.cast(ops.clip(values, low, high), dtype)
+
+
+def _float32_range(dtype: str) -> tuple[float, float]:
+    """The range of an integer dtype, as float32 values inside it (``int32``'s largest,
+    2**31 - 1, is not a float32: the largest float32 below it stands for it)."""
+    info = np.iinfo(dtype)
+    low, high = np.float32(info.min), np.float32(info.max)
+    if int(high) > info.max:
+        high = np.nextafter(high, np.float32(0))
+    return float(low), float(high)
 
 
 def deaugment(maps, count, width=-1):
