@@ -186,3 +186,38 @@ def test_a_target_class_is_explained_on_every_image(files, tmp_path, capsys):
     written = report_json(out)
     assert [image["target"] for image in written["images"]] == [2] * IMAGES
     assert written["settings"]["metrics"] == ["deletion"]
+
+
+def test_each_method_is_compiled_once(files, tmp_path, capsys, monkeypatch):
+    # The set-up's engines (on the model) are never run: the study's engines (on the copy
+    # the sanity checks randomise) make every map, and are compiled during the set-up.
+    seen = {}
+    work = Report.work
+
+    def spy(self, args, setup, *rest):
+        seen["set-up"] = [len(engine._compiled) for engine in setup.engines]
+        seen["study"] = {name: len(engine._compiled) for name, engine in self.study.engines.items()}
+        found = work(self, args, setup, *rest)
+        seen["set-up after"] = [len(engine._compiled) for engine in setup.engines]
+        return found
+
+    monkeypatch.setattr(Report, "work", spy)
+    model, photos = files
+    status, _, err = run(capsys, "report", photos, *options(model, "--out", tmp_path / "out", "--metric",
+                                                             "efficient_mprt"))
+    assert status == 1, err
+    assert seen["set-up"] == seen["set-up after"] == [0, 0]
+    assert sorted(seen["study"]) == ["gradcam", "layercam", "randomcam"]
+    assert all(count > 0 for count in seen["study"].values()), seen
+
+
+def test_a_metric_the_model_cannot_give_names_its_flag(files, tmp_path, capsys):
+    path = tmp_path / "logits.keras"
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, name="logits")(pooled)).save(path)
+    status, _, err = run(capsys, "report", files[1], *options(path, "--out", tmp_path / "out", "--metric",
+                                                               "average_drop"))
+    assert status == 2
+    assert "--metric: average_drop needs a model that ends in a softmax" in err, err
+    assert not (tmp_path / "out").exists()

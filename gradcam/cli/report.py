@@ -28,7 +28,7 @@ from gradcam.checks import one_line
 from gradcam.cli.arguments import UsageError
 from gradcam.cli.evaluate import format_means, metric_names
 from gradcam.cli.messages import plural, say
-from gradcam.cli.stream import StreamCommand, run_command, run_time
+from gradcam.cli.stream import StreamCommand, compile_engines, run_command, run_time
 from gradcam.reporting.catalogue import DEFAULT_CONTROLS, DEFAULT_METRICS
 
 #: The files a report writes in ``--out``.
@@ -75,7 +75,12 @@ def image_name(item) -> str:
 
 
 class Report(StreamCommand):
-    """``gradcam report``: ``report.html``, ``report.json`` and ``metrics.csv``."""
+    """``gradcam report``: ``report.html``, ``report.json`` and ``metrics.csv``.
+
+    Attributes:
+        study: the report's :class:`~gradcam.reporting.study.Study`, made by
+            :meth:`prepare` during the set-up.
+    """
 
     name = "report"
     doing = "studying"
@@ -97,6 +102,31 @@ class Report(StreamCommand):
         return RunSettings(image_shape=image_shape, preprocess=preprocess, targets=targets,
                            batch_size=args.batch_size, overlays=False)
 
+    def prepare(self, args, engines, image_shape, settings, targets) -> None:
+        """Make the report's :class:`~gradcam.reporting.study.Study` and compile its engines.
+
+        The study's engines make every map: on the copy of the model that the sanity
+        checks randomise, each method's is compiled once for the maps and the checks. The
+        set-up's engines (on the model itself) give the run its model, layer and classes
+        and are never run, so each method is compiled once, not twice.
+
+        Raises:
+            UsageError: a ``--metric`` the model cannot give (``average_drop`` without a
+                softmax).
+        """
+        from gradcam.reporting.study import Study, study_settings
+
+        engine = engines[0]
+        try:
+            with_flags = study_settings(engine.model, methods=[e.name for e in engines], metrics=report_metrics(args),
+                                        layer=engine.layer, score=args.score, steps=args.steps,
+                                        batch_size=args.batch_size, image_shape=image_shape,
+                                        randomisation_steps=RANDOMISATION_STEPS, smooth_samples=SMOOTH_SAMPLES)
+        except ValueError as error:
+            raise UsageError(f"--metric: {one_line(error)}") from None
+        self.study = Study(engine.model, with_flags, preprocess=settings.preprocess, thumbnails=True)
+        compile_engines(self.study.engines.values(), image_shape)
+
     def recorded_defaults(self, args) -> dict:
         return {"metric": report_metrics(args)}
 
@@ -107,17 +137,12 @@ class Report(StreamCommand):
     def work(self, args, setup, inputs, folder, progress, journal) -> ReportRun:
         from gradcam.image import image_from_path
         from gradcam.reporting import write
-        from gradcam.reporting.study import Study, study_settings, summarise
+        from gradcam.reporting.study import summarise
         from gradcam.targets import resolve_targets
 
         start = time.perf_counter()
-        engine = setup.engines[0]
+        engine, study = setup.engines[0], self.study
         model = engine.model
-        with_flags = study_settings(model, methods=setup.header["methods"], metrics=report_metrics(args),
-                                    layer=engine.layer, score=args.score, steps=args.steps,
-                                    batch_size=args.batch_size, image_shape=setup.settings.image_shape,
-                                    randomisation_steps=RANDOMISATION_STEPS, smooth_samples=SMOOTH_SAMPLES)
-        study = Study(model, with_flags, preprocess=setup.settings.preprocess, thumbnails=True)
         target = setup.settings.targets[0] if setup.settings.targets else None
         classes = None if target is None else int(resolve_targets(target, engine.classes, 1)[0, 0])
         recorded = {record["path"] for record in journal.read_records()}

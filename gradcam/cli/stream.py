@@ -195,7 +195,7 @@ def run_time(report: RunReport) -> str:
 
 def set_up(args, class_names, command: StreamCommand) -> SetUp:
     """Load the model, build the engine of each method, check the memory and compile (one
-    blank image).
+    blank image: :meth:`StreamCommand.prepare`).
 
     Args:
         args: the parsed options.
@@ -226,8 +226,7 @@ def set_up(args, class_names, command: StreamCommand) -> SetUp:
     try:  # compiles now, so the run's rate and ETA are steady
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about the blank image, e.g. an all-zero map
-            for engine in engines:
-                engine.compute(np.zeros((1, *image_shape, 3), np.float32), targets=targets, **settings.smoothing)
+            command.prepare(args, engines, image_shape, settings, targets)
     except ArgumentError as error:
         # --eigen-smooth on a layer of one channel; otherwise the options are checked: the model fails
         flag = flag_of(error.argument) if error.argument == "eigen_smooth" else "--model"
@@ -338,6 +337,23 @@ class StreamCommand:
         """The run's :class:`~gradcam.batch.RunSettings` (its errors name their field)."""
         raise NotImplementedError
 
+    def prepare(self, args, engines, image_shape, settings: RunSettings, targets) -> None:
+        """Compile what the run computes (:func:`compile_engines`), so that a model that
+        fails, fails before the run: the engines, by default.
+
+        Args:
+            args: the parsed options.
+            engines: the engines of the methods, one per method.
+            image_shape: the images' ``(height, width)``.
+            settings: the run's settings (:meth:`settings`).
+            targets: the ``--target`` targets parsed.
+
+        Raises:
+            ArgumentError, TypeError, ValueError: the engines cannot run on the model
+                (:func:`set_up` names the flag).
+        """
+        compile_engines(engines, image_shape, targets, settings.smoothing)
+
     def memory_batch_size(self, args) -> int | None:
         """The largest number of images the model runs on at once, for the memory check,
         when more than the settings' batch size; ``None`` when not."""
@@ -355,6 +371,21 @@ class StreamCommand:
     def summary(self, args, setup: SetUp, report: RunReport) -> None:
         """Report the finished run."""
         raise NotImplementedError
+
+
+def compile_engines(engines, image_shape, targets=None, smoothing=None) -> None:
+    """Run each engine on one blank image, so that its computation is compiled before a run.
+
+    Args:
+        engines: the engines.
+        image_shape: the images' ``(height, width)``.
+        targets: the targets of each call. Defaults to ``None`` (the top prediction).
+        smoothing: the engines' smoothing options (``eigen_smooth``, ``aug_smooth``).
+            Defaults to ``None`` (none).
+    """
+    blank = np.zeros((1, *image_shape, 3), np.float32)
+    for engine in engines:
+        engine.compute(blank, targets=targets, **(smoothing or {}))
 
 
 def run_command(command: StreamCommand, args) -> int:
