@@ -30,10 +30,9 @@ and overrides one hook; the template does the rest, once for all methods, writte
    [0, 1]; a map with no positive value stays all zero (never NaN), is marked
    (:attr:`Result.empty`) and warned about (:class:`EmptyMapWarning`).
 
-Steps 2 to 6 run as one compiled computation per batch; a method that perturbs runs
-three (capture; scoring, once per chunk of perturbations; the map), with its scoring
-chunks padded to one size so that nothing is compiled again
-(:mod:`gradcam.methods.perturbation`). Where the backend compiles once per shape (JAX),
+Steps 2 to 6 run as one compiled computation per batch, a method that perturbs included
+(its scoring is a loop over chunks of perturbations padded to one size,
+:mod:`gradcam.methods.perturbation`). Where the backend compiles once per shape (JAX),
 a run's last partial batch is padded to a batch size already compiled
 (:func:`padded_size`; the padding rows are dropped before anything is returned).
 

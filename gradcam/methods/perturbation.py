@@ -4,25 +4,33 @@ A method that weighs what it sees by the model's scores on perturbed copies (Sco
 masked inputs, Ablation-CAM's ablated channels) subclasses :class:`PerturbationMethod`,
 sets :attr:`~PerturbationMethod.perturbs` and overrides
 :meth:`~PerturbationMethod.perturbation_count`, :meth:`~PerturbationMethod.perturb` and a
-hook of :class:`~gradcam.methods.base.Method`. The template runs three compiled
-computations per batch: the capture; the scoring, once per chunk of
-``perturbation_batch`` perturbations of one image (the last chunk padded by repeating
-its last perturbation, so that nothing is compiled again); and the map, whose hook reads
-the scores in :attr:`Capture.perturbation_scores <gradcam.methods.base.Capture>`.
+hook of :class:`~gradcam.methods.base.Method`. The template runs one compiled computation
+per batch, as every method does: the capture (the layer's activations and the targets'
+scores), then a loop (``keras.ops.fori_loop``) over the images and their chunks of
+``perturbation_batch`` perturbations, each chunk through the model and its target scores
+written into one ``(N, K, P)`` buffer (the last chunk of an image padded by repeating its
+last perturbation, so that every chunk has one shape, the repeats' scores dropped), then
+the map, whose hook reads the scores in :attr:`Capture.perturbation_scores
+<gradcam.methods.base.Capture>`. The host sends the images and reads the results once.
+With ``aug_smooth`` the six copies of the batch are made and their maps averaged inside
+that computation too.
+
+Where the perturbed tensor is the layer's output, each chunk runs the model on its image
+with the layer's output replaced; the compilers of TensorFlow and JAX drop the part of the
+model before the layer, whose result is then unused, but PyTorch runs eagerly and computes
+it again for every chunk.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 from keras import ops
 
 from gradcam.capture import capture
 from gradcam.checks import attributed_to, check_positive_int
-from gradcam.methods.base import Capture, Method
-from gradcam.methods.smoothing import augment, deaugment, identity, repeated
-from gradcam.targets import Plan, View
+from gradcam.methods.base import Method
+from gradcam.targets import View
 
 #: What a :class:`PerturbationMethod` perturbs: the layer's activations (the model then
 #: runs from the layer onward on them) or the model's inputs (the model runs on them).
@@ -117,9 +125,34 @@ class PerturbationMethod(Method):
         )
 
     # -- the computations --------------------------------------------------------------
+    @staticmethod
+    def _plan_score(wanted, arrays):
+        """:meth:`Method._plan_score <gradcam.methods.base.Method._plan_score>`, which
+        also scores rows that are perturbations of the batch's images: its
+        ``for_rows(rows)`` scores a batch of model outputs whose row ``b`` belongs to image
+        ``rows[b]``, ``(B, K)``."""
+        score = Method._plan_score(wanted, arrays)
+
+        def for_rows(rows):
+            def rows_score(scores, outputs):
+                return wanted.evaluate(View(scores, outputs), [ops.take(a, rows, axis=0) for a in arrays])[0]
+
+            return rows_score
+
+        score.for_rows = for_rows
+        return score
+
     def _forward_result(self, capture, probas, notes, outputs, eigen_smooth):
-        del eigen_smooth  # the map is made after the scoring
-        return (capture.activations, capture.scores, capture.targets, probas, notes) + outputs
+        del eigen_smooth  # the map is made after the scoring (_forward)
+        return capture, probas, notes, outputs
+
+    def _forward(self, call, x, score, many, eigen_smooth=False, differentiable=False):
+        """The batch's capture, the scoring of every perturbation of each of its images
+        (:meth:`_perturbation_scores`) and the maps: one computation, compiled as one."""
+        del differentiable  # the maps of perturbations cannot be differentiated
+        capture, probas, notes, outputs = super()._forward(call, x, score, many)
+        capture = capture._replace(perturbation_scores=self._perturbation_scores(call, capture, score))
+        return Method._forward_result(self, capture, probas, notes, outputs, eigen_smooth)
 
     def _ungrid(self, perturbed, own):
         """The layer's output for perturbed grids ``(B, h, w, C)``: its own output ``own``
@@ -154,87 +187,36 @@ class PerturbationMethod(Method):
                 outputs = call(ops.cast(perturbed, self._input_dtype))
         return score(*self._scores(recording, outputs))
 
-    def _finish(self, call, x, activations, y, resolved, perturbation_scores, eigen_smooth=False):
-        del call  # the map needs no model call
-        maps = self._maps(Capture(x, activations, None, y, resolved, perturbation_scores), eigen_smooth)
-        return maps, self._flags(x, maps)
-
-    def _perturbation_scores(self, x, activations, resolved, wanted) -> np.ndarray:
-        """Each target's score on each perturbation ``(N, K, P)``; ``wanted`` is the batch's
-        :class:`~gradcam.targets.Plan` and its arrays, or ``None`` for class indices."""
+    def _perturbation_scores(self, call, capture, score):
+        """Each target's score on each perturbation of each image, ``(N, K, P)``: a loop
+        (``keras.ops.fori_loop``) over the images and their chunks of
+        :attr:`perturbation_batch` perturbations, each chunk's scores written into one
+        buffer; the last chunk of an image repeats its last perturbation (every chunk has
+        one shape) and the scores of the repeats are dropped. ``score`` is the batch's
+        scoring; a :class:`~gradcam.targets.Plan`'s (:meth:`_plan_score`) scores rows of
+        any images, class indices are read from ``capture.targets``."""
+        x, activations = capture.inputs, capture.activations
         count = self.perturbation_count(tuple(activations.shape))
         size = self.perturbation_batch
-        image_spec = ((1,) + tuple(x.shape[1:]), self._input_dtype)
-        signature = [image_spec, ((1,) + tuple(activations.shape[1:]), "float32"), ((size,), "int32")]
-        if wanted is None:
-            key = ("score", tuple(activations.shape[1:]))
-            signature.append(((1, None), "int32"))
+        chunks = -(-count // size)
+        for_rows = getattr(score, "for_rows", None)
+        images, targets = ops.shape(x)[0], ops.shape(capture.scores)[1]
 
-            def run(call, image, image_activations, index, targets):
-                return self._score_perturbations(
-                    call, image, image_activations, index, lambda scores, _: ops.take(scores, targets[0], axis=1)
-                )
+        def chunk(i, scores):
+            n = ops.expand_dims(ops.cast(i // chunks, "int32"), 0)  # (1,): the image
+            start = ops.cast(i % chunks, "int32") * size
+            index = ops.minimum(start + ops.arange(size, dtype="int32"), count - 1)
+            if for_rows is None:
+                wanted = ops.take(capture.targets, n, axis=0)[0]  # (K,): the image's classes
 
-            def rows(n):
-                return [resolved[n : n + 1]]
-        else:
-            target_plan, arrays = wanted
-            key = ("score", tuple(activations.shape[1:]), target_plan.key)
-            signature += target_plan.signature(1)
+                def image_score(outputs_scores, _):
+                    return ops.take(outputs_scores, wanted, axis=1)
+            else:
+                image_score = for_rows(ops.repeat(n, size, axis=0))
+            values = self._score_perturbations(call, ops.take(x, n, axis=0), ops.take(activations, n, axis=0),
+                                               index, image_score)
+            update = ops.expand_dims(ops.transpose(ops.cast(values, "float32")), 0)  # (1, K, B)
+            return ops.slice_update(scores, (n[0], ops.cast(0, "int32"), start), update)
 
-            def run(call, image, image_activations, index, *image_arrays):
-                repeated = [ops.repeat(a, size, axis=0) for a in image_arrays]
-                return self._score_perturbations(
-                    call, image, image_activations, index,
-                    lambda scores, outputs: target_plan.evaluate(View(scores, outputs), repeated)[0],
-                )
-
-            def rows(n):
-                return [a[n : n + 1] for a in arrays]
-
-        score = self._function(key, run, signature)
-        scores = np.empty((len(x), resolved.shape[1], count), np.float32)
-        for n in range(len(x)):
-            image, image_activations = x[n : n + 1], activations[n : n + 1]
-            for start in range(0, count, size):
-                # The last chunk repeats the last perturbation: every chunk has one shape.
-                index = np.minimum(np.arange(start, start + size), count - 1).astype(np.int32)
-                chunk = self._backend.to_numpy(score(image, image_activations, index, *rows(n)))
-                stop = min(start + size, count)
-                scores[n, :, start:stop] = chunk[: stop - start].T
-        return scores
-
-    def _run_batch(self, x, wanted, arrays=None, eigen_smooth: bool = False):
-        outputs = self._forward_call(x, wanted, arrays)
-        activations, y, resolved, probas, notes = outputs[:5]
-        resolved_np = self._backend.to_numpy(resolved)
-        perturbation_scores = self._perturbation_scores(
-            x, activations, resolved_np, (wanted, arrays) if isinstance(wanted, Plan) else None
-        )
-        shape = tuple(activations.shape[1:])
-        signature = [
-            ((None,) + self._input_shape, self._input_dtype),
-            ((None,) + shape, "float32"),
-            ((None, None), "float32"),
-            ((None, None), "int32"),
-            ((None, None, None), "float32"),
-        ]
-        finish = self._function(("finish", shape) + (("eigen_smooth",) if eigen_smooth else ()),
-                                lambda call, *args: self._finish(call, *args, eigen_smooth=eigen_smooth), signature)
-        maps, flags = finish(x, activations, y, resolved, perturbation_scores)
-        return (maps,) + tuple(outputs[1:-1]) + (flags,)
-
-    def _run_augmented(self, x, wanted, arrays, eigen_smooth: bool):
-        """:meth:`_run_batch` with ``aug_smooth``: the six augmented copies of the batch
-        (made on the host, as the scoring takes one image at a time) through the three
-        computations, their maps averaged; the scores of the images as they are, and the
-        flags (:meth:`~gradcam.methods.base.Method._flags`) of the images and the averaged
-        maps."""
-        to_numpy, count = self._backend.to_numpy, int(x.shape[0])
-        if isinstance(wanted, Plan):
-            arrays = [to_numpy(repeated(a)) for a in arrays]
-        else:
-            wanted = to_numpy(repeated(wanted))
-        maps, *rest, _ = self._run_batch(to_numpy(augment(x)), wanted, arrays, eigen_smooth)
-        maps = deaugment(maps, count)
-        return (maps,) + tuple(identity(values, count) for values in rest) + (self._flags(x, maps),)
+        scores = ops.fori_loop(0, images * chunks, chunk, ops.zeros((images, targets, chunks * size), "float32"))
+        return scores[:, :, :count]
