@@ -14,9 +14,13 @@ class AblationCAM(PerturbationMethod):
     Convolutional Network via Gradient-free Localization", WACV 2020).
 
     No gradients. ``s_k`` is the class score with channel ``k`` of the activations set to
-    zero, computed by running the model from the layer onward only, on
+    zero, computed by running the model with the layer's output replaced by
     ``perturbation_batch`` ablated copies at once; ``w_k = (y_c - s_k) / y_c``; then
-    ``L = ReLU(sum_k w_k A_k)`` and ``L / max(L)``.
+    ``L = ReLU(sum_k w_k A_k)`` and ``L / max(L)``. The capture, every chunk of ablated
+    copies and the map run as one compiled computation per batch; TensorFlow and JAX
+    compile away the part of the model before the layer in the ablated passes, PyTorch,
+    which runs eagerly, computes it again for each chunk (see
+    :mod:`gradcam.methods.perturbation`).
 
     With ``max_channels=M``, only the ``M`` channels of largest variance over the map are
     ablated and the other channels weigh 0, as Score-CAM's ``max_channels``: ``M`` passes
