@@ -193,8 +193,9 @@ class PerturbationMethod(Method):
         :attr:`perturbation_batch` perturbations, each chunk's scores written into one
         buffer; the last chunk of an image repeats its last perturbation (every chunk has
         one shape) and the scores of the repeats are dropped. ``score`` is the batch's
-        scoring; a :class:`~gradcam.targets.Plan`'s (:meth:`_plan_score`) scores rows of
-        any images, class indices are read from ``capture.targets``."""
+        scoring: a :class:`~gradcam.targets.Plan`'s also scores the rows of one image's
+        perturbations (:meth:`_plan_score`); class indices are read from
+        ``capture.targets``, where the top prediction is already resolved."""
         x, activations = capture.inputs, capture.activations
         count = self.perturbation_count(tuple(activations.shape))
         size = self.perturbation_batch
@@ -209,8 +210,8 @@ class PerturbationMethod(Method):
             if for_rows is None:
                 wanted = ops.take(capture.targets, n, axis=0)[0]  # (K,): the image's classes
 
-                def image_score(outputs_scores, _):
-                    return ops.take(outputs_scores, wanted, axis=1)
+                def image_score(scores_of_rows, _):
+                    return ops.take(scores_of_rows, wanted, axis=1)
             else:
                 image_score = for_rows(ops.repeat(n, size, axis=0))
             values = self._score_perturbations(call, ops.take(x, n, axis=0), ops.take(activations, n, axis=0),
