@@ -4,6 +4,7 @@ targets. Run once per KERAS_BACKEND."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 from helpers.tiny import X
@@ -68,3 +69,48 @@ def test_each_image_is_scored_for_its_own_targets(tiny, method, perturbation_bat
     for result in together:
         assert result.heatmaps.max() > 0
         assert np.abs(result.heatmaps[0] - result.heatmaps[1]).max() > 0.05
+
+
+def two_layers():
+    """Input 4x4x1 -> ``before`` (1x1 conv) -> ``conv`` (the explained layer) -> pooling ->
+    a softmax over 2 classes."""
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 1, name="conv")(keras.layers.Conv2D(3, 1, name="before")(inputs))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs, name="two_layers")
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("method", [AblationCAM, ScoreCAM])
+def test_the_part_before_the_layer_runs_once_per_batch(method, monkeypatch):
+    """Ablation-CAM's chunks run the part of the model after the layer alone: where the
+    backend runs everything it is called with (PyTorch), the layer before it runs once
+    per batch (the capture), not once per chunk; where it compiles, a warm call runs no
+    Python at all. Score-CAM perturbs the input, so each chunk runs the whole model."""
+    model = two_layers()
+    cam = method(model, layer="conv", perturbation_batch=1)  # two chunks per image
+    cam.compute(IMAGES, targets=[0, 1], batch_size=3)
+    before, runs = model.get_layer("before"), []
+    original = before.call
+    monkeypatch.setattr(before, "call", lambda *a, **k: runs.append(1) or original(*a, **k))
+    cam.compute(IMAGES, targets=[0, 1], batch_size=3)
+    if backend.current().prunes_unused:
+        assert runs == []
+    else:
+        assert len(runs) == (1 if method is AblationCAM else 1 + 3 * 2)
+
+
+def test_the_rest_of_the_model_gives_the_whole_models_scores():
+    """The maps through the rest of the model equal those through the whole model with the
+    layer's output replaced (the logits read at the same softmax), with two targets and
+    with target objects."""
+    model = two_layers()
+    whole, rest = AblationCAM(model, layer="conv", perturbation_batch=1), AblationCAM(model, layer="conv")
+    whole._compiled["rest of model"] = None
+    assert (rest._rest_of_model() is None) == backend.current().prunes_unused
+    for targets in ([0, 1], [Output(1)]):
+        a, b = whole.compute(IMAGES, targets=targets), rest.compute(IMAGES, targets=targets)
+        np.testing.assert_allclose(a.heatmaps, b.heatmaps, atol=1e-6)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)

@@ -25,6 +25,13 @@ backend does its own way, and that an adapter module provides:
     eagerly). The engine pads a run's last partial batch to a size already compiled only
     where it is ``True``.
 
+``prunes_unused``
+    ``True`` when what a computation computes but does not use is dropped before it runs
+    (TensorFlow's and JAX's compilers), ``False`` when everything runs as it is called
+    (PyTorch, eagerly). Where it is ``False``, the methods that run the model again on
+    perturbed activations run only the part of the model after the layer
+    (:mod:`gradcam.methods.perturbation`).
+
 ``traced(tensor)``
     Whether ``tensor`` is a symbolic value being traced (inside ``tf.function`` or
     ``jax.jit``), whose value cannot be read, rather than a concrete one.

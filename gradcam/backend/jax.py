@@ -12,6 +12,8 @@ import numpy as np
 
 #: ``jax.jit`` compiles once per set of argument shapes (see :mod:`gradcam.backend`).
 compiles_per_shape = True
+#: XLA drops what a compiled function computes but does not use.
+prunes_unused = True
 
 
 def _takes_training(model) -> bool:

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 #: One ``tf.function`` trace takes any batch size (see :mod:`gradcam.backend`).
 compiles_per_shape = False
+#: Grappler drops what a traced function computes but does not use.
+prunes_unused = True
 
 
 def _apply(fn, call, *args):

@@ -12,6 +12,8 @@ import torch
 
 #: Nothing is compiled: PyTorch runs eagerly (see :mod:`gradcam.backend`).
 compiles_per_shape = False
+#: Everything called runs (see :mod:`gradcam.backend`).
+prunes_unused = False
 
 
 def compile(model, fn, signature):

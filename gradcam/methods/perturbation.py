@@ -17,14 +17,19 @@ that computation too.
 
 Where the perturbed tensor is the layer's output, each chunk runs the model on its image
 with the layer's output replaced; the compilers of TensorFlow and JAX drop the part of the
-model before the layer, whose result is then unused, but PyTorch runs eagerly and computes
-it again for every chunk.
+model before the layer, whose result is then unused. PyTorch runs eagerly and would compute
+it again for every chunk, so there the chunks run through the part of the model after the
+layer alone, a model of the layer's output made from the same layers
+(:meth:`PerturbationMethod._rest_of_model`), wherever one can be made: a functional
+model whose layer is one of its own, called once, with nothing from before the layer
+reaching past it. Elsewhere the whole model runs, as on the other backends.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import keras
 from keras import ops
 
 from gradcam.capture import capture
@@ -179,13 +184,40 @@ class PerturbationMethod(Method):
             def replace(own):  # the layer's own output, for a grid of another layout
                 return grid if self.reshape is None and len(own.shape) == 4 else self._ungrid(grid, own)
 
-            with capture(layer, softmax, replace=replace, of_input=self._of_input) as recording:
-                outputs = call(image)
-            self._one_activation(recording)
+            rest = self._rest_of_model()
+            if rest is not None:
+                with capture(None, softmax) as recording:
+                    outputs = rest(grid, training=False)
+            else:
+                with capture(layer, softmax, replace=replace, of_input=self._of_input) as recording:
+                    outputs = call(image)
+                self._one_activation(recording)
         else:
             with capture(None, softmax) as recording:
                 outputs = call(ops.cast(perturbed, self._input_dtype))
         return score(*self._scores(recording, outputs))
+
+    def _rest_of_model(self):
+        """The part of the model after the layer, a ``keras.Model`` of the layer's output
+        made from the model's own layers (nothing is copied), where the backend runs what
+        is unused (:data:`gradcam.backend` ``prunes_unused`` false: PyTorch) and one can be
+        made: a functional model, its layer one of its own layers called once, its output
+        (not its input) perturbed as it is (no ``reshape`` or token grid), and no tensor
+        from before the layer reaching past it. Else ``None``: the whole model runs. Made
+        once per engine."""
+        if "rest of model" not in self._compiled:
+            model, layer, _ = self._alive()
+            rest = None
+            functional = isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
+            if (not self._backend.prunes_unused and functional and not self._of_input and self.reshape is None
+                    and any(own is layer for own in model.layers)):
+                try:
+                    if len(layer.output.shape) == 4:
+                        rest = keras.Model(layer.output, model.output, name=f"{model.name}_after_{layer.name}")
+                except (ValueError, AttributeError):  # called twice; a tensor reaches past it
+                    rest = None
+            self._compiled["rest of model"] = rest
+        return self._compiled["rest of model"]
 
     def _perturbation_scores(self, call, capture, score):
         """Each target's score on each perturbation of each image, ``(N, K, P)``: a loop
