@@ -27,8 +27,9 @@ one process:
     run prints how far its maps are from Grad-CAM's there: not zero;
   - FullGrad and Guided Grad-CAM (where this checkout has them), whose backward pass
     reaches the input, against the floor to the input (forward, then backward to the
-    image). Target: 1.3x for FullGrad (one forward and backward pass); Guided Grad-CAM
-    runs two (Grad-CAM's, then a guided pass to the input);
+    image). Target: 1.3x for both: FullGrad makes one forward and backward pass, and so
+    does Guided Grad-CAM where no ReLU follows the layer (both models here; its guided
+    pass gives Grad-CAM's gradients too);
   - the methods that need no gradients (Eigen-CAM, KPCA-CAM, FEM, Random-CAM) run no
     backward pass; their ratios to the floor at the automatic layer are shown beside them;
 * at batch 1, Score-CAM against its own floor: ``M`` masked inputs, made beforehand,
