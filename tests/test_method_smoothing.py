@@ -100,7 +100,7 @@ SCALED = {0.9: [[1, 3], [8, 225]], 1.0: [[1, 3], [9, 250]], "uint8": [[1, 3], [1
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int32"])
-@pytest.mark.parametrize("name", ["gradcam", "scorecam", "ablationcam"])  # compiled path; host path (twice)
+@pytest.mark.parametrize("name", ["gradcam", "scorecam", "ablationcam"])  # gradients; perturbations
 def test_aug_smooth_scales_integer_images_in_their_dtype(name, dtype):
     cam = METHODS[name](make_integer_pointwise(dtype), layer="conv")
     result = cam.compute(INTEGER_IMAGE, targets=0, aug_smooth=True)

@@ -6,10 +6,9 @@ as pytorch-grad-cam's ``eigen_smooth=True`` does. ``aug_smooth`` is test-time
 augmentation: each image is explained as it is and horizontally flipped, each multiplied
 by 0.9, 1.0 and 1.1 (pytorch-grad-cam's default ``ttach`` transforms; an integer image is
 rounded and clipped back to its dtype, :func:`scaled`), the six maps are flipped back and
-averaged. The six copies of a batch go through the model in one call;
-for the methods that need one forward and backward pass, the copies are made and their
-maps averaged inside the compiled computation (:func:`augmented`), so that only the
-images go to the device and only the averaged maps come back.
+averaged. The six copies of a batch are made and their maps averaged inside the method's
+one compiled computation (:func:`augmented`), so that only the images go to the device
+and only the averaged maps come back.
 """
 
 from __future__ import annotations
