@@ -1,4 +1,5 @@
-"""The backend adapters: compile, the gradient with respect to the zero probe, numpy.
+"""The backend adapters: compile, the gradients with respect to the zero probe and to tapped
+tensors, numpy.
 
 Run once per backend: ``KERAS_BACKEND=jax pytest tests/test_backend.py`` (likewise
 ``torch`` and ``tensorflow``).
@@ -82,6 +83,62 @@ def test_probe_gradients_of_totals_that_ignore_the_probe(tiny):
         np.testing.assert_array_equal(adapter.to_numpy(gradients), np.zeros((1, 2, 2), np.float32))
     else:
         assert gradients is None
+
+
+def tap_function(adapter, count, differentiable=False):
+    """A computation with three taps whose gradients are known: ``A = 3x``, ``B = A^2``
+    and ``x + 1`` (unused); totals ``[sum(W1 B), sum(W2 A), sum(B)][:count]``, so the
+    gradients at ``A`` are ``2 A W1``, ``W2`` and ``2 A`` (through ``B``), at ``B``
+    ``W1``, ``0`` and ``1``, and zeros at ``x + 1``."""
+
+    def fn(call, x):
+        w1, w2 = ops.convert_to_tensor(W1), ops.convert_to_tensor(W2)
+
+        def forward(tap):
+            a = tap(x * 3)
+            b = tap(a * a)
+            tap(x + 1)
+            totals = ops.stack([ops.sum(b * w1), ops.sum(a * w2), ops.sum(b)])
+            return totals[:count], totals
+
+        return adapter.tap_gradients(forward, count > 1, differentiable=differentiable)
+
+    return fn
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_tap_gradients(tiny, count):
+    adapter = backend.current()
+    run = adapter.compile(tiny, tap_function(adapter, count), [((2, 2), "float32")])
+    gradients, totals = run(x_2x2)
+    a = 3 * x_2x2
+    expected = [np.stack([2 * a * W1, W2, 2 * a])[:count], np.stack([W1, 0 * W1, 1 + 0 * W1])[:count],
+                np.zeros((count, 2, 2))]
+    np.testing.assert_allclose(adapter.to_numpy(totals), [270, -9, 270], atol=1e-4)
+    assert len(gradients) == 3
+    for gradient, wanted in zip(gradients, expected):
+        np.testing.assert_allclose(adapter.to_numpy(gradient), wanted, atol=1e-5)
+
+
+def test_tap_gradients_to_be_differentiated_again():
+    adapter = backend.current()
+    gradients, _ = tap_function(adapter, 2, differentiable=True)(None, ops.convert_to_tensor(x_2x2))
+    np.testing.assert_allclose(adapter.to_numpy(gradients[0]), np.stack([6 * x_2x2 * W1, W2]), atol=1e-5)
+    np.testing.assert_allclose(adapter.to_numpy(gradients[1]), np.stack([W1, 0 * W1]), atol=1e-6)
+
+
+def test_tap_gradients_of_half_precision_tensors(tiny):
+    adapter = backend.current()
+
+    def fn(call, x):
+        def forward(tap):
+            half = tap(ops.cast(x * 3, "float16"))
+            return ops.stack([ops.sum(ops.cast(half, "float32") * ops.convert_to_tensor(W1))]), half
+
+        return adapter.tap_gradients(forward, False)
+
+    (gradient,), _ = adapter.compile(tiny, fn, [((2, 2), "float32")])(x_2x2)
+    np.testing.assert_allclose(adapter.to_numpy(ops.cast(gradient, "float32")), W1[None])
 
 
 def test_compiled_functions_read_the_current_weights():

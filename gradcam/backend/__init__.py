@@ -50,6 +50,19 @@ backend does its own way, and that an adapter module provides:
     not depend on the probe (TensorFlow, PyTorch; JAX returns zeros). ``many`` is
     ``False`` when ``K`` is known to be 1, which TensorFlow needs to know when it traces.
 
+``tap_gradients(forward, many, differentiable=False)``
+    The gradients of ``K`` scores with respect to several tensors of one forward pass
+    (FullGrad's input and every layer with a bias). ``forward(tap)`` runs the model and
+    returns ``(totals, aux)``; ``tap(tensor)`` is called with each tensor whose gradient
+    is wanted and returns the tensor to go on with, of the same values: the tensor
+    itself where the backend can differentiate with respect to it as it is (TensorFlow's
+    float32 tensors, watched by the tape; PyTorch's tensors that record a graph), else
+    the tensor plus a zero probe of its own (JAX). Returns ``(gradients, aux)``:
+    ``gradients`` is a list, one ``(K,) + tensor.shape`` per call of ``tap`` in call
+    order, zeros for a tensor the totals do not depend on. No copy of the gradients is
+    made (one joint probe would be split in the forward pass and its gradient
+    concatenated in the backward pass).
+
 ``probe_hessian_products(forward, many)``
     As ``probe_gradients``, and also each target's Hessian-vector product ``H A``: the
     derivative of the gradient with respect to the probe in the direction of the

@@ -120,6 +120,46 @@ def probe_gradients(forward, many, differentiable=False):
     return gradients, aux
 
 
+def tap_gradients(forward, many, differentiable=False):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to every tensor it taps.
+
+    Each tapped tensor gets a zero probe of its own (``jax.vjp`` differentiates with
+    respect to its arguments; XLA drops the additions of zeros), their shapes read by one
+    abstract evaluation of ``forward``, as :func:`probe_gradients` does.
+
+    Args:
+        forward: ``forward(tap) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is static under ``jax.jit``).
+        differentiable: unused, as for :func:`probe_gradients`. Defaults to ``False``.
+
+    Returns:
+        ``(gradients, aux)``; ``gradients`` is a list, one ``(K,) + tensor.shape`` per
+        call of ``tap``, in call order (zeros for a tensor that the totals do not depend
+        on).
+    """
+    del many, differentiable
+    found = []
+
+    def measure(tensor):
+        found.append(jax.ShapeDtypeStruct(tensor.shape, tensor.dtype))
+        return tensor
+
+    jax.eval_shape(lambda: forward(measure))
+
+    def run(probes):
+        remaining = iter(probes)
+        return forward(lambda tensor: tensor + next(remaining))
+
+    zeros = [jnp.zeros(each.shape, each.dtype) for each in found]
+    totals, pullback, aux = jax.vjp(run, zeros, has_aux=True)
+    count = totals.shape[0]
+    if count == 1:
+        (gradients,) = pullback(jnp.ones_like(totals))
+        return [gradient[None] for gradient in gradients], aux
+    (gradients,) = jax.vmap(pullback)(jnp.eye(count, dtype=totals.dtype))
+    return list(gradients), aux
+
+
 def probe_hessian_products(forward, many):
     """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
 

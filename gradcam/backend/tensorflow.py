@@ -129,6 +129,48 @@ def probe_gradients(forward, many, differentiable=False):
     return _derivative(tape, target, probes[0], many), aux
 
 
+def tap_gradients(forward, many, differentiable=False):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to every tensor it taps.
+
+    A tapped float32 tensor is watched as it is (no probe is added, so nothing is
+    computed in the forward pass and the backward pass's own gradient is returned);
+    one of another dtype through a float32 zero probe (as :func:`probe_gradients`).
+
+    Args:
+        forward: ``forward(tap) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: as for :func:`probe_gradients`.
+        differentiable: as for :func:`probe_gradients`. Defaults to ``False``.
+
+    Returns:
+        ``(gradients, aux)``; ``gradients`` is a list, one ``(K,) + tensor.shape`` per
+        call of ``tap``, in call order (zeros for a tensor that the totals do not depend
+        on).
+    """
+    sources = []
+    zero = tf.UnconnectedGradients.ZERO
+
+    def tap(tensor):
+        if tensor.dtype == tf.float32:
+            tape.watch(tensor)
+            sources.append(tensor)
+            return tensor
+        probe = tf.zeros(tf.shape(tensor), tf.float32)
+        tape.watch(probe)
+        sources.append(probe)
+        return tensor + tf.cast(probe, tensor.dtype)
+
+    with tf.GradientTape(persistent=differentiable) as tape:
+        totals, aux = forward(tap)
+        target = totals if many else tf.reduce_sum(totals)
+        parts = tf.unstack(totals) if differentiable else None
+    if differentiable:
+        found = [tape.gradient(part, sources, unconnected_gradients=zero) for part in parts]
+        return [tf.stack(each) for each in zip(*found)], aux
+    if many:
+        return tape.jacobian(target, sources, unconnected_gradients=zero, experimental_use_pfor=False), aux
+    return [gradient[None] for gradient in tape.gradient(target, sources, unconnected_gradients=zero)], aux
+
+
 def probe_hessian_products(forward, many):
     """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
 

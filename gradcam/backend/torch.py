@@ -134,6 +134,63 @@ def probe_gradients(forward, many, differentiable=False):
     return gradients, _detached(aux)
 
 
+def tap_gradients(forward, many, differentiable=False):
+    """Gradients of ``forward``'s ``(K,)`` totals with respect to every tensor it taps.
+
+    Gradient recording starts at the first tap (as at :func:`probe_gradients`' probe). A
+    tapped tensor that already records a graph is differentiated as it is (nothing is
+    added to the forward pass); one that does not (the model's input) gets a zero probe.
+
+    Args:
+        forward: ``forward(tap) -> (totals, aux)``; see :mod:`gradcam.backend`.
+        many: unused (``K`` is known when the totals are).
+        differentiable: as for :func:`probe_gradients`. Defaults to ``False``.
+
+    Returns:
+        ``(gradients, aux)``, detached unless ``differentiable``; ``gradients`` is a list,
+        one ``(K,) + tensor.shape`` per call of ``tap``, in call order (zeros for a
+        tensor that the totals do not depend on).
+    """
+    del many
+    sources = []
+
+    def tap(tensor):
+        torch.set_grad_enabled(True)
+        if tensor.requires_grad:
+            sources.append(tensor)
+            return tensor
+        zero = torch.zeros_like(tensor, requires_grad=True)
+        sources.append(zero)
+        return tensor + zero
+
+    def filled(gradients, count):  # the zeros of tensors the totals do not depend on
+        return [torch.zeros((count,) + tuple(source.shape), dtype=source.dtype, device=source.device)
+                if gradient is None else gradient for gradient, source in zip(gradients, sources)]
+
+    if differentiable:
+        with torch.enable_grad():  # restores the caller's grad mode on exit
+            totals, aux = forward(tap)
+            count = totals.shape[0]
+            if not totals.requires_grad:
+                return filled([None] * len(sources), count), aux
+            found = [filled([None if g is None else g[None] for g in torch.autograd.grad(
+                total, sources, retain_graph=True, create_graph=True, allow_unused=True)], 1) for total in totals]
+        return [torch.cat(each) for each in zip(*found)], aux
+    with torch.no_grad():  # restores the caller's grad mode on exit
+        totals, aux = forward(tap)
+        count = totals.shape[0]
+        if not totals.requires_grad:
+            gradients = [None] * len(sources)
+        elif count == 1:
+            gradients = [None if g is None else g[None] for g in torch.autograd.grad(totals[0], sources,
+                                                                                      allow_unused=True)]
+        else:
+            eye = torch.eye(count, dtype=totals.dtype, device=totals.device)
+            gradients = torch.autograd.grad(totals, sources, grad_outputs=eye, is_grads_batched=True,
+                                            allow_unused=True)
+    return filled(gradients, count), _detached(aux)
+
+
 def probe_hessian_products(forward, many):
     """Gradients and Hessian-vector products of ``forward``'s ``(K,)`` totals at the probe.
 

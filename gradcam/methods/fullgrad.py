@@ -10,7 +10,7 @@ from keras import ops
 
 from gradcam.capture import capture_layers, layer_calls
 from gradcam.layers import LayerRef, iter_layers
-from gradcam.methods.base import Method, _stacklevel_outside_package
+from gradcam.methods.base import Capture, Method, _stacklevel_outside_package
 from gradcam.methods.smoothing import first_component
 
 #: The convolutions whose bias FullGrad reads (pytorch-grad-cam's ``nn.Conv2d``, which
@@ -38,15 +38,6 @@ def layer_bias(layer):
     if layer.scale:
         scale = scale * ops.cast(layer.gamma, "float32")
     return ops.cast(layer.beta, "float32") - ops.cast(layer.moving_mean, "float32") * scale
-
-
-def _split(tensor, sizes):
-    """``tensor`` split along its last axis into pieces of ``sizes``: one split, whose
-    gradient is one concatenation (a slice per piece would have a gradient of the whole
-    tensor's size each)."""
-    if len(sizes) == 1:
-        return [tensor]
-    return ops.split(tensor, [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)], axis=-1)
 
 
 def scaled(maps, axes=(1, 2)):
@@ -85,8 +76,9 @@ class FullGrad(Method):
     ``Conv2DTranspose``, 1-D and 3-D convolutions and other normalisations are left out,
     as there. A fused activation (``Conv2D(..., activation="relu")``) comes after the
     bias, so the gradient is read at its input: exact for any activation. Everything
-    comes from one forward and backward pass: one zero probe covers the input and every
-    layer's output (:func:`gradcam.capture.capture_layers`).
+    comes from one forward and backward pass, which reads the gradient at the input and
+    at every layer's output as the backward pass computes it (the backend's
+    ``tap_gradients``; the layers read by :func:`gradcam.capture.capture_layers`).
 
     FullGrad uses all those layers, so ``layer`` and ``reshape`` are accepted and ignored
     (with a warning when given). With ``eigen_smooth``, as pytorch-grad-cam: the terms
@@ -136,40 +128,43 @@ class FullGrad(Method):
     def _find_layer(self, model, layer, info, reshape):
         return LayerRef(model, "input")
 
-    def _run_model(self, call, x, score, probe):
-        """One forward pass with one zero probe ``(N, 1, 1, T)`` that covers the input and
-        every layer's output, flat (:func:`_split`); the activations ``(N, 1, 1, T')``
-        are what the gradients multiply: the input, then each layer call's bias ``(C,)``."""
+    def _run_model(self, call, x, score, tap):
+        """One forward pass in which ``tap`` marks the input and every layer call's output
+        (before its activation), whose gradients the backend returns
+        (``tap_gradients``); the aux: each layer call's bias ``(C,)``, the scores and
+        the extras."""
         _, _, softmax = self._alive()
-        count = ops.shape(x)[0]
-        joint = probe(ops.zeros((count, 1, 1, sum(self._sizes(False))), "float32"))
-        pieces = _split(joint, self._sizes(False))
-
-        def piece(i, like):
-            return ops.cast(ops.reshape(pieces[i], ops.shape(like)), like.dtype)
-
-        values = [ops.reshape(ops.cast(x, "float32"), (count, 1, 1, -1))]
+        biases = []
 
         def edit(layer, tensor):
-            i = len(values)
+            i = len(biases) + 1
             if i >= len(self._terms) or self._terms[i][0]() is not layer:
                 raise RuntimeError(f"Layer {layer.name!r} ran out of the order of the model's traced call.")
-            values.append(ops.broadcast_to(layer_bias(layer), (count, 1, 1, self._terms[i][1][-1])))
-            return tensor + piece(i, tensor)
+            biases.append(layer_bias(layer))
+            return tap(tensor)
 
         with capture_layers([ref() for ref in self._layers], softmax, edit) as recording:
-            outputs = call(x + piece(0, x))
-        if len(values) != len(self._terms):
-            raise RuntimeError(f"The layers with a bias ran {len(values) - 1} times; the trace counted "
+            outputs = call(tap(x))
+        if len(biases) + 1 != len(self._terms):
+            raise RuntimeError(f"The layers with a bias ran {len(biases)} times; the trace counted "
                                f"{len(self._terms) - 1}.")
         y, extras = score(*self._scores(recording, outputs))
-        activations = ops.concatenate(values, axis=-1)
-        return ops.sum(y, axis=0), (activations, y, extras, activations)
+        return ops.sum(y, axis=0), (biases, y, extras)
 
-    def _sizes(self, biases):
-        """Each term's size per image in the probe (``biases=False``: the input's, then each
-        layer call's output) or in the activations (the input's, then each bias)."""
-        return [h * w * c if i == 0 or not biases else c for i, (_, (h, w, c)) in enumerate(self._terms)]
+    def _forward(self, call, x, score, many, eigen_smooth=False, differentiable=False):
+        """The template's forward computation with one gradient per term (the backend's
+        ``tap_gradients``: no probe, no concatenation): the :class:`Capture`'s
+        ``gradients`` are a list, float32 ``(K, N, h, w, C)`` per term, and its
+        ``activations`` the list of the layer calls' biases ``(C,)``."""
+
+        def forward(tap):
+            return self._run_model(call, x, score, tap)
+
+        gradients, (biases, y, (resolved, probas, notes, outputs)) = self._backend.tap_gradients(
+            forward, many, differentiable=differentiable)
+        gradients = [ops.cast(gradient, "float32") for gradient in gradients]
+        capture = Capture(x, biases, gradients, y, resolved)
+        return self._forward_result(capture, probas, notes, tuple(keras.tree.flatten(outputs)), eigen_smooth)
 
     def _term_maps(self, capture):
         """Each term's scaled map at its own size, ``(K N, h, w, channels)``: the input's
@@ -179,12 +174,9 @@ class FullGrad(Method):
         A layer's ``|g b|`` is ``|g| |b|`` for each channel, so its scaled channels summed
         are ``sum_c (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest
         ``|g_c|`` and ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
-        targets = ops.shape(capture.gradients)[0]
-        gradients = _split(ops.reshape(capture.gradients, (-1, sum(self._sizes(False)))), self._sizes(False))
-        values = ops.broadcast_to(capture.activations[None], (targets,) + tuple(ops.shape(capture.activations)))
-        values = _split(ops.reshape(values, (-1, sum(self._sizes(True)))), self._sizes(True))
-        maps = [scaled(ops.abs(ops.reshape(gradients[0] * values[0], (-1,) + self._terms[0][1])))]
-        for gradient, bias, (_, shape) in zip(gradients[1:], values[1:], self._terms[1:]):
+        inputs = capture.gradients[0] * ops.cast(capture.inputs, "float32")[None]
+        maps = [scaled(ops.abs(ops.reshape(inputs, (-1,) + self._terms[0][1])))]
+        for gradient, bias, (_, shape) in zip(capture.gradients[1:], capture.activations, self._terms[1:]):
             gradient, bias = ops.abs(ops.reshape(gradient, (-1,) + shape)), ops.abs(bias)
             low, high = ops.min(gradient, axis=(1, 2)), ops.max(gradient, axis=(1, 2))
             weights = bias / (1e-7 + bias * (high - low))
@@ -195,7 +187,7 @@ class FullGrad(Method):
     def _shaped(self, maps, capture):
         """``(K N, H, W)`` maps as ``(K, N, H, W)``, less each one's minimum."""
         maps = maps - ops.min(maps, axis=(1, 2), keepdims=True)
-        return ops.reshape(maps, (ops.shape(capture.gradients)[0], -1) + tuple(maps.shape[1:]))
+        return ops.reshape(maps, (ops.shape(capture.gradients[0])[0], -1) + tuple(maps.shape[1:]))
 
     def element_map(self, capture):
         # resizing is linear: the terms of one size are summed first, then resized once
