@@ -32,6 +32,13 @@ backend does its own way, and that an adapter module provides:
     perturbed activations run only the part of the model after the layer
     (:mod:`gradcam.methods.perturbation`).
 
+``fused(fn)``
+    ``fn``, a computation of tensors written with ``keras.ops`` called inside a compiled
+    one, compiled so that its elementwise steps and reductions run as a few loops over
+    memory: TensorFlow compiles it with XLA (``jit_compile``), which a ``tf.function``
+    alone does not do; JAX returns it as it is (``jax.jit`` compiles everything with
+    XLA already), as does PyTorch (eager).
+
 ``traced(tensor)``
     Whether ``tensor`` is a symbolic value being traced (inside ``tf.function`` or
     ``jax.jit``), whose value cannot be read, rather than a concrete one.

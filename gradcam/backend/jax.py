@@ -73,6 +73,19 @@ def compile_function(fn, signature):
     return jax.jit(fn)
 
 
+def fused(fn):
+    """``fn`` as it is: ``jax.jit`` compiles the whole computation with XLA, which fuses
+    its elementwise steps and reductions already.
+
+    Args:
+        fn: a computation of arrays written with ``keras.ops``.
+
+    Returns:
+        ``fn``.
+    """
+    return fn
+
+
 def traced(tensor) -> bool:
     """Whether ``tensor`` is a tracer (inside ``jax.jit``, ``jax.grad``...) rather than a
     concrete array."""

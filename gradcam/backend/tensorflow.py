@@ -59,6 +59,21 @@ def compile_function(fn, signature):
     return tf.function(functools.partial(fn), input_signature=specs, autograph=False)
 
 
+def fused(fn):
+    """``fn``, a computation of tensors written with ``keras.ops``, compiled by XLA
+    (``jit_compile``) where it is called, so that its elementwise steps and reductions
+    run as a few loops over memory (a ``tf.function`` alone runs each as a kernel of its
+    own, each a pass over its tensors); compiled once per shape of its arguments.
+
+    Args:
+        fn: the computation.
+
+    Returns:
+        A function of the same arguments, returning ``fn``'s tensors.
+    """
+    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+
+
 def traced(tensor) -> bool:
     """Whether ``tensor`` is a symbolic tensor of a graph being traced (``tf.function``)
     rather than an eager one."""

@@ -70,6 +70,18 @@ def compile_function(fn, signature):
     return run
 
 
+def fused(fn):
+    """``fn`` as it is: PyTorch runs eagerly, one kernel per operation.
+
+    Args:
+        fn: a computation of tensors written with ``keras.ops``.
+
+    Returns:
+        ``fn``.
+    """
+    return fn
+
+
 def traced(tensor) -> bool:
     """Always ``False``: PyTorch runs eagerly, so every tensor's value can be read."""
     del tensor

@@ -55,6 +55,20 @@ def resized(maps, size):
     return ops.image.resize(maps, size, interpolation="bilinear", antialias=False)
 
 
+def layer_term(gradient, bias):
+    """One layer call's scaled term ``(B, h, w)``: ``|g b|`` ``(B, h, w, C)`` (the gradient
+    at its output times its bias ``(C,)``), each channel scaled as :func:`scaled`, summed
+    over the channels.
+
+    A channel's ``|g b|`` is ``|g| |b|``, so the channels scaled and summed are ``sum_c
+    (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest ``|g_c|`` and
+    ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
+    gradient, bias = ops.abs(gradient), ops.abs(bias)
+    low, high = ops.min(gradient, axis=(1, 2), keepdims=True), ops.max(gradient, axis=(1, 2), keepdims=True)
+    weights = bias / (1e-7 + bias * (high - low))
+    return ops.sum((gradient - low) * weights, axis=-1)
+
+
 class FullGrad(Method):
     """FullGrad (Srinivas and Fleuret, "Full-Gradient Representation for Neural Network
     Visualization", arXiv 1905.00780), as pytorch-grad-cam 1.5.7 computes it.
@@ -124,6 +138,7 @@ class FullGrad(Method):
         #: each term's (layer, per-image shape): the input, then each call of a layer with a bias
         self._terms = [(None, (height, width, channels))] + [(weakref.ref(l_), s[1:]) for l_, s in calls]
         self.layer = f"input and {len(self._layers)} bias layers"
+        self._layer_term = self._backend.fused(layer_term)
 
     def _find_layer(self, model, layer, info, reshape):
         return LayerRef(model, "input")
@@ -168,20 +183,12 @@ class FullGrad(Method):
 
     def _term_maps(self, capture):
         """Each term's scaled map at its own size, ``(K N, h, w, channels)``: the input's
-        first (one channel per input channel), then each layer call's (its channels
-        summed: one).
-
-        A layer's ``|g b|`` is ``|g| |b|`` for each channel, so its scaled channels summed
-        are ``sum_c (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest
-        ``|g_c|`` and ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
+        first (one channel per input channel), then each layer call's
+        (:func:`layer_term`, through the backend's ``fused``: its channels summed, one)."""
         inputs = capture.gradients[0] * ops.cast(capture.inputs, "float32")[None]
         maps = [scaled(ops.abs(ops.reshape(inputs, (-1,) + self._terms[0][1])))]
         for gradient, bias, (_, shape) in zip(capture.gradients[1:], capture.activations, self._terms[1:]):
-            gradient, bias = ops.abs(ops.reshape(gradient, (-1,) + shape)), ops.abs(bias)
-            low, high = ops.min(gradient, axis=(1, 2)), ops.max(gradient, axis=(1, 2))
-            weights = bias / (1e-7 + bias * (high - low))
-            term = ops.einsum("bhwc,bc->bhw", gradient - low[:, None, None, :], weights)
-            maps.append(term[..., None])
+            maps.append(self._layer_term(ops.reshape(gradient, (-1,) + shape), bias)[..., None])
         return maps
 
     def _shaped(self, maps, capture):
