@@ -14,7 +14,6 @@ import pytest
 
 import gradcam
 from gradcam import capture, model_input
-from gradcam.api import ENGINES
 from gradcam.checks import ArgumentError
 from gradcam.methods import METHODS, EngineCache, Method, ScoreCAM, build_engine, factory, registry
 from helpers.tiny import LOGIT_MAP_0, X, assert_map, make_functional, make_subclassed

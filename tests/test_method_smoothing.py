@@ -9,7 +9,7 @@ import pytest
 from helpers.tiny import LOGITS, X, assert_map
 from helpers.method_models import make_pointwise
 
-from gradcam.methods import METHODS, EigenCAM, EigenGradCAM, GradCAM, HiResCAM, KPCACAM, ScoreCAM
+from gradcam.methods import METHODS, EigenCAM, EigenGradCAM, GradCAM, HiResCAM, KPCACAM
 from gradcam.methods.smoothing import augment
 
 # The pointwise model (activations = the input, pooling, W): G_k = W[k, c] / 4 over the

@@ -20,7 +20,7 @@ from helpers.target_models import (
     make_five_classes,
     make_segmenter,
 )
-from helpers.tiny import DENSE_KERNEL, LOGIT_MAP_0, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map, for_method, make_functional
+from helpers.tiny import LOGIT_MAP_0, LOGITS, OUTPUT_MAP_0, PROBAS, X, assert_map, for_method, make_functional
 from keras import ops
 from PIL import Image
 

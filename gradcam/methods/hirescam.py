@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from keras import ops
-
 from gradcam.methods.base import Method
 
 
