@@ -277,8 +277,17 @@ def _input_shape(layer) -> tuple | None:
     return tuple(shape) if shape is not None else None
 
 
-def _called_once(layer) -> bool:
-    return len(getattr(layer, "_inbound_nodes", [])) == 1
+def _called_once(layer, graph) -> bool:
+    """Whether ``layer`` is called once in ``graph``'s own nodes (a functional model's):
+    a sub-model made later from the model's tensors (``keras.Model(layer.output, ...)``)
+    calls its layers again on copies of them, which adds nodes to the layers but not to
+    ``graph``."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if not by_depth:
+        return len(nodes) == 1
+    own = {id(node) for depth in by_depth.values() for node in depth}
+    return sum(id(node) in own for node in nodes) == 1
 
 
 def _large_4d(tensor) -> bool:
@@ -298,11 +307,11 @@ def head_input(model: keras.Model) -> LayerRef | None:
     outputs = getattr(model, "outputs", None)
     if not outputs or len(outputs) != 1:
         return None
-    # (tensor, path prefix of its graph, the layer on the path that receives it)
-    queue = deque([(outputs[0], "", None)])
+    # (tensor, path prefix of its graph, the layer on the path that receives it, the graph)
+    queue = deque([(outputs[0], "", None, model)])
     seen = set()
     while queue:
-        tensor, prefix, consumer = queue.popleft()
+        tensor, prefix, consumer, graph = queue.popleft()
         history = getattr(tensor, "_keras_history", None)
         if history is None or id(tensor) in seen:
             continue
@@ -312,21 +321,21 @@ def head_input(model: keras.Model) -> LayerRef | None:
             continue
         node = operation._inbound_nodes[history.node_index]
         if isinstance(operation, keras.Model):  # look inside, then before it
-            queue.append((operation.outputs[history.tensor_index], f"{prefix}{operation.name}/", consumer))
+            queue.append((operation.outputs[history.tensor_index], f"{prefix}{operation.name}/", consumer, operation))
             for inner in node.input_tensors:
-                queue.append((inner, prefix, None))
+                queue.append((inner, prefix, None, graph))
             continue
         if _large_4d(tensor):
-            if isinstance(operation, keras.layers.Layer) and _called_once(operation):
+            if isinstance(operation, keras.layers.Layer) and _called_once(operation, graph):
                 return LayerRef(operation, prefix + operation.name)
             if consumer is not None:
                 return consumer
         inputs = node.input_tensors
         receiver = None  # a layer with one input can read it (capture(of_input=True))
-        if isinstance(operation, keras.layers.Layer) and _called_once(operation) and len(inputs) == 1:
+        if isinstance(operation, keras.layers.Layer) and _called_once(operation, graph) and len(inputs) == 1:
             receiver = LayerRef(operation, prefix + operation.name, of_input=True)
         for inner in inputs:
-            queue.append((inner, prefix, receiver))
+            queue.append((inner, prefix, receiver, graph))
     return None
 
 

@@ -150,6 +150,22 @@ def test_automatic_choice_inside_a_nested_model_ending_in_an_operation():
     assert find_layer(model).name == "input of pool"
 
 
+def test_automatic_choice_ignores_sub_models_made_from_the_models_tensors():
+    """``keras.Model(layer.output, model.output)`` (a head split off, as users do) calls
+    the layers after ``layer`` again on copies of the tensors; the layers then have two
+    nodes, but the model's own graph still calls each once, and the choice stays."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="early")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(x), name="split_later")
+    assert find_layer(model).path == "features"
+    keras.Model(model.get_layer("early").output, model.output)
+    assert len(model.get_layer("features")._inbound_nodes) == 2
+    assert find_layer(model).path == "features"
+    assert GradCAM(model).layer == "features"
+
+
 def test_token_layers_are_usable_and_bad_counts_are_refused():
     from helpers.tokens import make_tokens, make_vit
     from gradcam.layers import token_grid, usable_layers
