@@ -46,7 +46,7 @@ backend does its own way, and that an adapter module provides:
 ``on_accelerator()``
     Whether Keras places new tensors on a GPU or another accelerator (rather than the CPU).
 
-``probe_gradients(forward, many)``
+``probe_gradients(forward, many, differentiable=False)``
     The gradients of ``K`` scores with respect to a layer's activations, by way of a zero
     probe added to them. ``forward(probe)`` runs the model and returns ``(totals, aux)``:
     ``totals`` is a ``(K,)`` tensor of summed target scores, and ``probe(activation)`` is
@@ -56,6 +56,8 @@ backend does its own way, and that an adapter module provides:
     ``(K,) + activation.shape``, or ``None`` where the backend can tell that the totals do
     not depend on the probe (TensorFlow, PyTorch; JAX returns zeros). ``many`` is
     ``False`` when ``K`` is known to be 1, which TensorFlow needs to know when it traces.
+    ``differentiable=True`` is for a caller that differentiates the gradients again
+    (a training loss on the maps); JAX ignores it.
 
 ``tap_gradients(forward, many, differentiable=False)``
     The gradients of ``K`` scores with respect to several tensors of one forward pass

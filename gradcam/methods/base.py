@@ -539,8 +539,7 @@ class Method:
             if self.uses_hessian_products:
                 gradients, products, aux = self._backend.probe_hessian_products(forward, many)
             else:
-                gradients_of = self._backend.probe_gradients
-                gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
+                gradients, aux = self._backend.probe_gradients(forward, many, differentiable=differentiable)
         else:
             _, aux = forward(None)
             gradients = None

@@ -151,8 +151,7 @@ class GuidedGradCAM(GradCAM):
                 return self._run_model(call, x + ops.cast(ops.reshape(of_input, ops.shape(x)), x.dtype), score,
                                        layer_probe)
 
-        gradients_of = self._backend.probe_gradients
-        gradients, aux = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
+        gradients, aux = self._backend.probe_gradients(forward, many, differentiable=differentiable)
         if gradients is not None:
             of_input, of_layer = gradients[..., : self._sizes[0]], gradients[..., self._sizes[0]:]
             targets = ops.shape(gradients)[0]
@@ -172,8 +171,7 @@ class GuidedGradCAM(GradCAM):
             y, _ = score(*self._scores(recording, outputs))
             return ops.sum(y, axis=0), ()
 
-        gradients_of = self._backend.probe_gradients
-        gradients, _ = gradients_of(forward, many, differentiable=True) if differentiable else gradients_of(forward, many)
+        gradients, _ = self._backend.probe_gradients(forward, many, differentiable=differentiable)
         return ops.cast(gradients, "float32")
 
     def _forward(self, call, x, score, many, eigen_smooth=False, differentiable=False):
