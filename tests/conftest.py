@@ -20,3 +20,17 @@ def two_conv():
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, x, name="two_conv")
+
+
+@pytest.fixture
+def no_backward_pass(monkeypatch):
+    """The current backend's gradient functions replaced by one that raises
+    ``AssertionError("a backward pass was run")``: a test of a method that needs no
+    gradients fails if the method asks for any."""
+    from gradcam import backend
+
+    def no_gradients(*args, **kwargs):
+        raise AssertionError("a backward pass was run")
+
+    for name in ("probe_gradients", "tap_gradients", "probe_hessian_products"):
+        monkeypatch.setattr(backend.current(), name, no_gradients)
