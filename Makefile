@@ -54,12 +54,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The tests run in JOBS processes (pytest-xdist), a test file or notebook in one process
+# from start to end (--dist loadfile / loadscope: its module fixtures, Ray clusters and
+# kernels are made once); JOBS=0 runs them in this process. Most tests use one core, so
+# two processes on two cores take about 0.65x the time of one.
+JOBS ?= 2
+XDIST = -n $(JOBS) $(if $(filter 0,$(JOBS)),,--dist $(1))
+
 # PyTorch's CPU threads spin while they wait for work: one thread is faster for the tiny
 # test models, and leaves the other core to the rest of the machine.
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest $(call XDIST,loadfile) tests
 	for backend in $(OTHER_BACKENDS); do \
-	    KERAS_BACKEND=$$backend OMP_NUM_THREADS=1 $(PY) -m pytest $(BACKEND_TESTS) || exit 1; \
+	    KERAS_BACKEND=$$backend OMP_NUM_THREADS=1 $(PY) -m pytest $(call XDIST,loadfile) $(BACKEND_TESTS) || exit 1; \
 	done
 
 # Executes each notebook and compares every cell's output with the stored one.
@@ -67,7 +74,7 @@ nbval: $(STAMP)
 ifeq ($(NOTEBOOKS),)
 	@echo "nbval: no notebooks in tutorials/ yet, nothing to check"
 else
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
+	$(PY) -m pytest $(call XDIST,loadscope) --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
 endif
 
 # Executes the tutorials and stores their outputs in the notebooks: the reference that
