@@ -75,9 +75,12 @@ def test_the_backends_are_extras_installed_and_tested_by_make():
     lines = [line.strip() for line in done.stdout.splitlines()]
     torch_first = lines.index('.venv/bin/python -m pip install --quiet "torch==2.13.0"')
     assert lines[torch_first + 1] == '.venv/bin/python -m pip install --quiet -e ".[test,docs,jax,torch,ray,hub]"'
-    assert ".venv/bin/python -m pytest tests" in lines  # everything, on TensorFlow
-    loop = " ".join(lines[lines.index(".venv/bin/python -m pytest tests") + 1:])
+    # everything, on TensorFlow, in two processes, each test file in one of them
+    everything = ".venv/bin/python -m pytest -n 2 --dist loadfile tests"
+    assert everything in lines
+    loop = " ".join(lines[lines.index(everything) + 1:])
     assert loop.startswith("for backend in jax torch; do")
+    assert "-m pytest -n 2 --dist loadfile tests/" in loop
     for name in ("test_backend", "test_capture", "test_engine", "test_api", "test_methods"):
         assert f"tests/{name}.py" in loop
 
