@@ -32,10 +32,12 @@ one process:
     pass gives Grad-CAM's gradients too). FullGrad's backward pass costs what the
     floor's does (its gradients are read where the pass computes them); its extra is
     two reads of every convolution's and normalisation's output gradient after it (each
-    channel's least and greatest ``|g|``, then the weighted channel sum, one XLA loop
-    each on TensorFlow): on MobileNetV2 at batch 32, whose backward pass is itself
-    mostly passes over activations of that size (6.7 million values per image), that is
-    about 0.4x of the floor (TensorFlow, CPU);
+    channel's least and greatest ``|g|``, then the weighted channel sum as a matrix
+    product), 6.7 million values per image on MobileNetV2, whose backward pass is itself
+    mostly passes over activations of that size. On TensorFlow on the CPU each layer's
+    reads are one XLA computation, one image at a time so that the second read finds the
+    image in the cache: MobileNetV2 at batch 32 about 1.24x the floor (1.44x with the
+    whole batch at once, whose second read came from memory);
   - the methods that need no gradients (Eigen-CAM, KPCA-CAM, FEM, Random-CAM) run no
     backward pass; their ratios to the floor at the automatic layer are shown beside them;
 * at batch 1, Score-CAM against its own floor: ``M`` masked inputs, made beforehand,

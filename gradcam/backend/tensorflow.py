@@ -65,13 +65,28 @@ def fused(fn):
     run as a few loops over memory (a ``tf.function`` alone runs each as a kernel of its
     own, each a pass over its tensors); compiled once per shape of its arguments.
 
+    On the CPU, where XLA's loops run on one thread, ``fn`` runs on one row of its first
+    argument at a time (``tf.map_fn``): a second loop over a row finds it in the cache,
+    where a whole batch's tensor is far larger than the cache (FullGrad at batch 32 on
+    MobileNetV2: 0.5x the time). The calls of several ``fused`` functions in one
+    ``tf.function`` run side by side on the CPU's cores, each as soon as its arguments are
+    computed.
+
     Args:
-        fn: the computation.
+        fn: ``fn(rows, *rest)``: ``rows`` of shape ``(B, ...)``; the result, of ``rows``'
+            dtype, has ``B`` rows, row ``b`` computed from row ``b`` of ``rows`` and ``rest``.
 
     Returns:
-        A function of the same arguments, returning ``fn``'s tensors.
+        A function of the same arguments, returning ``fn``'s tensor.
     """
-    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+
+    def one_row_at_a_time(rows, *rest):
+        if on_accelerator():
+            return fn(rows, *rest)
+        return tf.map_fn(lambda row: fn(row[None], *rest)[0], rows, fn_output_signature=rows.dtype,
+                         parallel_iterations=1)
+
+    return tf.function(one_row_at_a_time, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
 def traced(tensor) -> bool:

@@ -62,11 +62,15 @@ def layer_term(gradient, bias):
 
     A channel's ``|g b|`` is ``|g| |b|``, so the channels scaled and summed are ``sum_c
     (|g_c| - lo_c) w_c``, with ``lo_c``, ``hi_c`` the least and greatest ``|g_c|`` and
-    ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one weighted sum."""
+    ``w_c = |b_c| / (1e-7 + |b_c| (hi_c - lo_c))``: one matrix product of the pixels'
+    ``|g_c| - lo_c`` and ``w`` (the shift comes first: a channel of one value has
+    ``w_c`` about ``1e7``)."""
     gradient, bias = ops.abs(gradient), ops.abs(bias)
     low, high = ops.min(gradient, axis=(1, 2), keepdims=True), ops.max(gradient, axis=(1, 2), keepdims=True)
-    weights = bias / (1e-7 + bias * (high - low))
-    return ops.sum((gradient - low) * weights, axis=-1)
+    weights = bias / (1e-7 + bias * (high - low))  # (B, 1, 1, C)
+    shape = ops.shape(gradient)
+    pixels = ops.reshape(gradient - low, (shape[0], -1, shape[3]))
+    return ops.reshape(ops.matmul(pixels, ops.reshape(weights, (shape[0], shape[3], 1))), shape[:3])
 
 
 class FullGrad(Method):
@@ -188,7 +192,8 @@ class FullGrad(Method):
         inputs = capture.gradients[0] * ops.cast(capture.inputs, "float32")[None]
         maps = [scaled(ops.abs(ops.reshape(inputs, (-1,) + self._terms[0][1])))]
         for gradient, bias, (_, shape) in zip(capture.gradients[1:], capture.activations, self._terms[1:]):
-            maps.append(self._layer_term(ops.reshape(gradient, (-1,) + shape), bias)[..., None])
+            # reshaped: the term's static shape (a compiled loop's result may have lost it)
+            maps.append(ops.reshape(self._layer_term(ops.reshape(gradient, (-1,) + shape), bias), (-1,) + shape[:2] + (1,)))
         return maps
 
     def _shaped(self, maps, capture):
