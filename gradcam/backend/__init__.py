@@ -37,8 +37,9 @@ backend does its own way, and that an adapter module provides:
     one, compiled so that its elementwise steps and reductions run as a few loops over
     memory: TensorFlow compiles it with XLA (``jit_compile``), which a ``tf.function``
     alone does not do, and on the CPU runs it on one row of its first argument at a time
-    (a row's second loop finds it in the cache); JAX returns it as it is (``jax.jit`` compiles everything with
-    XLA already), as does PyTorch (eager).
+    (a row's second loop finds it in the cache; the result's static shape may be unknown);
+    JAX returns it as it is (``jax.jit`` compiles everything with XLA already), as does
+    PyTorch (eager).
 
 ``traced(tensor)``
     Whether ``tensor`` is a symbolic value being traced (inside ``tf.function`` or

@@ -77,7 +77,9 @@ def fused(fn):
             dtype, has ``B`` rows, row ``b`` computed from row ``b`` of ``rows`` and ``rest``.
 
     Returns:
-        A function of the same arguments, returning ``fn``'s tensor.
+        A function of the same arguments, returning ``fn``'s tensor; inside a
+        ``tf.function`` its static shape may be unknown (the loop hides it from
+        TensorFlow's shape inference), so a caller that needs it reshapes the result.
     """
 
     def one_row_at_a_time(rows, *rest):

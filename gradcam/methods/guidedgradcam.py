@@ -152,13 +152,13 @@ class GuidedGradCAM(GradCAM):
                                        layer_probe)
 
         gradients, aux = self._backend.probe_gradients(forward, many, differentiable=differentiable)
-        if gradients is not None:
-            of_input, of_layer = gradients[..., : self._sizes[0]], gradients[..., self._sizes[0]:]
-            targets = ops.shape(gradients)[0]
-            gradients = ops.reshape(of_layer, (targets,) + tuple(ops.shape(aux[-1])))
-            guided = ops.reshape(of_input, (targets,) + tuple(ops.shape(x)))
-        result = self._forward_from(x, gradients, None, aux, eigen_smooth)
-        return result, ops.cast(guided, "float32")
+        if gradients is None:  # the scores do not depend on the probe: _forward_from raises
+            return self._forward_from(x, None, None, aux, eigen_smooth), None
+        of_input, of_layer = gradients[..., : self._sizes[0]], gradients[..., self._sizes[0]:]
+        targets = ops.shape(gradients)[0]
+        of_layer = ops.reshape(of_layer, (targets,) + tuple(ops.shape(aux[-1])))
+        guided = ops.reshape(of_input, (targets,) + tuple(ops.shape(x)))
+        return self._forward_from(x, of_layer, None, aux, eigen_smooth), ops.cast(guided, "float32")
 
     def _guided_gradients(self, call, x, score, many, differentiable):
         """``d y / d x`` ``(K, N, H, W, C)`` through the model with guided ReLUs."""
