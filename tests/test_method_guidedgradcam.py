@@ -330,3 +330,29 @@ def test_the_one_pass_equals_the_two_passes():
         np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-6)
         np.testing.assert_allclose(a.heatmaps, b.heatmaps, atol=1e-6)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_a_layer_the_explained_output_does_not_depend_on():
+    """Two outputs: ``conv_b`` (after ``conv_a``'s ReLU, no ReLU after it) feeds only the
+    second. Explaining the first at ``conv_b`` is refused as Grad-CAM refuses it
+    (TensorFlow and PyTorch see that no gradient reaches the layer; JAX's gradients are
+    zeros, so both give empty maps there): the single guided pass, whose probe also covers
+    the input, could not see it, so a model of several outputs takes two passes."""
+    inputs = keras.Input((6, 6, 1))
+    a = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    b = keras.layers.Conv2D(2, 3, padding="same", name="conv_b")(a)
+    first = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(a))
+    second = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(b))
+    model = keras.Model(inputs, [first, second], name="two_heads")
+    cam = GuidedGradCAM(model, layer="conv_b")
+    assert cam.backward_passes == 2
+    images = np.random.default_rng(0).random((1, 6, 6, 1), np.float32)
+    for engine in (GradCAM(model, layer="conv_b"), cam):
+        if keras.backend.backend() == "jax":
+            with pytest.warns(EmptyMapWarning):
+                assert engine.compute(images, targets=[Output(output=0)]).empty.all()
+        else:
+            with pytest.raises(ArgumentError, match="model 'two_heads' does not depend on layer 'conv_b'"):
+                engine.compute(images, targets=[Output(output=0)])
+    # one output: every layer reaches it, and no ReLU runs after conv_b
+    assert GuidedGradCAM(keras.Model(inputs, second), layer="conv_b").backward_passes == 1

@@ -56,13 +56,15 @@ class GuidedGradCAM(GradCAM):
     With ``aug_smooth``, ``P`` and ``M`` are each the average over the augmented copies
     (pytorch-grad-cam augments the Grad-CAM map only).
 
-    The cost is one forward and one backward pass when no guided ReLU runs after the
-    layer (a classifier's usual head, pooling and dense layers, after its last ReLU): the
-    gradient at the layer depends only on what follows it, so the guided pass gives
-    Grad-CAM's gradients too, read by one zero probe that covers the layer's output and
-    the input. Where a ReLU runs after the layer (a VGG's dense head), or the layer's size
-    is not fixed, or the map is of a layer's input (``"input of <name>"``), the two
-    gradients differ and a second forward and backward pass computes the guided one:
+    The cost is one forward and one backward pass when the model has one output and no
+    guided ReLU runs after the layer (a classifier's usual head, pooling and dense layers,
+    after its last ReLU): the gradient at the layer depends only on what follows it, so
+    the guided pass gives Grad-CAM's gradients too, read by one zero probe that covers the
+    layer's output and the input. Where a ReLU runs after the layer (a VGG's dense head),
+    or the layer's size is not fixed, or the map is of a layer's input (``"input of
+    <name>"``), the two gradients differ, and where the model has several outputs the
+    explained one may not depend on the layer (an error the single probe cannot see): a
+    second forward and backward pass computes the guided gradients.
     :attr:`backward_passes` says which.
 
     Args:
@@ -111,21 +113,24 @@ class GuidedGradCAM(GradCAM):
 
     @property
     def backward_passes(self) -> int:
-        """How many forward and backward passes a batch costs: 1 when no guided ReLU runs
-        after the layer, else 2 (see above)."""
+        """How many forward and backward passes a batch costs: 1 when the model has one
+        output and no guided ReLU runs after the layer, else 2 (see above)."""
         return 1 if self._sizes else 2
 
     def _one_pass_sizes(self, model):
         """``(input size, layer size)`` per image, for the one joint probe of the single
-        pass, when no guided ReLU runs after the layer and both sizes are fixed; else
-        ``None``. The ReLUs' calls are ordered by one symbolic trace: a ReLU called after
-        the layer may not depend on it (a parallel branch), but none called after it is
-        sure not to."""
+        pass, when the model has one output, no guided ReLU runs after the layer and both
+        sizes are fixed; else ``None``. The ReLUs' calls are ordered by one symbolic
+        trace: a ReLU called after the layer may not depend on it (a parallel branch), but
+        none called after it is sure not to. With several outputs, the explained one may
+        not depend on the layer, which the joint probe cannot tell (its input part always
+        has a gradient): the two passes say so (:class:`ArgumentError`)."""
         layer = self._layer_ref()
         relus = [relu for relu, _ in find_relus(model)]
         calls = layer_calls(model, [layer] + relus)
         at = [i for i, (called, _) in enumerate(calls) if called is layer]
-        if self._of_input or len(at) != 1 or any(called is not layer for called, _ in calls[at[0] + 1:]):
+        if (self._of_input or len(keras.tree.flatten(model.outputs)) != 1 or len(at) != 1
+                or any(called is not layer for called, _ in calls[at[0] + 1:])):
             return None
         sizes = (self._input_shape, calls[at[0]][1][1:])
         if any(not isinstance(size, int) for shape in sizes for size in shape):
